@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+unsigned int log_debug_mask;
+static const char *log_prog = "ibnbd";
+
+static const struct {
+	const char *name;
+	unsigned int bit;
+} log_cats[] = {
+	{ "io", LOG_CAT_IO },     { "rdma", LOG_CAT_RDMA },
+	{ "ublk", LOG_CAT_UBLK }, { "ctl", LOG_CAT_CTL },
+	{ "proto", LOG_CAT_PROTO },
+};
+
+void log_init(const char *progname)
+{
+	const char *env = getenv("IBNBD_DEBUG");
+
+	log_prog = progname;
+	if (env && log_debug_enable(env) < 0)
+		log_warn("IBNBD_DEBUG: unknown category in '%s' (known: io, rdma, ublk, ctl, proto, all)",
+			 env);
+}
+
+int log_debug_enable(const char *list)
+{
+	unsigned int mask = 0;
+	const char *p = list;
+
+	while (*p) {
+		size_t len = strcspn(p, ",");
+		size_t i;
+		bool found = false;
+
+		if (len == 3 && !strncmp(p, "all", 3)) {
+			mask = ~0u;
+			found = true;
+		}
+		for (i = 0; !found && i < sizeof(log_cats) / sizeof(log_cats[0]); i++) {
+			if (strlen(log_cats[i].name) == len && !strncmp(p, log_cats[i].name, len)) {
+				mask |= log_cats[i].bit;
+				found = true;
+			}
+		}
+		if (!found && len)
+			return -EINVAL;
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	log_debug_mask |= mask;
+	return 0;
+}
+
+void log_msg(enum log_level lvl, const char *fmt, ...)
+{
+	static const char *const tag[] = { "error: ", "warning: ", "", "debug: " };
+	char buf[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	/* One write per line, so lines of concurrent threads don't interleave. */
+	fprintf(stderr, "%s: %s%s\n", log_prog, tag[lvl], buf);
+}
