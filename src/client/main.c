@@ -3,18 +3,23 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli.h"
 #include "config.h"
+#include "daemon.h"
 #include "log.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: ibnbd-client COMMAND [ARGS]\n"
-		"  daemon [--config FILE] [--foreground]   run the client daemon\n"
+		"  daemon [--foreground] [--workers N]   run the client daemon\n"
 		"  map ADDR[:PORT] EXPORT [--ro] [--name NAME]\n"
-		"  unmap DEVICE|NAME [--force]\n"
-		"  list [--json]\n"
-		"  --help, --version\n");
+		"                                     map an export; prints /dev/ublkbN\n"
+		"  unmap DEVICE|NAME [--force]        unmap (refuses a device in use)\n"
+		"  list [--json]                      mapped devices\n"
+		"  --help, --version\n"
+		"The default port is 4422. The verbs talk to the daemon on\n"
+		"/run/ibnbd/client.sock ($IBNBD_CLIENT_SOCKET overrides).\n");
 }
 
 int main(int argc, char **argv)
@@ -24,7 +29,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		usage(stdout);
 		return 0;
 	}
@@ -32,6 +37,7 @@ int main(int argc, char **argv)
 		printf("ibnbd-client %s\n", IBNBD_VERSION);
 		return 0;
 	}
-	log_err("'%s' is not implemented in this version", argv[1]);
-	return 1;
+	if (!strcmp(argv[1], "daemon"))
+		return daemon_main(argc - 1, argv + 1);
+	return cli_main(argc - 1, argv + 1);
 }

@@ -1,0 +1,303 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The verbs of ibnbd-client that talk to the daemon: map, unmap, list.
+ * Each builds one control request (ctl.h), prints the answer for a person
+ * (or as JSON), and exits non-zero with a sentence on any error.
+ */
+#include "cli.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "endpoint.h"
+#include "log.h"
+
+/* Mapping waits for the connection (unreachable servers fail within 10 s)
+ * and for the kernel to start the device. */
+#define MAP_TIMEOUT_MS 60000
+#define CTL_TIMEOUT_MS 30000
+
+static int call(json_object *req, json_object **resp)
+{
+	char err[512];
+	int ret = ctl_call(req, resp, strcmp(json_object_get_string(
+				json_object_object_get(req, "cmd")), "map") ?
+				CTL_TIMEOUT_MS : MAP_TIMEOUT_MS, err, sizeof(err));
+
+	json_object_put(req);
+	if (ret) {
+		log_err("%s", err);
+		return ret;
+	}
+	if (!json_object_get_boolean(json_object_object_get(*resp, "ok"))) {
+		json_object *e = json_object_object_get(*resp, "error");
+
+		log_err("%s", e ? json_object_get_string(e) : "the daemon refused without saying why");
+		json_object_put(*resp);
+		return -EIO;
+	}
+	return 0;
+}
+
+static const char *jstr(json_object *o, const char *key)
+{
+	json_object *v = json_object_object_get(o, key);
+
+	return v ? json_object_get_string(v) : "";
+}
+
+static int cmd_map(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "ro", no_argument, NULL, 'r' },
+		{ "name", required_argument, NULL, 'n' },
+		{ 0 },
+	};
+	const char *name = NULL, *err;
+	struct endpoint ep;
+	json_object *req, *resp;
+	bool ro = false;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+rn:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			ro = true;
+			break;
+		case 'n':
+			name = optarg;
+			break;
+		default:
+			return 2;
+		}
+	}
+	if (argc - optind != 2) {
+		log_err("usage: ibnbd-client map ADDR[:PORT] EXPORT [--ro] [--name NAME]");
+		return 2;
+	}
+	if (endpoint_parse(argv[optind], IBNBD_DEFAULT_PORT, &ep, &err)) {
+		log_err("bad server address '%s': %s", argv[optind], err);
+		return 2;
+	}
+	req = json_object_new_object();
+	json_object_object_add(req, "cmd", json_object_new_string("map"));
+	json_object_object_add(req, "server", json_object_new_string(ep.host));
+	json_object_object_add(req, "port", json_object_new_int(ep.port));
+	json_object_object_add(req, "export", json_object_new_string(argv[optind + 1]));
+	json_object_object_add(req, "access", json_object_new_string(ro ? "ro" : "rw"));
+	if (name)
+		json_object_object_add(req, "name", json_object_new_string(name));
+	if (call(req, &resp))
+		return 1;
+	printf("%s\n", jstr(resp, "device"));
+	json_object_put(resp);
+	return 0;
+}
+
+/* Resolves NAME or /dev/ublkbN to the device path through the daemon. */
+static int resolve_device(const char *arg, char *path, size_t len)
+{
+	json_object *req = json_object_new_object(), *resp, *devs;
+	size_t i;
+
+	json_object_object_add(req, "cmd", json_object_new_string("list"));
+	if (call(req, &resp))
+		return -EIO;
+	devs = json_object_object_get(resp, "devices");
+	for (i = 0; devs && i < json_object_array_length(devs); i++) {
+		json_object *d = json_object_array_get_idx(devs, i);
+
+		if (!strcmp(jstr(d, "device"), arg) || !strcmp(jstr(d, "name"), arg)) {
+			snprintf(path, len, "%s", jstr(d, "device"));
+			json_object_put(resp);
+			return 0;
+		}
+	}
+	json_object_put(resp);
+	log_err("no mapped device is called '%s' (see 'ibnbd-client list')", arg);
+	return -ENOENT;
+}
+
+/* Is anything using the block device? Mounted here, held by another
+ * device (dm, md), or open by any process. */
+static bool device_in_use(const char *path, char *why, size_t len)
+{
+	struct stat st;
+	char line[4096], sys[PATH_MAX];
+	FILE *f;
+	DIR *d;
+	struct dirent *de;
+
+	if (stat(path, &st) || !S_ISBLK(st.st_mode))
+		return false;
+	f = fopen("/proc/self/mountinfo", "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned int maj, min;
+
+		if (sscanf(line, "%*u %*u %u:%u", &maj, &min) == 2 &&
+		    maj == major(st.st_rdev) && min == minor(st.st_rdev)) {
+			char mnt[PATH_MAX];
+
+			if (sscanf(line, "%*u %*u %*u:%*u %*s %4095s", mnt) != 1)
+				snprintf(mnt, sizeof(mnt), "?");
+			snprintf(why, len, "it is mounted on %s", mnt);
+			fclose(f);
+			return true;
+		}
+	}
+	if (f)
+		fclose(f);
+	snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u/holders", major(st.st_rdev),
+		 minor(st.st_rdev));
+	d = opendir(sys);
+	while (d && (de = readdir(d))) {
+		if (de->d_name[0] != '.') {
+			snprintf(why, len, "%s holds it", de->d_name);
+			closedir(d);
+			return true;
+		}
+	}
+	if (d)
+		closedir(d);
+	d = opendir("/proc");
+	while (d && (de = readdir(d))) {
+		char fddir[PATH_MAX];
+		DIR *fds;
+		struct dirent *fe;
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		snprintf(fddir, sizeof(fddir), "/proc/%s/fd", de->d_name);
+		fds = opendir(fddir);
+		while (fds && (fe = readdir(fds))) {
+			char link[PATH_MAX + 256];
+			struct stat fst;
+
+			snprintf(link, sizeof(link), "%s/%s", fddir, fe->d_name);
+			if (!stat(link, &fst) && S_ISBLK(fst.st_mode) && fst.st_rdev == st.st_rdev) {
+				snprintf(why, len, "process %s has it open", de->d_name);
+				closedir(fds);
+				closedir(d);
+				return true;
+			}
+		}
+		if (fds)
+			closedir(fds);
+	}
+	if (d)
+		closedir(d);
+	return false;
+}
+
+static int cmd_unmap(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "force", no_argument, NULL, 'f' },
+		{ 0 },
+	};
+	char path[PATH_MAX], why[PATH_MAX + 64];
+	json_object *req, *resp;
+	bool force = false;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+f", opts, NULL)) != -1) {
+		if (c != 'f')
+			return 2;
+		force = true;
+	}
+	if (argc - optind != 1) {
+		log_err("usage: ibnbd-client unmap DEVICE|NAME [--force]");
+		return 2;
+	}
+	if (resolve_device(argv[optind], path, sizeof(path)))
+		return 1;
+	if (!force && device_in_use(path, why, sizeof(why))) {
+		log_err("%s is in use: %s; unmount or close it first, or use --force "
+			"(IO still in flight then fails)", path, why);
+		return 1;
+	}
+	req = json_object_new_object();
+	json_object_object_add(req, "cmd", json_object_new_string("unmap"));
+	json_object_object_add(req, "device", json_object_new_string(path));
+	json_object_object_add(req, "force", json_object_new_boolean(force));
+	if (call(req, &resp))
+		return 1;
+	json_object_put(resp);
+	return 0;
+}
+
+static void print_size(uint64_t bytes, char *buf, size_t len)
+{
+	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	double v = (double)bytes;
+	unsigned int u = 0;
+
+	while (v >= 1024 && u < 5) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, len, u ? "%.1f%s" : "%.0f%s", v, unit[u]);
+}
+
+static int cmd_list(int argc, char **argv)
+{
+	json_object *req = json_object_new_object(), *resp, *devs;
+	bool json = argc > 1 && !strcmp(argv[1], "--json");
+	size_t i;
+
+	if (argc > 2 || (argc == 2 && !json)) {
+		json_object_put(req);
+		log_err("usage: ibnbd-client list [--json]");
+		return 2;
+	}
+	json_object_object_add(req, "cmd", json_object_new_string("list"));
+	if (call(req, &resp))
+		return 1;
+	devs = json_object_object_get(resp, "devices");
+	if (json) {
+		printf("%s\n", json_object_to_json_string_ext(devs, JSON_C_TO_STRING_PRETTY |
+								     JSON_C_TO_STRING_NOSLASHESCAPE));
+	} else {
+		printf("%-14s %-12s %-22s %-16s %9s %-3s %s\n", "DEVICE", "NAME", "SERVER",
+		       "EXPORT", "SIZE", "RW", "STATE");
+		for (i = 0; devs && i < json_object_array_length(devs); i++) {
+			json_object *d = json_object_array_get_idx(devs, i);
+			char server[300], size[32];
+
+			snprintf(server, sizeof(server), "%s:%d", jstr(d, "server"),
+				 json_object_get_int(json_object_object_get(d, "port")));
+			print_size((uint64_t)json_object_get_int64(json_object_object_get(d, "size")),
+				   size, sizeof(size));
+			printf("%-14s %-12s %-22s %-16s %9s %-3s %s\n", jstr(d, "device"),
+			       jstr(d, "name"), server, jstr(d, "export"), size, jstr(d, "access"),
+			       jstr(d, "state"));
+		}
+	}
+	json_object_put(resp);
+	return 0;
+}
+
+int cli_main(int argc, char **argv)
+{
+	if (!strcmp(argv[0], "map"))
+		return cmd_map(argc, argv);
+	if (!strcmp(argv[0], "unmap"))
+		return cmd_unmap(argc, argv);
+	if (!strcmp(argv[0], "list"))
+		return cmd_list(argc, argv);
+	log_err("unknown command '%s' (see ibnbd-client --help)", argv[0]);
+	return 2;
+}

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The client daemon's control socket: a Unix stream socket (default
+ * /run/ibnbd/client.sock) carrying one JSON object per line each way: the
+ * CLI sends a request, the daemon answers with one response and closes.
+ * docs/control-protocol.md documents the requests.
+ */
+#ifndef IBNBD_CTL_H
+#define IBNBD_CTL_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+
+/* $IBNBD_CLIENT_SOCKET, or <rundir>/client.sock. */
+const char *ctl_socket_path(void);
+
+/*
+ * Sends req, waits up to timeout_ms for the response. Returns 0 with *resp
+ * set (the caller puts it), or -errno with a sentence for the operator in
+ * err (e.g. that no daemon is running).
+ */
+int ctl_call(json_object *req, json_object **resp, int timeout_ms, char *err,
+	     size_t errlen);
+
+/* Daemon side. The handler returns a new response object (never NULL). */
+typedef json_object *(*ctl_handler_fn)(void *ctx, json_object *req);
+
+struct ctl_server;
+int ctl_server_create(const char *path, struct ctl_server **out);
+int ctl_server_fd(const struct ctl_server *s);
+/* Accepts one pending connection, reads its request, answers it. */
+void ctl_server_serve_one(struct ctl_server *s, ctl_handler_fn fn, void *ctx);
+void ctl_server_destroy(struct ctl_server *s);
+
+/* Response helpers. */
+json_object *ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+json_object *ctl_ok(void);
+
+#endif
