@@ -1,53 +1,295 @@
 // SPDX-License-Identifier: GPL-2.0-only
-/* ibnbd-server: exports files and block devices to ibnbd clients over RDMA. */
+/*
+ * ibnbd-server: exports files and block devices to ibnbd clients over RDMA.
+ *
+ * Threads: the main thread parses the configuration, opens the exports,
+ * starts the workers, then runs the listener and signal handling (signalfd)
+ * until SIGTERM/SIGINT; workers own sessions and the IO path (worker.c).
+ */
+#include <errno.h>
 #include <getopt.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
-#include "config.h"
+#include "config.h" /* build configuration: IBNBD_VERSION */
+#include "server_conf.h"
+#include "export.h"
+#include "listener.h"
 #include "log.h"
+#include "worker.h"
+
+#define SERVER_DEFAULT_CONFIG IBNBD_SYSCONFDIR "/server.conf"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: ibnbd-server [--config FILE] [--listen ADDR[:PORT]]... [--export NAME=PATH[,ro]]...\n"
 		"  -c, --config FILE   read exports and listen addresses from FILE\n"
-		"  -l, --listen ADDR   listen on ADDR[:PORT] (default port 4422)\n"
+		"  -l, --listen ADDR   listen on ADDR[:PORT] (default port %d)\n"
 		"  -e, --export SPEC   export PATH (file or block device) as NAME\n"
+		"  -w, --workers N     worker threads (default: min(online CPUs, 4))\n"
+		"  -d, --debug CATS    debug logs: io,rdma,proto,ctl or all\n"
 		"  -h, --help          this text\n"
-		"  -V, --version       print the version\n");
+		"  -V, --version       print the version\n"
+		"SIGUSR1 prints the counters; SIGTERM finishes in-flight IO and exits.\n",
+		IBNBD_DEFAULT_PORT);
 }
 
-int main(int argc, char **argv)
+static void print_stats(struct worker *workers, unsigned int n, const char *when)
+{
+	struct server_stats sum = { 0 };
+	char line[512];
+
+	for (unsigned int i = 0; i < n; i++) {
+#define ADD(f) sum.f += stat_read(&workers[i].stats.f);
+		STATS_FIELDS(ADD)
+#undef ADD
+	}
+	snprintf(line, sizeof(line),
+		 "stats (%s): reads=%llu writes=%llu fua_writes=%llu flushes=%llu discards=%llu write_zeroes=%llu rejected=%llu dropped=%llu io_errors=%llu read_bytes=%llu write_bytes=%llu connections=%llu",
+		 when, (unsigned long long)sum.reads, (unsigned long long)sum.writes,
+		 (unsigned long long)sum.fua_writes, (unsigned long long)sum.flushes,
+		 (unsigned long long)sum.discards, (unsigned long long)sum.write_zeroes,
+		 (unsigned long long)sum.rejected, (unsigned long long)sum.dropped,
+		 (unsigned long long)sum.io_errors, (unsigned long long)sum.read_bytes,
+		 (unsigned long long)sum.write_bytes, (unsigned long long)sum.connections);
+	log_info("%s", line);
+}
+
+static unsigned int default_workers(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > 4 ? 4 : (unsigned int)n;
+}
+
+static int parse_args(int argc, char **argv, struct server_config *cfg)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "export", required_argument, NULL, 'e' },
+		{ "workers", required_argument, NULL, 'w' },
+		{ "debug", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
-	int c;
+	/* Command-line listen/export come after the file's, whatever the order. */
+	char **listens = calloc((size_t)argc, sizeof(char *));
+	char **exports = calloc((size_t)argc, sizeof(char *));
+	const char *config = NULL;
+	unsigned int nl = 0, ne = 0, workers = 0;
+	char err[512];
+	int c, ret = 0;
 
-	log_init("ibnbd-server");
-	while ((c = getopt_long(argc, argv, "c:l:e:hV", opts, NULL)) != -1) {
+	if (!listens || !exports) {
+		log_err("out of memory");
+		ret = 1;
+		goto out;
+	}
+	while ((c = getopt_long(argc, argv, "c:l:e:w:d:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage(stdout);
-			return 0;
+			ret = -1;
+			goto out;
 		case 'V':
 			printf("ibnbd-server %s\n", IBNBD_VERSION);
-			return 0;
+			ret = -1;
+			goto out;
 		case 'c':
+			config = optarg;
+			break;
 		case 'l':
+			listens[nl++] = optarg;
+			break;
 		case 'e':
+			exports[ne++] = optarg;
+			break;
+		case 'w': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (*end || !*optarg || v < 1 || v > SERVER_MAX_WORKERS) {
+				log_err("--workers must be a number from 1 to %d", SERVER_MAX_WORKERS);
+				ret = 2;
+				goto out;
+			}
+			workers = (unsigned int)v;
+			break;
+		}
+		case 'd':
+			if (log_debug_enable(optarg)) {
+				log_err("--debug: unknown category in '%s' (known: io, rdma, ublk, ctl, proto, all)",
+					optarg);
+				ret = 2;
+				goto out;
+			}
 			break;
 		default:
 			usage(stderr);
-			return 2;
+			ret = 2;
+			goto out;
 		}
 	}
-	log_err("serving exports is not implemented in this version");
-	return 1;
+	if (optind < argc) {
+		log_err("unexpected argument '%s'", argv[optind]);
+		ret = 2;
+		goto out;
+	}
+	if (!config && !ne && !access(SERVER_DEFAULT_CONFIG, R_OK))
+		config = SERVER_DEFAULT_CONFIG;
+	if (config && config_load(cfg, config, err, sizeof(err))) {
+		log_err("%s", err);
+		ret = 2;
+		goto out;
+	}
+	for (unsigned int i = 0; i < nl; i++)
+		if (config_add_listen(cfg, listens[i], err, sizeof(err))) {
+			log_err("--listen: %s", err);
+			ret = 2;
+			goto out;
+		}
+	for (unsigned int i = 0; i < ne; i++)
+		if (config_add_export(cfg, exports[i], err, sizeof(err))) {
+			log_err("--export: %s", err);
+			ret = 2;
+			goto out;
+		}
+	if (workers)
+		cfg->workers = workers;
+	if (!cfg->workers)
+		cfg->workers = default_workers();
+	if (!cfg->nlisten) {
+		const char *why;
+
+		endpoint_parse("0.0.0.0", IBNBD_DEFAULT_PORT, &cfg->listen[0], &why);
+		cfg->nlisten = 1;
+	}
+	if (!cfg->nexports) {
+		log_err("nothing to export: give --export NAME=PATH or an [export NAME] section in %s",
+			config ? config : SERVER_DEFAULT_CONFIG);
+		ret = 2;
+	}
+out:
+	free(listens);
+	free(exports);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	static struct server_config cfg;
+	struct export *exports[SERVER_MAX_EXPORTS] = { 0 };
+	struct worker_shared shared = { 0 };
+	struct worker *workers = NULL;
+	unsigned int nworkers = 0;
+	struct listener *l = NULL;
+	struct pollfd pfd[2];
+	sigset_t mask;
+	int sfd = -1, ret, rc = 1;
+	char err[512];
+
+	log_init("ibnbd-server");
+	config_init(&cfg);
+	ret = parse_args(argc, argv, &cfg);
+	if (ret)
+		return ret < 0 ? 0 : ret;
+
+	/* Signals go to the signalfd only, in every thread (workers inherit). */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0) {
+		log_err("signalfd: %s", strerror(errno));
+		goto out;
+	}
+
+	for (unsigned int i = 0; i < cfg.nexports; i++) {
+		ret = export_create(&cfg.exports[i], i, &exports[i], err, sizeof(err));
+		if (ret) {
+			log_err("%s", err);
+			goto out;
+		}
+		log_info("export '%s': %s, %llu bytes, logical block %u, physical block %u%s",
+			 exports[i]->name, exports[i]->path, (unsigned long long)exports[i]->size,
+			 exports[i]->logical_block_size, exports[i]->physical_block_size,
+			 exports[i]->ro ? ", read-only" : "");
+	}
+	shared.exports = exports;
+	shared.nexports = cfg.nexports;
+	shared.limits = (struct ibnbd_conn_limits){
+		.max_queue_depth = (uint16_t)cfg.queue_depth,
+		.max_io_size = cfg.max_io_size,
+		.features = IBNBD_FEAT_ALL,
+	};
+
+	workers = calloc(cfg.workers, sizeof(*workers));
+	if (!workers) {
+		log_err("out of memory");
+		goto out;
+	}
+	for (nworkers = 0; nworkers < cfg.workers; nworkers++) {
+		ret = worker_create(&workers[nworkers], nworkers, &shared);
+		if (ret) {
+			log_err("starting worker %u failed: %s%s", nworkers, strerror(-ret),
+				ret == -ENODEV || ret == -ENOENT
+					? " (no RDMA CM: load rdma_ucm and configure an RDMA device, e.g. 'rdma link add rxe0 type rxe netdev eth0')"
+					: "");
+			nworkers++; /* destroy the half-built one too */
+			goto out;
+		}
+	}
+	ret = listener_create(&cfg, workers, nworkers, &l);
+	if (ret)
+		goto out;
+	log_info("serving %u export(s) with %u worker(s)", cfg.nexports, nworkers);
+
+	pfd[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+	pfd[1] = (struct pollfd){ .fd = listener_fd(l), .events = POLLIN };
+	for (;;) {
+		struct signalfd_siginfo si;
+
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR) {
+			log_err("poll: %s", strerror(errno));
+			goto out;
+		}
+		if (pfd[1].revents)
+			listener_handle_events(l);
+		if (read(sfd, &si, sizeof(si)) != sizeof(si))
+			continue;
+		if (si.ssi_signo == SIGUSR1) {
+			print_stats(workers, nworkers, "SIGUSR1");
+		} else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+			log_info("%s: no new connections; finishing in-flight IO",
+				 strsignal((int)si.ssi_signo));
+			break;
+		}
+	}
+	rc = 0;
+out:
+	/* Stop accepting first, then let every worker drain and exit. */
+	listener_destroy(l);
+	for (unsigned int i = 0; i < nworkers; i++)
+		worker_stop(&workers[i]);
+	for (unsigned int i = 0; i < nworkers; i++)
+		worker_destroy(&workers[i]);
+	if (workers)
+		print_stats(workers, nworkers, "exit");
+	free(workers);
+	for (unsigned int i = 0; i < cfg.nexports; i++)
+		export_destroy(exports[i]);
+	if (sfd >= 0)
+		close(sfd);
+	return rc;
 }

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * An export: a named file or block device opened O_DIRECT at startup, with
+ * the geometry clients see in OPEN_RSP. Exports are created before workers
+ * start and destroyed after they stop, so workers read them without locks.
+ */
+#ifndef IBNBD_SERVER_EXPORT_H
+#define IBNBD_SERVER_EXPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "server_conf.h"
+
+struct export {
+	char name[IBNBD_EXPORT_NAME_MAX];
+	char path[4096];
+	unsigned int index; /* also the io_uring fixed-file slot */
+	int fd;
+	bool ro;
+	bool is_bdev;
+	uint64_t size;
+	uint32_t logical_block_size;
+	uint32_t physical_block_size;
+	uint32_t max_discard_sectors;
+	uint32_t max_write_zeroes_sectors;
+	uint32_t flags; /* IBNBD_DEV_* */
+	uint64_t export_id;
+};
+
+/* Opens spec->path; on error err says what to check. */
+int export_create(const struct export_spec *spec, unsigned int index, struct export **out,
+		  char *err, size_t errlen);
+/* Tolerates NULL and half-built exports. */
+void export_destroy(struct export *e);
+
+#endif

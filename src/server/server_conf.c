@@ -1,0 +1,262 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "server_conf.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void config_init(struct server_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->queue_depth = 128;
+	cfg->max_io_size = 512 * 1024;
+}
+
+static __attribute__((format(printf, 3, 4))) int fail(char *err, size_t errlen,
+						      const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static int check_name(const char *name, char *err, size_t errlen)
+{
+	const char *p;
+
+	if (!*name)
+		return fail(err, errlen, "the export name is empty");
+	if (strlen(name) >= IBNBD_EXPORT_NAME_MAX)
+		return fail(err, errlen, "export name '%.32s...' is longer than %d characters",
+			    name, IBNBD_EXPORT_NAME_MAX - 1);
+	for (p = name; *p; p++)
+		if (!isalnum((unsigned char)*p) && !strchr("-_.:", *p))
+			return fail(err, errlen,
+				    "export name '%s' may only use letters, digits and - _ . :",
+				    name);
+	return 0;
+}
+
+static int add_export(struct server_config *cfg, const char *name, char *err, size_t errlen)
+{
+	unsigned int i;
+	int ret = check_name(name, err, errlen);
+
+	if (ret)
+		return ret;
+	for (i = 0; i < cfg->nexports; i++)
+		if (!strcmp(cfg->exports[i].name, name))
+			return fail(err, errlen, "export '%s' is defined twice", name);
+	if (cfg->nexports == SERVER_MAX_EXPORTS)
+		return fail(err, errlen, "more than %d exports", SERVER_MAX_EXPORTS);
+	snprintf(cfg->exports[cfg->nexports].name, IBNBD_EXPORT_NAME_MAX, "%s", name);
+	cfg->nexports++;
+	return 0;
+}
+
+static int set_path(struct export_spec *e, const char *path, char *err, size_t errlen)
+{
+	if (path[0] != '/')
+		return fail(err, errlen, "export '%s': path '%s' must be absolute", e->name, path);
+	if (strlen(path) >= sizeof(e->path))
+		return fail(err, errlen, "export '%s': path is too long", e->name);
+	snprintf(e->path, sizeof(e->path), "%s", path);
+	return 0;
+}
+
+int config_add_export(struct server_config *cfg, const char *spec, char *err, size_t errlen)
+{
+	char buf[4096 + IBNBD_EXPORT_NAME_MAX + 8];
+	char *eq, *comma;
+	int ret;
+
+	if (strlen(spec) >= sizeof(buf))
+		return fail(err, errlen, "export '%.32s...' is too long", spec);
+	snprintf(buf, sizeof(buf), "%s", spec);
+	eq = strchr(buf, '=');
+	if (!eq)
+		return fail(err, errlen, "export '%s' must be NAME=PATH[,ro]", spec);
+	*eq = '\0';
+	comma = strrchr(eq + 1, ',');
+	if (comma) {
+		if (strcmp(comma + 1, "ro") && strcmp(comma + 1, "rw"))
+			return fail(err, errlen, "export '%s': unknown option '%s' (known: ro, rw)",
+				    buf, comma + 1);
+		*comma = '\0';
+	}
+	ret = add_export(cfg, buf, err, errlen);
+	if (ret)
+		return ret;
+	cfg->exports[cfg->nexports - 1].ro = comma && !strcmp(comma + 1, "ro");
+	ret = set_path(&cfg->exports[cfg->nexports - 1], eq + 1, err, errlen);
+	if (ret)
+		cfg->nexports--;
+	return ret;
+}
+
+int config_add_listen(struct server_config *cfg, const char *addr, char *err, size_t errlen)
+{
+	const char *why = NULL;
+
+	if (cfg->nlisten == SERVER_MAX_LISTEN)
+		return fail(err, errlen, "more than %d listen addresses", SERVER_MAX_LISTEN);
+	if (endpoint_parse(addr, IBNBD_DEFAULT_PORT, &cfg->listen[cfg->nlisten], &why))
+		return fail(err, errlen, "listen address '%s': %s", addr, why);
+	cfg->nlisten++;
+	return 0;
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+	if (!*v || !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1")) {
+		*out = true;
+		return 0;
+	}
+	if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "0")) {
+		*out = false;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int parse_uint(const char *v, unsigned long min, unsigned long max, unsigned long *out)
+{
+	char *end;
+
+	errno = 0;
+	if (!isdigit((unsigned char)*v))
+		return -EINVAL;
+	*out = strtoul(v, &end, 0);
+	if (errno || *end || *out < min || *out > max)
+		return -EINVAL;
+	return 0;
+}
+
+/* One "key = value" (or bare "key") line of the file. */
+static int config_line(struct server_config *cfg, struct export_spec *sect, char *key,
+		       char *val, char *err, size_t errlen)
+{
+	unsigned long n;
+	bool b;
+
+	if (sect) {
+		if (!strcmp(key, "path"))
+			return set_path(sect, val, err, errlen);
+		if (!strcmp(key, "ro")) {
+			if (parse_bool(val, &b))
+				return fail(err, errlen, "ro must be yes or no, not '%s'", val);
+			sect->ro = b;
+			return 0;
+		}
+		return fail(err, errlen, "unknown key '%s' in an export section (known: path, ro)",
+			    key);
+	}
+	if (!strcmp(key, "listen"))
+		return config_add_listen(cfg, val, err, errlen);
+	if (!strcmp(key, "workers")) {
+		if (parse_uint(val, 1, SERVER_MAX_WORKERS, &n))
+			return fail(err, errlen, "workers must be 1..%d", SERVER_MAX_WORKERS);
+		cfg->workers = (unsigned int)n;
+		return 0;
+	}
+	if (!strcmp(key, "queue_depth")) {
+		if (parse_uint(val, 1, IBNBD_MAX_QUEUE_DEPTH, &n))
+			return fail(err, errlen, "queue_depth must be 1..%d", IBNBD_MAX_QUEUE_DEPTH);
+		cfg->queue_depth = (unsigned int)n;
+		return 0;
+	}
+	if (!strcmp(key, "max_io_size")) {
+		if (parse_uint(val, IBNBD_MIN_IO_SIZE, IBNBD_MAX_IO_SIZE, &n) || n % 4096)
+			return fail(err, errlen, "max_io_size must be a multiple of 4096 from %u to %u",
+				    IBNBD_MIN_IO_SIZE, IBNBD_MAX_IO_SIZE);
+		cfg->max_io_size = (uint32_t)n;
+		return 0;
+	}
+	return fail(err, errlen,
+		    "unknown key '%s' (known: listen, workers, queue_depth, max_io_size)", key);
+}
+
+int config_load(struct server_config *cfg, const char *path, char *err, size_t errlen)
+{
+	struct export_spec *sect = NULL;
+	char line[8192], msg[512];
+	unsigned int lineno = 0;
+	FILE *f = fopen(path, "re");
+	int ret = 0;
+
+	if (!f)
+		return ret = -errno, fail(err, errlen, "%s: %s", path, strerror(-ret)), ret;
+	while (fgets(line, sizeof(line), f)) {
+		char *s, *eq, *key, *val;
+
+		lineno++;
+		if (!strchr(line, '\n') && !feof(f)) {
+			ret = fail(msg, sizeof(msg), "line too long");
+			break;
+		}
+		s = trim(line);
+		if (!*s || *s == '#' || *s == ';')
+			continue;
+		if (*s == '[') {
+			char *close = strchr(s, ']');
+
+			if (!close || *trim(close + 1)) {
+				ret = fail(msg, sizeof(msg), "a section header must look like [export NAME]");
+				break;
+			}
+			*close = '\0';
+			s = trim(s + 1);
+			if (!strcmp(s, "server")) {
+				sect = NULL;
+				continue;
+			}
+			if (strncmp(s, "export", 6) || !isspace((unsigned char)s[6])) {
+				ret = fail(msg, sizeof(msg),
+					   "unknown section [%s] (known: [server], [export NAME])", s);
+				break;
+			}
+			ret = add_export(cfg, trim(s + 6), msg, sizeof(msg));
+			if (ret)
+				break;
+			sect = &cfg->exports[cfg->nexports - 1];
+			continue;
+		}
+		eq = strchr(s, '=');
+		if (eq) {
+			*eq = '\0';
+			val = trim(eq + 1);
+		} else {
+			val = s + strlen(s);
+		}
+		key = trim(s);
+		ret = config_line(cfg, sect, key, val, msg, sizeof(msg));
+		if (ret)
+			break;
+	}
+	fclose(f);
+	if (ret)
+		return fail(err, errlen, "%s:%u: %s", path, lineno, msg);
+	for (unsigned int i = 0; i < cfg->nexports; i++)
+		if (!cfg->exports[i].path[0])
+			return fail(err, errlen, "%s: export '%s' has no path =", path,
+				    cfg->exports[i].name);
+	return 0;
+}

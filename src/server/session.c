@@ -1,0 +1,929 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "session.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "io_engine.h"
+#include "log.h"
+#include "rdma_conn.h"
+#include "worker.h"
+
+#define SESSION_MAX_OPENS 64
+#define SESSION_DRAIN_TIMEOUT_MS 10000 /* DRAINING: busy slots must answer */
+#define SESSION_FLUSH_TIMEOUT_MS 3000  /* CLOSING: wait for flushed receives */
+#define SESSION_LOG_REJECTS 16 /* then every 1024th, so a bad client can't flood */
+
+enum session_state { SESS_ACCEPTING, SESS_LIVE, SESS_DRAINING, SESS_CLOSING };
+
+/*
+ * FREE: no request; the client may send one for this tag.
+ * BACKING: the io_uring op is in flight (the slot's memory is the IO buffer).
+ * WAIT_SQ: done, waiting for send-queue credits to post the answer.
+ */
+enum slot_state { SLOT_FREE, SLOT_BACKING, SLOT_WAIT_SQ };
+
+struct open_dev {
+	const struct export *exp; /* NULL: handle unused */
+	bool writable;
+};
+
+struct slot {
+	enum slot_state state;
+	bool fallback;  /* WRITE_ZEROES retried as PUNCH_HOLE */
+	int32_t status; /* answer, once the backing IO is done */
+	struct ibnbd_io io;
+	const struct open_dev *dev;
+};
+
+struct session {
+	struct worker *w;
+	unsigned int idx;
+	uint16_t gen;
+	enum session_state state;
+	struct rdma_cm_id *id;
+	bool qp_created;
+	char name[160]; /* "conn 3 192.0.2.10:41234 host 'x'" for logs */
+
+	uint16_t qd;
+	uint32_t max_io_size;
+	uint32_t stride;
+	uint64_t features;
+	bool hello_done;
+
+	uint8_t *slot_mem; /* qd * stride, MR + io_uring fixed buffer idx */
+	size_t slot_len;
+	struct ibv_mr *slot_mr;
+	bool buf_registered;
+	uint8_t *msg_mem; /* receive buffers, then send buffers */
+	size_t msg_len;
+	struct ibv_mr *msg_mr;
+	unsigned int nbufs; /* qd + IBNBD_CTRL_CREDITS of each kind */
+
+	struct slot *slots;
+	unsigned int busy;      /* slots not FREE */
+	unsigned int io_inflight; /* io_uring ops that point at slot memory */
+
+	/* Explicit credits: every WR we post is signaled and completes once. */
+	unsigned int sq_depth, sq_posted;
+	unsigned int rq_depth, rq_posted;
+	uint16_t *pending; /* FIFO of tags in WAIT_SQ */
+	unsigned int pend_head, pend_count;
+
+	struct open_dev opens[SESSION_MAX_OPENS];
+	uint64_t nrejects;
+	int64_t state_since_ms;
+	int cq_need;
+	bool cq_charged; /* cq_need taken from the worker's CQ budget */
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint8_t *recv_buf(struct session *s, unsigned int i)
+{
+	return s->msg_mem + (size_t)i * IBNBD_MSG_MAX;
+}
+
+static uint8_t *send_buf(struct session *s, unsigned int i)
+{
+	return s->msg_mem + (size_t)(s->nbufs + i) * IBNBD_MSG_MAX;
+}
+
+static uint8_t *slot_data(struct session *s, unsigned int tag)
+{
+	return s->slot_mem + (size_t)tag * s->stride;
+}
+
+static uint64_t wrid(struct session *s, enum wrid_type t, uint32_t index)
+{
+	return wrid_make(t, s->idx, s->gen, index);
+}
+
+int session_cq_need(const struct ibnbd_conn_params *p)
+{
+	/*
+	 * SQ: each request needs at most 2 WRs (READ data + response); twice
+	 * that as slack, because send completions of answered tags may still
+	 * be unpolled when the client reuses them. RQ: one per credit.
+	 */
+	return (4 * p->queue_depth + IBNBD_CTRL_CREDITS) + (p->queue_depth + IBNBD_CTRL_CREDITS);
+}
+
+static void set_state(struct session *s, enum session_state st)
+{
+	s->state = st;
+	s->state_since_ms = now_ms();
+}
+
+/* Disconnect and push the QP to error so every posted WR comes back. */
+static void session_close(struct session *s, const char *why)
+{
+	struct ibv_qp_attr attr = { .qp_state = IBV_QPS_ERR };
+
+	if (s->state == SESS_CLOSING)
+		return;
+	log_info("%s: closing: %s", s->name, why);
+	set_state(s, SESS_CLOSING);
+	s->w->nclosing++;
+	rdma_disconnect(s->id); /* may fail if never connected; ERR below anyway */
+	if (s->qp_created)
+		ibv_modify_qp(s->id->qp, &attr, IBV_QP_STATE);
+}
+
+/* A message we cannot frame: only this connection pays. */
+static void session_violation(struct session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void session_violation(struct session *s, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_warn("%s: protocol violation, dropping the connection: %s", s->name, msg);
+	stat_add(&s->w->stats.dropped, 1);
+	session_close(s, "protocol violation");
+}
+
+static int post_recv(struct session *s, unsigned int i)
+{
+	struct ibv_sge sge = {
+		.addr = (uintptr_t)recv_buf(s, i),
+		.length = IBNBD_MSG_MAX,
+		.lkey = s->msg_mr->lkey,
+	};
+	struct ibv_recv_wr wr = { .wr_id = wrid(s, WRID_RECV, i), .sg_list = &sge, .num_sge = 1 };
+	int ret = rdma_conn_post_recv(s->id->qp, &wr);
+
+	if (ret)
+		return ret;
+	s->rq_posted++;
+	return 0;
+}
+
+/*
+ * Posts the answer in send buffer buf, preceded for a successful READ by
+ * the RDMA_WRITE of the data (RC ordering lands the data first). One
+ * ibv_post_send for both: one doorbell. Caller checked the SQ credits.
+ */
+static int post_answer(struct session *s, unsigned int buf, size_t len,
+		       const struct slot *read_slot, unsigned int tag)
+{
+	struct ibv_sge data_sge, rsp_sge = {
+		.addr = (uintptr_t)send_buf(s, buf),
+		.length = (uint32_t)len,
+		.lkey = s->msg_mr->lkey,
+	};
+	struct ibv_send_wr data_wr, rsp_wr = {
+		.wr_id = wrid(s, WRID_SEND, buf),
+		.sg_list = &rsp_sge,
+		.num_sge = 1,
+		.opcode = IBV_WR_SEND,
+		.send_flags = IBV_SEND_SIGNALED,
+	};
+	struct ibv_send_wr *first = &rsp_wr;
+	unsigned int n = 1;
+	int ret;
+
+	if (read_slot) {
+		data_sge = (struct ibv_sge){
+			.addr = (uintptr_t)slot_data(s, tag),
+			.length = read_slot->io.length,
+			.lkey = s->slot_mr->lkey,
+		};
+		data_wr = (struct ibv_send_wr){
+			.wr_id = wrid(s, WRID_RDMA_WRITE, tag),
+			.next = &rsp_wr,
+			.sg_list = &data_sge,
+			.num_sge = 1,
+			.opcode = IBV_WR_RDMA_WRITE,
+			.send_flags = IBV_SEND_SIGNALED,
+			.wr.rdma = { .remote_addr = read_slot->io.addr, .rkey = read_slot->io.rkey },
+		};
+		first = &data_wr;
+		n = 2;
+	}
+	ret = rdma_conn_post_send(s->id->qp, first);
+	if (ret) {
+		/* Only a QP already in error refuses a post we had credits for. */
+		log_err("%s: posting the answer for tag %u failed: %s", s->name, tag, strerror(-ret));
+		session_close(s, "post_send failed");
+		return ret;
+	}
+	s->sq_posted += n;
+	return 0;
+}
+
+static unsigned int answer_wrs(const struct slot *sl)
+{
+	return sl->io.opcode == IBNBD_OP_READ && sl->status == 0 ? 2 : 1;
+}
+
+/* IO SQ credits: the control credit's SQ entry stays reserved. */
+static bool sq_has_room(const struct session *s, unsigned int n)
+{
+	return s->sq_posted + n + IBNBD_CTRL_CREDITS <= s->sq_depth;
+}
+
+static void count_io(struct session *s, const struct slot *sl)
+{
+	struct server_stats *st = &s->w->stats;
+
+	switch (sl->io.opcode) {
+	case IBNBD_OP_READ:
+		stat_add(&st->reads, 1);
+		stat_add(&st->read_bytes, sl->io.length);
+		break;
+	case IBNBD_OP_WRITE:
+		stat_add(&st->writes, 1);
+		stat_add(&st->write_bytes, sl->io.length);
+		if (sl->io.flags & IBNBD_IOF_FUA)
+			stat_add(&st->fua_writes, 1);
+		break;
+	case IBNBD_OP_FLUSH:
+		stat_add(&st->flushes, 1);
+		break;
+	case IBNBD_OP_DISCARD:
+		stat_add(&st->discards, 1);
+		break;
+	case IBNBD_OP_WRITE_ZEROES:
+		stat_add(&st->write_zeroes, 1);
+		break;
+	}
+}
+
+static void maybe_finish_drain(struct session *s)
+{
+	if (s->state == SESS_DRAINING && s->busy == 0)
+		session_close(s, "server shutting down, in-flight IO finished");
+}
+
+/* Answers tag with sl->status now, or queues it until SQ credits return. */
+static void slot_answer(struct session *s, unsigned int tag)
+{
+	struct slot *sl = &s->slots[tag];
+	unsigned int n = answer_wrs(sl);
+
+	if (s->state == SESS_CLOSING) {
+		sl->state = SLOT_FREE;
+		s->busy--;
+		return;
+	}
+	if (!sq_has_room(s, n)) {
+		if (sl->state != SLOT_WAIT_SQ) {
+			sl->state = SLOT_WAIT_SQ;
+			s->pending[(s->pend_head + s->pend_count++) % s->qd] = (uint16_t)tag;
+		}
+		return;
+	}
+	ibnbd_io_rsp_encode((struct ibnbd_io_rsp *)send_buf(s, tag), sl->io.req_id, sl->status);
+	/* The slot is free for the client once the answer is on its way. */
+	sl->state = SLOT_FREE;
+	s->busy--;
+	post_answer(s, tag, sizeof(struct ibnbd_io_rsp), n == 2 ? sl : NULL, tag);
+	maybe_finish_drain(s);
+}
+
+/* Send completions returned credits: answer who waited for them, in order. */
+static void flush_pending(struct session *s)
+{
+	while (s->pend_count && s->state != SESS_CLOSING) {
+		unsigned int tag = s->pending[s->pend_head];
+
+		if (!sq_has_room(s, answer_wrs(&s->slots[tag])))
+			return;
+		s->pend_head = (s->pend_head + 1) % s->qd;
+		s->pend_count--;
+		slot_answer(s, tag);
+	}
+}
+
+static void reject_io(struct session *s, unsigned int tag, int status, const char *why)
+{
+	struct slot *sl = &s->slots[tag];
+
+	s->nrejects++;
+	stat_add(&s->w->stats.rejected, 1);
+	if (s->nrejects <= SESSION_LOG_REJECTS || !(s->nrejects % 1024))
+		log_warn("%s: rejected %s tag %u handle %u offset %llu length %u flags 0x%x: %s (%s)%s",
+			 s->name, ibnbd_op_name(sl->io.opcode), tag, sl->io.handle,
+			 (unsigned long long)sl->io.offset, sl->io.length, sl->io.flags, why,
+			 strerror(-status),
+			 s->nrejects == SESSION_LOG_REJECTS ? "; further rejects logged every 1024th" : "");
+	sl->status = status;
+	slot_answer(s, tag);
+}
+
+static void submit_io(struct session *s, unsigned int tag)
+{
+	struct slot *sl = &s->slots[tag];
+	struct io_uring_sqe *sqe = worker_get_sqe(s->w);
+
+	if (!sqe) {
+		sl->status = -EAGAIN;
+		slot_answer(s, tag);
+		return;
+	}
+	io_engine_prep(sqe, sl->dev->exp, &sl->io, slot_data(s, tag), s->idx, sl->fallback);
+	io_uring_sqe_set_data64(sqe, wrid(s, WRID_IO, tag));
+	sl->state = SLOT_BACKING;
+	s->io_inflight++;
+}
+
+/*
+ * A framed IO request for tag: check it against the session and device, then
+ * start the backing IO or answer with an error. from_write: it came by
+ * WRITE_WITH_IMM with data_len bytes of data in the slot.
+ */
+static void handle_io(struct session *s, const struct ibnbd_io *io, bool from_write,
+		      uint32_t data_len)
+{
+	unsigned int tag = ibnbd_req_tag(io->req_id);
+	struct ibnbd_io_target t;
+	struct slot *sl;
+	int ret;
+
+	if (tag >= s->qd) {
+		session_violation(s, "request tag %u beyond queue depth %u", tag, s->qd);
+		return;
+	}
+	sl = &s->slots[tag];
+	if (sl->state != SLOT_FREE) {
+		session_violation(s, "request on tag %u which is still busy (over-ran its credits)",
+				  tag);
+		return;
+	}
+	if (from_write && (io->opcode != IBNBD_OP_WRITE || io->length != data_len)) {
+		session_violation(s, "WRITE_WITH_IMM on tag %u carries %s of %u bytes with %u data bytes",
+				  tag, ibnbd_op_name(io->opcode), io->length, data_len);
+		return;
+	}
+	if (s->state == SESS_DRAINING)
+		return; /* shutting down: the client re-issues it after reconnect */
+	sl->state = SLOT_BACKING;
+	s->busy++;
+	sl->io = *io;
+	sl->fallback = false;
+	sl->dev = NULL;
+	sl->status = 0;
+
+	if (!s->hello_done) {
+		reject_io(s, tag, -ENOTCONN, "IO before HELLO");
+		return;
+	}
+	if (!from_write && io->opcode == IBNBD_OP_WRITE) {
+		reject_io(s, tag, -EINVAL, "WRITE must arrive by RDMA_WRITE_WITH_IMM");
+		return;
+	}
+	if (io->handle >= SESSION_MAX_OPENS || !s->opens[io->handle].exp) {
+		reject_io(s, tag, -EBADF, "no device open with this handle");
+		return;
+	}
+	sl->dev = &s->opens[io->handle];
+	t = (struct ibnbd_io_target){
+		.size = sl->dev->exp->size,
+		.logical_block_size = sl->dev->exp->logical_block_size,
+		.max_io_size = s->max_io_size,
+		.max_discard_sectors = (s->features & IBNBD_FEAT_DISCARD)
+					       ? sl->dev->exp->max_discard_sectors : 0,
+		.max_write_zeroes_sectors = (s->features & IBNBD_FEAT_WRITE_ZEROES)
+						    ? sl->dev->exp->max_write_zeroes_sectors : 0,
+		.writable = sl->dev->writable,
+	};
+	if ((io->flags & IBNBD_IOF_FUA) && !(s->features & IBNBD_FEAT_FUA)) {
+		reject_io(s, tag, -EINVAL, "FUA was not negotiated");
+		return;
+	}
+	ret = ibnbd_io_validate(io, &t);
+	if (ret) {
+		const char *why = ret == -ERANGE ? "beyond the end of the device"
+				  : ret == -EROFS ? "device opened read-only"
+				  : ret == -EOPNOTSUPP ? "unsupported opcode"
+						       : "bad length, alignment or flags";
+		reject_io(s, tag, ret, why);
+		return;
+	}
+	submit_io(s, tag);
+}
+
+/* ---- control messages (one credit, answered at once from send buffer qd) ---- */
+
+static int ctrl_post(struct session *s, size_t len)
+{
+	if (s->sq_posted + 1 > s->sq_depth) {
+		session_violation(s, "control message while the previous answer is unsent");
+		return -ENOSPC;
+	}
+	return post_answer(s, s->qd, len, NULL, s->qd);
+}
+
+static void handle_hello(struct session *s, const void *msg, size_t len)
+{
+	struct ibnbd_hello_params h;
+	struct ibnbd_slot_desc d = {
+		.version = IBNBD_PROTO_VERSION,
+		.queue_depth = s->qd,
+		.features = s->features,
+		.slot_addr = (uintptr_t)s->slot_mem,
+		.slot_rkey = s->slot_mr->rkey,
+		.slot_stride = s->stride,
+		.max_io_size = s->max_io_size,
+	};
+
+	if (ibnbd_hello_decode(msg, len, &h)) {
+		session_violation(s, "malformed HELLO");
+		return;
+	}
+	if (s->hello_done) {
+		d.status = -EALREADY;
+	} else if (h.version != IBNBD_PROTO_VERSION) {
+		d.status = -EPROTONOSUPPORT;
+	} else {
+		char *p = strstr(s->name, " host ");
+
+		s->hello_done = true;
+		if (p)
+			*p = '\0';
+		snprintf(s->name + strlen(s->name), sizeof(s->name) - strlen(s->name),
+			 " host '%s'", h.host_id);
+		log_info("%s: HELLO, queue depth %u, max IO %u bytes, features 0x%llx", s->name,
+			 s->qd, s->max_io_size, (unsigned long long)s->features);
+	}
+	ibnbd_hello_rsp_encode((struct ibnbd_hello_rsp *)send_buf(s, s->qd), &d);
+	ctrl_post(s, sizeof(struct ibnbd_hello_rsp));
+}
+
+static const struct export *find_export(struct session *s, const char *name)
+{
+	const struct worker_shared *sh = s->w->shared;
+
+	for (unsigned int i = 0; i < sh->nexports; i++)
+		if (!strcmp(sh->exports[i]->name, name))
+			return sh->exports[i];
+	return NULL;
+}
+
+static void handle_open(struct session *s, const void *msg, size_t len)
+{
+	struct ibnbd_open_params o;
+	struct ibnbd_dev_info d = { 0 };
+	const struct export *e;
+	unsigned int h;
+
+	if (ibnbd_open_decode(msg, len, &o)) {
+		session_violation(s, "malformed OPEN");
+		return;
+	}
+	e = find_export(s, o.name);
+	if (!s->hello_done) {
+		d.status = -ENOTCONN;
+	} else if (!e) {
+		d.status = -ENOENT;
+		log_warn("%s: OPEN of unknown export '%s'", s->name, o.name);
+	} else if (o.access == IBNBD_ACCESS_RW && e->ro) {
+		d.status = -EROFS;
+		log_warn("%s: OPEN read-write of read-only export '%s' refused", s->name, o.name);
+	} else {
+		for (h = 0; h < SESSION_MAX_OPENS && s->opens[h].exp; h++)
+			;
+		if (h == SESSION_MAX_OPENS) {
+			d.status = -EMFILE;
+		} else {
+			s->opens[h].exp = e;
+			s->opens[h].writable = o.access == IBNBD_ACCESS_RW;
+			d.handle = h;
+			d.size = e->size;
+			d.logical_block_size = e->logical_block_size;
+			d.physical_block_size = e->physical_block_size;
+			d.max_discard_sectors =
+				(s->features & IBNBD_FEAT_DISCARD) ? e->max_discard_sectors : 0;
+			d.max_write_zeroes_sectors =
+				(s->features & IBNBD_FEAT_WRITE_ZEROES) ? e->max_write_zeroes_sectors : 0;
+			d.flags = e->flags | (s->opens[h].writable ? 0 : IBNBD_DEV_READ_ONLY);
+			if (!(s->features & IBNBD_FEAT_FUA))
+				d.flags &= ~IBNBD_DEV_FUA;
+			d.export_id = e->export_id;
+			log_info("%s: opened export '%s' (%s) %s as handle %u", s->name, e->name,
+				 e->path, s->opens[h].writable ? "read-write" : "read-only", h);
+		}
+	}
+	ibnbd_open_rsp_encode((struct ibnbd_open_rsp *)send_buf(s, s->qd), &d);
+	ctrl_post(s, sizeof(struct ibnbd_open_rsp));
+}
+
+static void handle_close(struct session *s, const void *msg, size_t len)
+{
+	uint32_t h;
+	int32_t status = 0;
+	unsigned int i;
+
+	if (ibnbd_close_decode(msg, len, &h)) {
+		session_violation(s, "malformed CLOSE");
+		return;
+	}
+	if (h >= SESSION_MAX_OPENS || !s->opens[h].exp) {
+		status = -EBADF;
+	} else {
+		for (i = 0; i < s->qd; i++)
+			if (s->slots[i].state != SLOT_FREE && s->slots[i].dev == &s->opens[h])
+				status = -EBUSY;
+		if (!status)
+			s->opens[h].exp = NULL;
+	}
+	ibnbd_ctrl_rsp_encode((struct ibnbd_ctrl_rsp *)send_buf(s, s->qd),
+			      IBNBD_MSG_CLOSE_RSP, status, 0);
+	ctrl_post(s, sizeof(struct ibnbd_ctrl_rsp));
+}
+
+static void handle_keepalive(struct session *s, const void *msg, size_t len)
+{
+	int32_t status;
+	uint64_t cookie;
+
+	if (ibnbd_ctrl_rsp_decode(msg, len, IBNBD_MSG_KEEPALIVE, &status, &cookie)) {
+		session_violation(s, "malformed KEEPALIVE");
+		return;
+	}
+	ibnbd_ctrl_rsp_encode((struct ibnbd_ctrl_rsp *)send_buf(s, s->qd),
+			      IBNBD_MSG_KEEPALIVE_RSP, 0, cookie);
+	ctrl_post(s, sizeof(struct ibnbd_ctrl_rsp));
+}
+
+/* A SEND from the client: a control message or a data-less IO request. */
+static void handle_send(struct session *s, const uint8_t *msg, size_t len)
+{
+	struct ibnbd_io io;
+	uint16_t type;
+
+	if (ibnbd_msg_peek(msg, len, &type)) {
+		session_violation(s, "message of %zu bytes with bad magic or length", len);
+		return;
+	}
+	switch (type) {
+	case IBNBD_MSG_IO_REQ:
+		if (ibnbd_io_req_decode(msg, len, &io)) {
+			session_violation(s, "malformed IO request");
+			return;
+		}
+		handle_io(s, &io, false, 0);
+		return;
+	case IBNBD_MSG_HELLO:
+		handle_hello(s, msg, len);
+		return;
+	case IBNBD_MSG_OPEN:
+		handle_open(s, msg, len);
+		return;
+	case IBNBD_MSG_CLOSE:
+		handle_close(s, msg, len);
+		return;
+	case IBNBD_MSG_KEEPALIVE:
+		handle_keepalive(s, msg, len);
+		return;
+	default:
+		session_violation(s, "unexpected message type %u (%s)", type, ibnbd_msg_name(type));
+		return;
+	}
+}
+
+/* RDMA_WRITE_WITH_IMM: [data | header] landed in slot imm. */
+static void handle_write_imm(struct session *s, uint32_t tag, uint32_t byte_len)
+{
+	struct ibnbd_io io;
+	const uint8_t *hdr;
+
+	if (tag >= s->qd) {
+		session_violation(s, "WRITE_WITH_IMM to slot %u beyond queue depth %u", tag, s->qd);
+		return;
+	}
+	if (byte_len < sizeof(struct ibnbd_io_req) ||
+	    byte_len > s->max_io_size + sizeof(struct ibnbd_io_req)) {
+		session_violation(s, "WRITE_WITH_IMM of %u bytes to slot %u", byte_len, tag);
+		return;
+	}
+	/* The header is copied out before use: the client can rewrite the slot. */
+	hdr = slot_data(s, tag) + byte_len - sizeof(struct ibnbd_io_req);
+	if (ibnbd_io_req_decode(hdr, sizeof(struct ibnbd_io_req), &io)) {
+		session_violation(s, "malformed IO header in slot %u", tag);
+		return;
+	}
+	if (ibnbd_req_tag(io.req_id) != tag) {
+		session_violation(s, "IO header for tag %u written to slot %u",
+				  ibnbd_req_tag(io.req_id), tag);
+		return;
+	}
+	handle_io(s, &io, true, byte_len - (uint32_t)sizeof(struct ibnbd_io_req));
+}
+
+static void on_recv(struct session *s, const struct ibv_wc *wc)
+{
+	uint32_t i = wrid_index(wc->wr_id);
+	uint8_t msg[IBNBD_MSG_MAX];
+	size_t len = wc->byte_len;
+
+	if (s->state == SESS_CLOSING)
+		return;
+	if (wc->opcode == IBV_WC_RECV_RDMA_WITH_IMM) {
+		/* The receive buffer is untouched; give it back first (credit). */
+		if (post_recv(s, i)) {
+			session_close(s, "cannot repost a receive");
+			return;
+		}
+		handle_write_imm(s, ntohl(wc->imm_data), wc->byte_len);
+		return;
+	}
+	if (len > IBNBD_MSG_MAX)
+		len = IBNBD_MSG_MAX;
+	memcpy(msg, recv_buf(s, i), len);
+	if (post_recv(s, i)) {
+		session_close(s, "cannot repost a receive");
+		return;
+	}
+	handle_send(s, msg, wc->byte_len);
+}
+
+void session_on_wc(struct session *s, const struct ibv_wc *wc)
+{
+	enum wrid_type t = wrid_type(wc->wr_id);
+
+	if (t == WRID_RECV)
+		s->rq_posted--;
+	else
+		s->sq_posted--;
+	if (wc->status != IBV_WC_SUCCESS) {
+		if (wc->status != IBV_WC_WR_FLUSH_ERR) {
+			log_warn("%s: %s completion failed: %s (vendor error 0x%x)", s->name,
+				 t == WRID_RECV ? "receive" : t == WRID_RDMA_WRITE ? "RDMA write of READ data" : "send",
+				 ibv_wc_status_str(wc->status), wc->vendor_err);
+			if (t == WRID_RDMA_WRITE)
+				stat_add(&s->w->stats.dropped, 1);
+		}
+		session_close(s, "completion error");
+		return;
+	}
+	if (t == WRID_RECV) {
+		on_recv(s, wc);
+		return;
+	}
+	if (s->pend_count)
+		flush_pending(s);
+}
+
+void session_on_io(struct session *s, uint32_t tag, int res)
+{
+	struct slot *sl;
+	bool retry;
+
+	if (tag >= s->qd)
+		return;
+	sl = &s->slots[tag];
+	s->io_inflight--;
+	sl->status = io_engine_status(&sl->io, res, sl->fallback, &retry);
+	if (retry && s->state != SESS_CLOSING) {
+		sl->fallback = true;
+		submit_io(s, tag);
+		return;
+	}
+	if (sl->status) {
+		stat_add(&s->w->stats.io_errors, 1);
+		log_err("%s: %s on export '%s' tag %u offset %llu length %u failed: %s", s->name,
+			ibnbd_op_name(sl->io.opcode), sl->dev->exp->name, tag,
+			(unsigned long long)sl->io.offset, sl->io.length, strerror(-sl->status));
+	} else {
+		count_io(s, sl);
+	}
+	slot_answer(s, tag);
+}
+
+void session_on_cm_event(struct session *s, const struct rdma_cm_event *ev)
+{
+	switch (ev->event) {
+	case RDMA_CM_EVENT_ESTABLISHED:
+		if (s->state == SESS_ACCEPTING) {
+			set_state(s, SESS_LIVE);
+			log_info("%s: connected", s->name);
+		}
+		break;
+	case RDMA_CM_EVENT_DISCONNECTED:
+		session_close(s, "client disconnected");
+		break;
+	case RDMA_CM_EVENT_TIMEWAIT_EXIT:
+		break;
+	default:
+		log_warn("%s: %s", s->name, rdma_event_str(ev->event));
+		session_close(s, rdma_event_str(ev->event));
+		break;
+	}
+}
+
+void session_shutdown(struct session *s)
+{
+	if (s->state == SESS_CLOSING || s->state == SESS_DRAINING)
+		return;
+	set_state(s, SESS_DRAINING);
+	maybe_finish_drain(s);
+}
+
+int session_cq_held(const struct session *s)
+{
+	return s->cq_need;
+}
+
+bool session_closing(const struct session *s)
+{
+	return s->state == SESS_CLOSING;
+}
+
+bool session_reapable(struct session *s)
+{
+	int64_t age = now_ms() - s->state_since_ms;
+
+	if (s->state == SESS_DRAINING && age > SESSION_DRAIN_TIMEOUT_MS)
+		session_close(s, "shutdown: in-flight IO did not finish in time");
+	if (s->state != SESS_CLOSING || s->io_inflight || s->sq_posted)
+		return false;
+	/*
+	 * Some providers don't flush the receive queue of a QP in error; the
+	 * QP is destroyed before its memory is freed, and stale completions
+	 * are dropped by their generation, so waiting a bit is enough.
+	 */
+	return s->rq_posted == 0 || age > SESSION_FLUSH_TIMEOUT_MS;
+}
+
+/* ---- construction ---- */
+
+static void *map_mem(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+		       -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+int session_create(struct worker *w, unsigned int idx, struct rdma_cm_id *id,
+		   const struct ibnbd_conn_params *req, const char *peer, struct session **out)
+{
+	struct ibnbd_conn_params rep;
+	struct rdma_conn_qp_caps caps;
+	struct rdma_conn_param cp = { 0 };
+	struct ibnbd_conn_rep wire;
+	struct session *s;
+	struct iovec iov;
+	unsigned int i;
+	int ret;
+
+	ret = ibnbd_conn_negotiate(req, &w->shared->limits, &rep);
+	if (ret) {
+		log_warn("worker %u: connection from %s refused: version %u, depth %u, max IO %u: %s",
+			 w->index, peer, req->version, req->queue_depth, req->max_io_size,
+			 strerror(-ret));
+		return ret;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->w = w;
+	s->idx = idx;
+	s->gen = w->session_gen[idx];
+	s->id = id;
+	snprintf(s->name, sizeof(s->name), "worker %u conn %u from %s", w->index, idx, peer);
+	s->max_io_size = rep.max_io_size;
+	s->features = rep.features;
+	s->stride = (uint32_t)((rep.max_io_size + sizeof(struct ibnbd_io_req) + 4095) & ~4095u);
+	/* One io_uring fixed buffer is at most 1 GiB. */
+	if ((uint64_t)rep.queue_depth * s->stride > (1u << 30))
+		rep.queue_depth = (uint16_t)((1u << 30) / s->stride);
+	s->qd = rep.queue_depth;
+	s->nbufs = s->qd + IBNBD_CTRL_CREDITS;
+	s->sq_depth = 4 * s->qd + IBNBD_CTRL_CREDITS;
+	s->rq_depth = s->nbufs;
+	rep.queue_depth = s->qd;
+	s->cq_need = session_cq_need(&rep);
+	set_state(s, SESS_ACCEPTING);
+	if (s->cq_need > w->cq_budget) {
+		log_warn("%s: refused: this worker's CQ is fully committed (%d of %d entries left, %d needed); try a smaller queue depth or more workers",
+			 s->name, w->cq_budget, w->cq_size, s->cq_need);
+		ret = -EBUSY;
+		goto out_destroy;
+	}
+	w->cq_budget -= s->cq_need;
+	s->cq_charged = true;
+
+	ret = -ENOMEM;
+	s->slots = calloc(s->qd, sizeof(*s->slots));
+	s->pending = calloc(s->qd, sizeof(*s->pending));
+	s->slot_len = (size_t)s->qd * s->stride;
+	s->slot_mem = map_mem(s->slot_len);
+	s->msg_len = (size_t)2 * s->nbufs * IBNBD_MSG_MAX;
+	s->msg_mem = map_mem(s->msg_len);
+	if (!s->slots || !s->pending || !s->slot_mem || !s->msg_mem) {
+		log_err("%s: out of memory for %u slots of %u bytes", s->name, s->qd, s->stride);
+		goto out_destroy;
+	}
+	/* The client writes into slots; it never reads them (READ data is pushed). */
+	ret = rdma_conn_reg_mr(w->pd, s->slot_mem, s->slot_len,
+			       IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, &s->slot_mr);
+	if (!ret)
+		ret = rdma_conn_reg_mr(w->pd, s->msg_mem, s->msg_len, IBV_ACCESS_LOCAL_WRITE,
+				       &s->msg_mr);
+	if (ret) {
+		log_err("%s: registering %zu bytes of slots with the RDMA device failed: %s (check the memlock limit)",
+			s->name, s->slot_len, strerror(-ret));
+		goto out_destroy;
+	}
+	iov = (struct iovec){ .iov_base = s->slot_mem, .iov_len = s->slot_len };
+	ret = io_uring_register_buffers_update_tag(&w->ring, idx, &iov, NULL, 1);
+	if (ret < 0) {
+		log_err("%s: registering slots as io_uring fixed buffer %u failed: %s", s->name, idx,
+			strerror(-ret));
+		goto out_destroy;
+	}
+	s->buf_registered = true;
+	caps = (struct rdma_conn_qp_caps){
+		.max_send_wr = s->sq_depth,
+		.max_recv_wr = s->rq_depth,
+		.max_send_sge = 1,
+		.max_recv_sge = 1,
+	};
+	ret = rdma_conn_create_qp(id, w->pd, w->cq, &caps);
+	if (ret) {
+		log_err("%s: creating the QP (%u send, %u receive WRs) failed: %s", s->name,
+			s->sq_depth, s->rq_depth, strerror(-ret));
+		goto out_destroy;
+	}
+	s->qp_created = true;
+	for (i = 0; i < s->nbufs; i++) {
+		ret = post_recv(s, i);
+		if (ret) {
+			log_err("%s: posting receive %u failed: %s", s->name, i, strerror(-ret));
+			goto out_destroy;
+		}
+	}
+	ibnbd_conn_rep_encode(&wire, &rep);
+	cp.private_data = &wire;
+	cp.private_data_len = sizeof(wire);
+	cp.responder_resources = 1;
+	cp.initiator_depth = 1;
+	cp.rnr_retry_count = 7;
+	id->context = s;
+	if (rdma_accept(id, &cp)) {
+		ret = errno ? -errno : -EIO;
+		log_err("%s: rdma_accept failed: %s", s->name, strerror(-ret));
+		id->context = NULL;
+		goto out_destroy;
+	}
+	log_info("%s: accepted: queue depth %u, max IO %u, %zu bytes of slots", s->name, s->qd,
+		 s->max_io_size, s->slot_len);
+	*out = s;
+	return 0;
+out_destroy:
+	s->id = NULL; /* the caller rejects and destroys it */
+	if (s->qp_created) {
+		rdma_destroy_qp(id);
+		s->qp_created = false;
+	}
+	session_destroy(s);
+	return ret;
+}
+
+void session_destroy(struct session *s)
+{
+	if (!s)
+		return;
+	if (s->state == SESS_CLOSING)
+		log_info("%s: closed after %lld ms of draining%s", s->name,
+			 (long long)(now_ms() - s->state_since_ms),
+			 s->rq_posted ? " (receives were not flushed by the device)" : "");
+	if (s->qp_created)
+		rdma_destroy_qp(s->id);
+	if (s->buf_registered) {
+		struct iovec none = { 0 };
+
+		io_uring_register_buffers_update_tag(&s->w->ring, s->idx, &none, NULL, 1);
+	}
+	rdma_conn_dereg_mr(s->slot_mr);
+	rdma_conn_dereg_mr(s->msg_mr);
+	if (s->slot_mem)
+		munmap(s->slot_mem, s->slot_len);
+	if (s->msg_mem)
+		munmap(s->msg_mem, s->msg_len);
+	if (s->id)
+		rdma_destroy_id(s->id);
+	if (s->cq_charged)
+		s->w->cq_budget += s->cq_need;
+	free(s->slots);
+	free(s->pending);
+	free(s);
+}

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Server counters. Each worker owns one set and is its only writer; the main
+ * thread sums them for SIGUSR1 and the exit report. Relaxed atomic stores
+ * and loads keep that race-free without a lock or a locked instruction on
+ * the IO path.
+ */
+#ifndef IBNBD_SERVER_STATS_H
+#define IBNBD_SERVER_STATS_H
+
+#include <stdint.h>
+
+struct server_stats {
+	uint64_t reads;
+	uint64_t writes;
+	uint64_t fua_writes;
+	uint64_t flushes;
+	uint64_t discards;
+	uint64_t write_zeroes;
+	uint64_t rejected;  /* requests answered with a validation error */
+	uint64_t dropped;   /* connections closed for a protocol violation */
+	uint64_t io_errors; /* backing IO that failed */
+	uint64_t read_bytes;
+	uint64_t write_bytes;
+	uint64_t connections; /* accepted, total */
+};
+
+#define STATS_FIELDS(X)                                                        \
+	X(reads) X(writes) X(fua_writes) X(flushes) X(discards) X(write_zeroes) \
+	X(rejected) X(dropped) X(io_errors) X(read_bytes) X(write_bytes)        \
+	X(connections)
+
+/* Single writer: a plain read of our own counter, a relaxed store. */
+static inline void stat_add(uint64_t *c, uint64_t n)
+{
+	__atomic_store_n(c, *c + n, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t stat_read(const uint64_t *c)
+{
+	return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
+
+#endif

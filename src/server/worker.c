@@ -1,0 +1,457 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "worker.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "rdma_conn.h"
+#include "session.h"
+
+#define WORKER_RING_ENTRIES 1024
+#define WORKER_CQ_POLL_BATCH 32
+
+/* A message from the main thread. id == NULL: stop. */
+struct handoff {
+	struct handoff *next;
+	struct rdma_cm_id *id;
+	struct ibnbd_conn_params req;
+	char peer[64];
+};
+
+struct worker_start {
+	struct worker *w;
+	sem_t done;
+};
+
+struct io_uring_sqe *worker_get_sqe(struct worker *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+	if (!sqe) {
+		/* SQ full: hand what we have to the kernel and retry once. */
+		io_uring_submit(&w->ring);
+		sqe = io_uring_get_sqe(&w->ring);
+	}
+	return sqe;
+}
+
+static int arm_poll(struct worker *w, int fd, enum wrid_type type)
+{
+	struct io_uring_sqe *sqe = worker_get_sqe(w);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_poll_multishot(sqe, fd, POLLIN);
+	io_uring_sqe_set_data64(sqe, wrid_make(type, 0, 0, 0));
+	return 0;
+}
+
+static void send_reject(struct rdma_cm_id *id, int status)
+{
+	struct ibnbd_conn_params p = { .version = IBNBD_PROTO_VERSION, .status = status };
+	struct ibnbd_conn_rep rep;
+
+	ibnbd_conn_rep_encode(&rep, &p);
+	rdma_reject(id, &rep, sizeof(rep));
+	rdma_destroy_id(id);
+}
+
+/* The PD, completion channel and CQ, for the device of the first connection. */
+static int worker_setup_verbs(struct worker *w, struct ibv_context *verbs)
+{
+	struct ibv_device_attr attr;
+	int ret;
+
+	if (w->verbs)
+		return w->verbs == verbs ? 0 : -EXDEV;
+	w->pd = ibv_alloc_pd(verbs);
+	if (!w->pd)
+		return -ENOMEM;
+	ret = rdma_conn_comp_channel_create(verbs, &w->comp_ch);
+	if (ret)
+		goto out;
+	w->cq_size = WORKER_CQ_SIZE;
+	if (!ibv_query_device(verbs, &attr) && attr.max_cqe < w->cq_size)
+		w->cq_size = attr.max_cqe;
+	w->cq = ibv_create_cq(verbs, w->cq_size, w, w->comp_ch, 0);
+	if (!w->cq) {
+		ret = errno ? -errno : -ENOMEM;
+		goto out;
+	}
+	ret = -ibv_req_notify_cq(w->cq, 0);
+	if (ret)
+		goto out;
+	ret = arm_poll(w, w->comp_ch->fd, WRID_POLL_CQ);
+	if (ret)
+		goto out;
+	w->cq_budget = w->cq_size;
+	w->verbs = verbs;
+	return 0;
+out:
+	if (w->cq)
+		ibv_destroy_cq(w->cq);
+	if (w->comp_ch)
+		ibv_destroy_comp_channel(w->comp_ch);
+	if (w->pd)
+		ibv_dealloc_pd(w->pd);
+	w->cq = NULL;
+	w->comp_ch = NULL;
+	w->pd = NULL;
+	return ret;
+}
+
+static void worker_accept(struct worker *w, struct handoff *h)
+{
+	struct session *s;
+	unsigned int idx;
+	int ret;
+
+	if (w->stopping) {
+		send_reject(h->id, -ESHUTDOWN);
+		return;
+	}
+	ret = worker_setup_verbs(w, h->id->verbs);
+	if (ret) {
+		log_err("worker %u: cannot set up RDMA resources for %s: %s", w->index, h->peer,
+			strerror(-ret));
+		send_reject(h->id, ret);
+		return;
+	}
+	for (idx = 0; idx < WORKER_MAX_SESSIONS && w->sessions[idx]; idx++)
+		;
+	if (idx == WORKER_MAX_SESSIONS) {
+		log_warn("worker %u: connection from %s refused: %u sessions already", w->index,
+			 h->peer, WORKER_MAX_SESSIONS);
+		send_reject(h->id, -EBUSY);
+		return;
+	}
+	ret = session_create(w, idx, h->id, &h->req, h->peer, &s);
+	if (ret) {
+		send_reject(h->id, ret);
+		return;
+	}
+	w->sessions[idx] = s;
+	w->nsessions++;
+	__atomic_store_n(&w->nconns_hint, w->nsessions, __ATOMIC_RELAXED);
+	stat_add(&w->stats.connections, 1);
+}
+
+static void worker_read_inbox(struct worker *w)
+{
+	struct handoff *h, *list, *rev = NULL;
+
+	pthread_mutex_lock(&w->inbox_lock);
+	list = w->inbox;
+	w->inbox = NULL;
+	pthread_mutex_unlock(&w->inbox_lock);
+	/* The inbox is a stack; take them in arrival order. */
+	while (list) {
+		h = list;
+		list = h->next;
+		h->next = rev;
+		rev = h;
+	}
+	while (rev) {
+		h = rev;
+		rev = h->next;
+		if (h->id) {
+			worker_accept(w, h);
+		} else if (!w->stopping) {
+			w->stopping = true;
+			for (unsigned int i = 0; i < WORKER_MAX_SESSIONS; i++)
+				if (w->sessions[i])
+					session_shutdown(w->sessions[i]);
+		}
+		free(h);
+	}
+}
+
+static struct session *lookup(struct worker *w, uint64_t wr_id)
+{
+	unsigned int i = wrid_sess(wr_id);
+
+	if (i >= WORKER_MAX_SESSIONS || !w->sessions[i] || w->session_gen[i] != wrid_gen(wr_id))
+		return NULL; /* a late completion of a session already gone */
+	return w->sessions[i];
+}
+
+static void worker_poll_cq(struct worker *w)
+{
+	struct ibv_wc wc[WORKER_CQ_POLL_BATCH];
+	int n, i;
+
+	if (!w->cq)
+		return;
+	do {
+		n = ibv_poll_cq(w->cq, WORKER_CQ_POLL_BATCH, wc);
+		for (i = 0; i < n; i++) {
+			struct session *s = lookup(w, wc[i].wr_id);
+
+			if (s)
+				session_on_wc(s, &wc[i]);
+		}
+	} while (n == WORKER_CQ_POLL_BATCH);
+	if (n < 0)
+		log_err("worker %u: polling the CQ failed: %s", w->index, strerror(-n));
+}
+
+static void worker_cm_events(struct worker *w)
+{
+	struct rdma_cm_event *ev;
+
+	while (rdma_conn_get_event(w->cm_ch, &ev) == 0) {
+		struct session *s = ev->id ? ev->id->context : NULL;
+
+		if (s)
+			session_on_cm_event(s, ev);
+		rdma_ack_cm_event(ev);
+	}
+}
+
+static void worker_cq_events(struct worker *w)
+{
+	struct ibv_cq *cq;
+
+	while (w->comp_ch && rdma_conn_cq_event(w->comp_ch, &cq) == 0)
+		;
+}
+
+static void worker_reap(struct worker *w)
+{
+	for (unsigned int i = 0; i < WORKER_MAX_SESSIONS && w->nclosing; i++) {
+		struct session *s = w->sessions[i];
+
+		if (!s || !session_closing(s) || !session_reapable(s))
+			continue;
+		session_destroy(s); /* logs "closed" */
+		w->sessions[i] = NULL;
+		w->session_gen[i]++;
+		w->nsessions--;
+		w->nclosing--;
+		__atomic_store_n(&w->nconns_hint, w->nsessions, __ATOMIC_RELAXED);
+	}
+	if (w->stopping) /* DRAINING timeouts are checked by session_reapable */
+		for (unsigned int i = 0; i < WORKER_MAX_SESSIONS; i++)
+			if (w->sessions[i] && !session_closing(w->sessions[i]))
+				session_reapable(w->sessions[i]);
+}
+
+static void worker_handle_cqe(struct worker *w, const struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	struct session *s;
+
+	switch (wrid_type(ud)) {
+	case WRID_IO:
+		s = lookup(w, ud);
+		if (s)
+			session_on_io(s, wrid_index(ud), cqe->res);
+		break;
+	case WRID_POLL_CQ:
+		worker_cq_events(w);
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			arm_poll(w, w->comp_ch->fd, WRID_POLL_CQ);
+		break;
+	case WRID_POLL_CM:
+		worker_cm_events(w);
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			arm_poll(w, w->cm_ch->fd, WRID_POLL_CM);
+		break;
+	case WRID_POLL_EVENTFD:
+		if (read(w->efd, &w->efd_buf, sizeof(w->efd_buf)) < 0 && errno != EAGAIN)
+			log_warn("worker %u: eventfd read: %s", w->index, strerror(errno));
+		worker_read_inbox(w);
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			arm_poll(w, w->efd, WRID_POLL_EVENTFD);
+		break;
+	default:
+		break;
+	}
+}
+
+static void worker_loop(struct worker *w)
+{
+	while (!(w->stopping && w->nsessions == 0)) {
+		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 200 * 1000 * 1000 };
+		struct io_uring_cqe *cqe;
+		unsigned int head, n = 0;
+		int ret;
+
+		/* Timed wait only while something has a deadline. */
+		ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1,
+						       w->nclosing || w->stopping ? &ts : NULL, NULL);
+		if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY) {
+			log_err("worker %u: io_uring wait failed: %s", w->index, strerror(-ret));
+			break;
+		}
+		io_uring_for_each_cqe(&w->ring, head, cqe) {
+			worker_handle_cqe(w, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&w->ring, n);
+		/* Completions can be queued without a new event: poll every round. */
+		worker_poll_cq(w);
+		if (w->nclosing || w->stopping)
+			worker_reap(w);
+	}
+}
+
+static int worker_setup(struct worker *w)
+{
+	const struct worker_shared *sh = w->shared;
+	struct io_uring_params p = {
+		.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+			 IORING_SETUP_CQSIZE,
+		.cq_entries = 4 * WORKER_RING_ENTRIES,
+	};
+	int fds[SERVER_MAX_EXPORTS];
+	int ret;
+
+	ret = io_uring_queue_init_params(WORKER_RING_ENTRIES, &w->ring, &p);
+	if (ret == -EINVAL) { /* kernels before 6.1 */
+		p = (struct io_uring_params){ .flags = IORING_SETUP_CQSIZE,
+					      .cq_entries = 4 * WORKER_RING_ENTRIES };
+		ret = io_uring_queue_init_params(WORKER_RING_ENTRIES, &w->ring, &p);
+	}
+	if (ret) {
+		log_err("worker %u: io_uring setup failed: %s", w->index, strerror(-ret));
+		return ret;
+	}
+	w->ring_ready = true;
+	for (unsigned int i = 0; i < sh->nexports; i++)
+		fds[i] = sh->exports[i]->fd;
+	ret = io_uring_register_files(&w->ring, fds, sh->nexports);
+	if (ret) {
+		log_err("worker %u: registering export files with io_uring failed: %s", w->index,
+			strerror(-ret));
+		return ret;
+	}
+	ret = io_uring_register_buffers_sparse(&w->ring, WORKER_MAX_SESSIONS);
+	if (ret) {
+		log_err("worker %u: reserving io_uring fixed buffers failed: %s (needs Linux 5.19)",
+			w->index, strerror(-ret));
+		return ret;
+	}
+	ret = arm_poll(w, w->efd, WRID_POLL_EVENTFD);
+	if (!ret)
+		ret = arm_poll(w, w->cm_ch->fd, WRID_POLL_CM);
+	if (!ret)
+		ret = io_uring_submit(&w->ring) < 0 ? -EIO : 0;
+	return ret;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker_start *st = arg;
+	struct worker *w = st->w;
+
+	w->setup_ret = worker_setup(w);
+	sem_post(&st->done); /* st is gone after this */
+	if (!w->setup_ret)
+		worker_loop(w);
+	return NULL;
+}
+
+int worker_create(struct worker *w, unsigned int index, const struct worker_shared *shared)
+{
+	struct worker_start st = { .w = w };
+	int ret;
+
+	memset(w, 0, sizeof(*w));
+	w->index = index;
+	w->shared = shared;
+	w->efd = -1;
+	pthread_mutex_init(&w->inbox_lock, NULL);
+	w->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (w->efd < 0)
+		return -errno;
+	ret = rdma_conn_channel_create(&w->cm_ch);
+	if (ret)
+		return ret;
+	sem_init(&st.done, 0, 0);
+	ret = -pthread_create(&w->thread, NULL, worker_main, &st);
+	if (ret) {
+		sem_destroy(&st.done);
+		return ret;
+	}
+	w->thread_started = true;
+	while (sem_wait(&st.done) && errno == EINTR)
+		;
+	sem_destroy(&st.done);
+	return w->setup_ret;
+}
+
+static int worker_post(struct worker *w, struct handoff *h)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&w->inbox_lock);
+	h->next = w->inbox;
+	w->inbox = h;
+	pthread_mutex_unlock(&w->inbox_lock);
+	if (write(w->efd, &one, sizeof(one)) < 0)
+		return -errno;
+	return 0;
+}
+
+int worker_handoff(struct worker *w, struct rdma_cm_id *id,
+		   const struct ibnbd_conn_params *req, const char *peer)
+{
+	struct handoff *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return -ENOMEM;
+	h->id = id;
+	h->req = *req;
+	snprintf(h->peer, sizeof(h->peer), "%s", peer);
+	return worker_post(w, h);
+}
+
+void worker_stop(struct worker *w)
+{
+	struct handoff *h = calloc(1, sizeof(*h));
+
+	if (!w->thread_started)
+		return;
+	if (!h || worker_post(w, h)) {
+		/* Cannot tell it nicely; it will notice nothing, so say so. */
+		log_err("worker %u: cannot deliver the stop message", w->index);
+		free(h);
+	}
+}
+
+void worker_destroy(struct worker *w)
+{
+	struct handoff *h;
+
+	if (w->thread_started)
+		pthread_join(w->thread, NULL);
+	for (unsigned int i = 0; i < WORKER_MAX_SESSIONS; i++)
+		if (w->sessions[i])
+			session_destroy(w->sessions[i]); /* only after a failed loop */
+	while ((h = w->inbox)) {
+		w->inbox = h->next;
+		if (h->id)
+			send_reject(h->id, -ESHUTDOWN);
+		free(h);
+	}
+	if (w->ring_ready)
+		io_uring_queue_exit(&w->ring);
+	if (w->cq)
+		ibv_destroy_cq(w->cq);
+	if (w->comp_ch)
+		ibv_destroy_comp_channel(w->comp_ch);
+	if (w->pd)
+		ibv_dealloc_pd(w->pd);
+	rdma_conn_channel_destroy(w->cm_ch);
+	if (w->efd >= 0)
+		close(w->efd);
+	pthread_mutex_destroy(&w->inbox_lock);
+}

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * A worker thread: owns one io_uring (backing IO on fixed files and fixed
+ * buffers, plus multishot polls on its completion channel, its CM event
+ * channel and its eventfd), one PD and one CQ shared by its sessions, and
+ * the sessions the listener hands it. Nothing it owns is touched by another
+ * thread, except the handoff inbox (a mutex-protected list, off the IO path)
+ * and the counters (read with relaxed loads).
+ */
+#ifndef IBNBD_SERVER_WORKER_H
+#define IBNBD_SERVER_WORKER_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <rdma/rdma_cma.h>
+#include <stdbool.h>
+
+#include "export.h"
+#include "proto.h"
+#include "stats.h"
+#include "wrid.h"
+
+#define WORKER_MAX_SESSIONS 256 /* < WRID_MAX_SESSIONS */
+#define WORKER_CQ_SIZE 16384    /* clamped to the device's max_cqe */
+
+struct session;
+
+struct worker_shared {
+	struct export **exports; /* read-only while workers run */
+	unsigned int nexports;
+	struct ibnbd_conn_limits limits;
+};
+
+struct handoff;
+
+struct worker {
+	unsigned int index;
+	pthread_t thread;
+	bool thread_started;
+	const struct worker_shared *shared;
+
+	struct io_uring ring;
+	bool ring_ready;
+	int efd;
+	uint64_t efd_buf;
+	struct rdma_event_channel *cm_ch;
+
+	/* Created on the first connection, for its device. */
+	struct ibv_context *verbs;
+	struct ibv_pd *pd;
+	struct ibv_comp_channel *comp_ch;
+	struct ibv_cq *cq;
+	int cq_size;
+	int cq_budget; /* CQEs not yet promised to a session */
+
+	struct session *sessions[WORKER_MAX_SESSIONS];
+	uint16_t session_gen[WORKER_MAX_SESSIONS];
+	unsigned int nsessions;
+	unsigned int nclosing;
+	bool stopping; /* stop message seen: drain sessions, then leave the loop */
+
+	pthread_mutex_t inbox_lock;
+	struct handoff *inbox;
+	int setup_ret;
+
+	unsigned int nconns_hint; /* sessions, for the listener's balancing */
+	struct server_stats stats;
+};
+
+/* Starts the thread; returns after its ring and channels are set up. */
+int worker_create(struct worker *w, unsigned int index, const struct worker_shared *shared);
+/* Asks the worker to finish in-flight IO, disconnect everyone and exit. */
+void worker_stop(struct worker *w);
+/* Joins the thread and frees what it owned; tolerates a half-built worker. */
+void worker_destroy(struct worker *w);
+/*
+ * Called by the listener (main thread) for a connect request whose id has
+ * been migrated to w->cm_ch: the worker accepts or rejects it. Takes
+ * ownership of id. -ENOMEM if the message could not be queued (the caller
+ * rejects).
+ */
+int worker_handoff(struct worker *w, struct rdma_cm_id *id,
+		   const struct ibnbd_conn_params *req, const char *peer);
+
+/* For sessions: the io_uring SQE, submitting to make room if needed. */
+struct io_uring_sqe *worker_get_sqe(struct worker *w);
+
+#endif

@@ -1,0 +1,200 @@
+#!/bin/bash
+# In the guest: ibnbd-server over real verbs (rxe), driven by ibnbd-probe.
+# Exports a 256 MiB file (rw) and a loop device (ro); checks IO with data
+# verification, malformed requests while another client does verified IO,
+# clear client errors, the flush/FUA counters and a clean SIGTERM exit.
+set -u
+build=${IBNBD_BUILD_DIR:-build}
+server_bin=$build/src/server/ibnbd-server
+probe=$build/tests/e2e/server/ibnbd-probe
+addr=${IBNBD_VM_ADDR:?run me inside tests/vm/run}
+port=4422
+fail=0
+work=$(mktemp -d /tmp/server-basic.XXXXXX)
+log=$work/server.log
+srv=
+loopdev=
+
+pass() { echo "ok - $1"; }
+flunk() { echo "not ok - $1"; fail=1; }
+check() { # check DESCRIPTION COMMAND...
+	if "${@:2}" > "$work/check.out" 2>&1; then
+		pass "$1"
+	else
+		flunk "$1"; sed 's/^/#   /' "$work/check.out"
+	fi
+}
+check_fails() { # check_fails DESCRIPTION COMMAND...: COMMAND must fail
+	if "${@:2}" > "$work/check.out" 2>&1; then
+		flunk "$1 (it succeeded)"; sed 's/^/#   /' "$work/check.out"
+	else
+		pass "$1"
+	fi
+}
+cleanup() {
+	[ -n "$srv" ] && kill -0 "$srv" 2>/dev/null && kill -KILL "$srv"
+	[ -n "$loopdev" ] && losetup -d "$loopdev"
+	if { [ "$fail" != 0 ] || [ -n "${IBNBD_E2E_VERBOSE:-}" ]; } && [ -e "$log" ]; then
+		echo "# server log (last 60 lines):"; tail -n 60 "$log" | sed 's/^/#   /'
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+[ -x "$server_bin" ] && [ -x "$probe" ] || { echo "not ok - binaries missing in $build"; exit 1; }
+
+# Backing stores: a sparse file (rw), and a loop device over a file filled
+# with the probe's read-verify pattern (ro), so reads there can be checked.
+seed=$((RANDOM * 32768 + RANDOM + 1))
+truncate -s 256M "$work/disk.img"
+truncate -s 64M "$work/ro.img"
+check "pattern written into the read-only backing file" "$probe" --fill-pattern "$work/ro.img" "$seed"
+loopdev=$(losetup --show -f --direct-io=on "$work/ro.img") || { flunk "losetup"; exit 1; }
+
+"$server_bin" --listen "$addr:$port" --workers 2 \
+	--export "disk=$work/disk.img" --export "rodisk=$loopdev,ro" > "$log" 2>&1 &
+srv=$!
+for _ in $(seq 100); do
+	grep -q "serving 2 export" "$log" && break
+	kill -0 "$srv" 2>/dev/null || break
+	sleep 0.1
+done
+if grep -q "serving 2 export" "$log"; then pass "server started"; else flunk "server started"; exit 1; fi
+
+check "info on the file export" sh -c "'$probe' $addr disk info | tee /dev/stderr | grep -q 'size 268435456 bytes'"
+check "info on the loop export says read-only" sh -c "'$probe' $addr rodisk info | tee /dev/stderr | grep -q 'read-only'"
+check "write-read-verify 48 on the file export" "$probe" "$addr" disk write-read-verify 48
+check "read-verify 24 on the read-only loop export" "$probe" --ro "$addr" rodisk read-verify 24 "$seed"
+# The verification itself must be able to fail.
+check_fails "read-verify with the wrong pattern fails" "$probe" --ro "$addr" rodisk read-verify 4 $((seed + 1))
+check_fails "write-read-verify on the read-only export fails" "$probe" "$addr" rodisk write-read-verify 2
+check "flush, FUA write, discard, write-zeroes, keepalive" "$probe" "$addr" disk \
+	flush fua-write 4096 8192 discard 1048576 65536 write-zeroes 2097152 65536 keepalive
+
+# Zeroing opcodes really zero; the check itself can fail.
+check "write-zeroes, write-zeroes NOUNMAP and discard read back as zeroes" "$probe" "$addr" disk \
+	write 3145728 65536 write-zeroes 3145728 65536 expect-zero 3145728 65536 \
+	write 4194304 65536 write-zeroes-nounmap 4194304 65536 expect-zero 4194304 65536 \
+	write 5242880 65536 discard 5242880 65536 expect-zero 5242880 65536
+check_fails "expect-zero fails on written data" "$probe" "$addr" disk \
+	write 6291456 4096 expect-zero 6291456 4096
+
+# Garbage against both exports while a well-behaved client verifies IO.
+"$probe" "$addr" disk write-read-verify 96 > "$work/wrv.out" 2>&1 &
+wrv=$!
+check "garbage against the file export" "$probe" "$addr" disk garbage
+check "garbage against the read-only export" "$probe" "$addr" rodisk garbage
+if wait "$wrv"; then
+	pass "write-read-verify concurrent with garbage"
+else
+	flunk "write-read-verify concurrent with garbage"; sed 's/^/#   /' "$work/wrv.out"
+fi
+check "server survived the garbage" kill -0 "$srv"
+check "server logged the rejects, naming the peer" \
+	grep -q "from $addr:[0-9]* host 'ibnbd-probe-[0-9]*': rejected READ tag 0 handle 77 " "$log"
+check "server logged the dropped connections" grep -q "protocol violation, dropping the connection" "$log"
+check "write-read-verify after garbage" "$probe" "$addr" disk write-read-verify 16
+
+# Clear errors.
+out=$("$probe" "$addr" no-such-export info 2>&1); rc=$?
+if [ $rc != 0 ] && grep -q "export 'no-such-export' not found" <<< "$out"; then
+	pass "unknown export: clear error ($out)"
+else
+	flunk "unknown export: rc=$rc: $out"
+fi
+t0=$(date +%s)
+out=$(timeout 30 "$probe" "$addr:$((port + 1))" disk info 2>&1); rc=$?
+t1=$(date +%s)
+if [ $rc != 0 ] && [ $rc != 124 ] && [ $((t1 - t0)) -le 10 ] &&
+   grep -q "$addr" <<< "$out" && grep -q "port $((port + 1))" <<< "$out"; then
+	pass "unreachable port: clear error in $((t1 - t0)) s ($out)"
+else
+	flunk "unreachable port: rc=$rc after $((t1 - t0)) s: $out"
+fi
+
+# Nobody at that address (same subnet, no ARP answer).
+nohost=${addr%.*}.99
+t0=$(date +%s)
+out=$(timeout 30 "$probe" "$nohost" disk info 2>&1); rc=$?
+t1=$(date +%s)
+if [ $rc != 0 ] && [ $rc != 124 ] && [ $((t1 - t0)) -le 10 ] &&
+   grep -q "$nohost port $port" <<< "$out"; then
+	pass "unreachable host: clear error in $((t1 - t0)) s ($out)"
+else
+	flunk "unreachable host: rc=$rc after $((t1 - t0)) s: $out"
+fi
+
+# The config file: errors name file and line; a good one serves.
+cat > "$work/bad.conf" <<EOF
+listen = $addr:$((port + 2))
+[export a]
+path = $work/disk.img
+colour = blue
+EOF
+out=$("$server_bin" --config "$work/bad.conf" 2>&1); rc=$?
+if [ $rc != 0 ] && grep -q "bad.conf:4: unknown key 'colour'" <<< "$out"; then
+	pass "config error names file and line ($out)"
+else
+	flunk "config error: rc=$rc: $out"
+fi
+cat > "$work/good.conf" <<EOF
+# a comment
+listen = $addr:$((port + 2))
+workers = 1
+[export cfg-ro]
+path = $work/disk.img
+ro = yes
+EOF
+"$server_bin" --config "$work/good.conf" > "$work/cfg.log" 2>&1 &
+cfgsrv=$!
+for _ in $(seq 100); do grep -q "serving 1 export" "$work/cfg.log" && break; sleep 0.1; done
+check "server from a config file serves a read-only export" \
+	sh -c "'$probe' $addr:$((port + 2)) cfg-ro info | grep -q read-only"
+kill -TERM "$cfgsrv"; wait "$cfgsrv"; rc=$?
+if [ $rc = 0 ]; then
+	pass "config-file server: SIGTERM exit 0"
+else
+	flunk "config-file server exit $rc"; sed 's/^/#   /' "$work/cfg.log"
+fi
+
+# Counters: flush and FUA arrived (SIGUSR1).
+kill -USR1 "$srv"
+for _ in $(seq 50); do grep -q "stats (SIGUSR1)" "$log" && break; sleep 0.1; done
+stats=$(grep "stats (SIGUSR1)" "$log" | tail -n 1)
+num() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<< "$stats"; }
+if [ "$(num flushes)" -ge 1 ] 2>/dev/null && [ "$(num fua_writes)" -ge 1 ] &&
+   [ "$(num discards)" -ge 1 ] && [ "$(num write_zeroes)" -ge 1 ] &&
+   [ "$(num rejected)" -ge 10 ] && [ "$(num writes)" -ge 100 ]; then
+	pass "counters: $stats"
+else
+	flunk "counters: '$stats'"
+fi
+
+# SIGTERM: clean exit 0 within seconds, with a client in the middle of IO.
+"$probe" "$addr" disk write-read-verify 100000 > "$work/wrv2.out" 2>&1 &
+late=$!
+for _ in $(seq 100); do grep -q "ibnbd-probe-$late': opened export 'disk'" "$log" && break; sleep 0.1; done
+sleep 1
+kill -TERM "$srv"
+t0=$(date +%s)
+rc=124
+for _ in $(seq 300); do
+	if ! kill -0 "$srv" 2>/dev/null; then wait "$srv"; rc=$?; break; fi
+	sleep 0.1
+done
+t1=$(date +%s)
+[ $rc = 124 ] || srv=
+if [ $rc = 0 ]; then
+	pass "SIGTERM: server exited 0 in $((t1 - t0)) s"
+else
+	flunk "SIGTERM: server exit status $rc"
+fi
+check "SIGTERM: the busy connection was drained, then closed" \
+	grep -q "ibnbd-probe-$late': closing: server shutting down, in-flight IO finished" "$log"
+if wait "$late"; then
+	flunk "SIGTERM: the client saw its connection end"; sed 's/^/#   /' "$work/wrv2.out"
+else
+	pass "SIGTERM: the client saw its connection end ($(tail -n 1 "$work/wrv2.out"))"
+fi
+check "exit report printed" grep -q "stats (exit)" "$log"
+exit $fail
