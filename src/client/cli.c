@@ -71,7 +71,7 @@ static int cmd_map(int argc, char **argv)
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+rn:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "rn:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			ro = true;
@@ -213,7 +213,7 @@ static int cmd_unmap(int argc, char **argv)
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+f", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "f", opts, NULL)) != -1) {
 		if (c != 'f')
 			return 2;
 		force = true;

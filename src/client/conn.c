@@ -1,0 +1,473 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "rdma_conn.h"
+
+/* Work request ids: the kind in the top byte, the index below. */
+#define WR_RECV (1ull << 56)
+#define WR_SEND (2ull << 56)
+#define WR_KIND(id) ((id) & (0xffull << 56))
+#define WR_INDEX(id) ((id) & 0xffffffffull)
+
+struct conn {
+	struct rdma_event_channel *ech;
+	struct rdma_cm_id *id;
+	struct ibv_pd *pd;
+	struct ibv_comp_channel *cc;
+	struct ibv_cq *cq;
+	bool qp_created;
+	bool connected;
+
+	/* Receive ring: one buffer per credit (queue depth + control). */
+	uint8_t *rx;
+	struct ibv_mr *rx_mr;
+	unsigned int nr_rx;
+	/* One request header per tag (the second SGE of a WRITE, or the
+	 * whole SEND of other opcodes) and one control message buffer. */
+	struct ibnbd_io_req *hdr;
+	struct ibv_mr *hdr_mr;
+	uint8_t ctrl[IBNBD_MSG_MAX];
+	struct ibv_mr *ctrl_mr;
+	struct ibv_mr *buf_mr; /* the ublk tag buffers */
+
+	struct ibnbd_slot_desc slots;
+	struct ibnbd_dev_info dev;
+	uint16_t depth;
+	uint64_t *gen; /* per tag: the generation of its current request */
+	char peer[300];
+};
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static int post_recv(struct conn *c, unsigned int i)
+{
+	struct ibv_sge sge = {
+		.addr = (uintptr_t)(c->rx + (size_t)i * IBNBD_MSG_MAX),
+		.length = IBNBD_MSG_MAX,
+		.lkey = c->rx_mr->lkey,
+	};
+	struct ibv_recv_wr wr = { .wr_id = WR_RECV | i, .sg_list = &sge, .num_sge = 1 };
+
+	return rdma_conn_post_recv(c->id->qp, &wr);
+}
+
+/* Waits for one receive (a control response) on the CQ until deadline,
+ * polling: only the handshake does this, before the queue thread owns us. */
+static int wait_recv(struct conn *c, long long deadline, void **msg, uint32_t *len,
+		     unsigned int *index)
+{
+	struct ibv_wc wc;
+	int n;
+
+	while (now_ms() < deadline) {
+		n = ibv_poll_cq(c->cq, 1, &wc);
+		if (n < 0)
+			return -EIO;
+		if (n == 0) {
+			usleep(200);
+			continue;
+		}
+		if (wc.status != IBV_WC_SUCCESS)
+			return -ECONNRESET;
+		if (WR_KIND(wc.wr_id) != WR_RECV)
+			continue; /* our own SEND completing */
+		*index = (unsigned int)WR_INDEX(wc.wr_id);
+		*msg = c->rx + (size_t)*index * IBNBD_MSG_MAX;
+		*len = wc.byte_len;
+		return 0;
+	}
+	return -ETIMEDOUT;
+}
+
+static int send_ctrl(struct conn *c, size_t len)
+{
+	struct ibv_sge sge = { .addr = (uintptr_t)c->ctrl, .length = (uint32_t)len,
+			       .lkey = c->ctrl_mr->lkey };
+	struct ibv_send_wr wr = {
+		.wr_id = WR_SEND | 0xffff, .sg_list = &sge, .num_sge = 1,
+		.opcode = IBV_WR_SEND, .send_flags = IBV_SEND_SIGNALED,
+	};
+
+	return rdma_conn_post_send(c->id->qp, &wr);
+}
+
+/* One control exchange: send c->ctrl (len bytes), wait for the reply. */
+static int ctrl_exchange(struct conn *c, size_t len, long long deadline, void **reply,
+			 uint32_t *rlen)
+{
+	unsigned int index;
+	int ret = send_ctrl(c, len);
+
+	if (ret)
+		return ret;
+	ret = wait_recv(c, deadline, reply, rlen, &index);
+	if (ret)
+		return ret;
+	/* The buffer stays valid until re-posted; the caller decodes first. */
+	return post_recv(c, index) ? -EIO : 0;
+}
+
+static int setup_qp(struct conn *c, uint16_t depth)
+{
+	struct rdma_conn_qp_caps caps;
+	unsigned int i;
+	int ret;
+
+	c->pd = ibv_alloc_pd(c->id->verbs);
+	if (!c->pd)
+		return -ENOMEM;
+	ret = rdma_conn_comp_channel_create(c->id->verbs, &c->cc);
+	if (ret)
+		return ret;
+	c->nr_rx = depth + IBNBD_CTRL_CREDITS;
+	/* Every request may complete a send; responses fill the receives. */
+	c->cq = ibv_create_cq(c->id->verbs, (int)(2 * c->nr_rx + 8), c, c->cc, 0);
+	if (!c->cq)
+		return -ENOMEM;
+	caps = (struct rdma_conn_qp_caps){
+		.max_send_wr = c->nr_rx + 4, .max_recv_wr = c->nr_rx,
+		.max_send_sge = 2, .max_recv_sge = 1,
+		.max_inline_data = sizeof(struct ibnbd_io_req),
+	};
+	ret = rdma_conn_create_qp(c->id, c->pd, c->cq, &caps);
+	if (ret) {
+		/* Some devices have no inline data: do without. */
+		caps.max_inline_data = 0;
+		ret = rdma_conn_create_qp(c->id, c->pd, c->cq, &caps);
+		if (ret)
+			return ret;
+	}
+	c->qp_created = true;
+	if (posix_memalign((void **)&c->rx, 4096, (size_t)c->nr_rx * IBNBD_MSG_MAX))
+		return -ENOMEM;
+	ret = rdma_conn_reg_mr(c->pd, c->rx, (size_t)c->nr_rx * IBNBD_MSG_MAX,
+			       IBV_ACCESS_LOCAL_WRITE, &c->rx_mr);
+	if (!ret)
+		ret = rdma_conn_reg_mr(c->pd, c->ctrl, sizeof(c->ctrl), IBV_ACCESS_LOCAL_WRITE,
+				       &c->ctrl_mr);
+	for (i = 0; !ret && i < c->nr_rx; i++)
+		ret = post_recv(c, i);
+	return ret;
+}
+
+static int handshake(struct conn *c, const struct conn_params *p, long long deadline,
+		     char *err, size_t errlen)
+{
+	struct ibnbd_hello_params hello = { .version = IBNBD_PROTO_VERSION,
+					    .features = IBNBD_FEAT_ALL };
+	struct ibnbd_open_params open = { .access = p->access };
+	void *reply;
+	uint32_t rlen;
+	int ret;
+
+	snprintf(hello.host_id, sizeof(hello.host_id), "%s", p->host_id ? p->host_id : "");
+	ibnbd_hello_encode((struct ibnbd_hello *)c->ctrl, &hello);
+	ret = ctrl_exchange(c, sizeof(struct ibnbd_hello), deadline, &reply, &rlen);
+	if (!ret)
+		ret = ibnbd_hello_rsp_decode(reply, rlen, &c->slots);
+	if (!ret && c->slots.status)
+		ret = c->slots.status;
+	if (ret) {
+		snprintf(err, errlen, "handshake with %s failed: %s", c->peer, strerror(-ret));
+		return ret;
+	}
+	if (c->slots.queue_depth < c->depth) {
+		/* Fewer slots than the connect reply promised: a broken peer. */
+		snprintf(err, errlen, "%s offered %u slots for a queue depth of %u", c->peer,
+			 c->slots.queue_depth, c->depth);
+		return -EPROTO;
+	}
+	if (strlen(p->export_name) >= sizeof(open.name)) {
+		snprintf(err, errlen, "the export name '%s' is longer than %d bytes",
+			 p->export_name, IBNBD_EXPORT_NAME_MAX - 1);
+		return -ENAMETOOLONG;
+	}
+	snprintf(open.name, sizeof(open.name), "%s", p->export_name);
+	ret = ibnbd_open_encode((struct ibnbd_open *)c->ctrl, &open);
+	if (!ret)
+		ret = ctrl_exchange(c, sizeof(struct ibnbd_open), deadline, &reply, &rlen);
+	if (!ret)
+		ret = ibnbd_open_rsp_decode(reply, rlen, &c->dev);
+	if (ret) {
+		snprintf(err, errlen, "opening '%s' on %s failed: %s", p->export_name, c->peer,
+			 strerror(-ret));
+		return ret;
+	}
+	switch (c->dev.status) {
+	case 0:
+		return 0;
+	case -ENOENT:
+		snprintf(err, errlen, "%s has no export named '%s'", c->peer, p->export_name);
+		break;
+	case -EROFS:
+		snprintf(err, errlen, "export '%s' on %s is read-only: map it with --ro",
+			 p->export_name, c->peer);
+		break;
+	case -EACCES:
+	case -EPERM:
+		snprintf(err, errlen, "%s refused access to export '%s'", c->peer, p->export_name);
+		break;
+	case -EBUSY:
+		snprintf(err, errlen, "export '%s' on %s is already open for writing elsewhere",
+			 p->export_name, c->peer);
+		break;
+	default:
+		snprintf(err, errlen, "%s could not open export '%s': %s", c->peer,
+			 p->export_name, strerror(-c->dev.status));
+	}
+	return c->dev.status;
+}
+
+/* The sentence for a failed connect, from its -errno. */
+static void connect_error(struct conn *c, int ret, const struct ibnbd_conn_params *rep,
+			  size_t rep_len, char *err, size_t errlen)
+{
+	if (ret == -ECONNREFUSED && rep_len && rep->status)
+		snprintf(err, errlen, "%s refused the connection: %s", c->peer,
+			 strerror(-rep->status));
+	else if (ret == -ECONNREFUSED)
+		snprintf(err, errlen,
+			 "%s refused the connection (is ibnbd-server listening on that port?)",
+			 c->peer);
+	else if (ret == -ETIMEDOUT)
+		snprintf(err, errlen, "no answer from %s (is the address right and the host up?)",
+			 c->peer);
+	else
+		snprintf(err, errlen, "cannot reach %s: %s", c->peer, strerror(-ret));
+}
+
+int conn_connect(const struct conn_params *p, struct conn **out,
+		 struct ibnbd_dev_info *info, char *err, size_t errlen)
+{
+	int timeout = (int)(p->timeout_ms ? p->timeout_ms : 10000);
+	long long deadline = now_ms() + timeout;
+	struct ibnbd_conn_params req = {
+		.version = IBNBD_PROTO_VERSION, .queue_depth = p->queue_depth,
+		.features = IBNBD_FEAT_ALL, .max_io_size = p->max_io_size,
+		.conn_index = 0, .conn_count = 1,
+	}, rep = { 0 };
+	struct ibnbd_conn_req wire;
+	struct ibnbd_conn_rep wire_rep;
+	struct endpoint ep = { .port = p->port };
+	size_t got = 0;
+	struct conn *c;
+	int ret;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	snprintf(c->peer, sizeof(c->peer), "%s:%u", p->host, p->port);
+	snprintf(ep.host, sizeof(ep.host), "%s", p->host);
+	ret = rdma_conn_channel_create(&c->ech);
+	if (ret) {
+		snprintf(err, errlen, "cannot use RDMA: %s (is an RDMA device configured?)",
+			 strerror(-ret));
+		goto out_free;
+	}
+	/* Address and route get part of the budget each; the rest is for
+	 * the connect and the handshake. */
+	ret = rdma_conn_resolve(c->ech, &ep, timeout / 3, &c->id);
+	if (ret) {
+		connect_error(c, ret, &rep, 0, err, errlen);
+		goto out_free;
+	}
+	ret = setup_qp(c, p->queue_depth);
+	if (ret) {
+		snprintf(err, errlen, "cannot set up an RDMA queue pair for %s: %s", c->peer,
+			 strerror(-ret));
+		goto out_free;
+	}
+	ibnbd_conn_req_encode(&wire, &req);
+	ret = rdma_conn_connect(c->id, &wire, sizeof(wire), (int)(deadline - now_ms()), &wire_rep,
+				sizeof(wire_rep), &got);
+	if (got && ibnbd_conn_rep_decode(&wire_rep, got, &rep))
+		got = 0;
+	if (ret) {
+		connect_error(c, ret, &rep, got, err, errlen);
+		goto out_free;
+	}
+	c->connected = true;
+	if (!got || rep.status || !rep.queue_depth || rep.queue_depth > p->queue_depth) {
+		snprintf(err, errlen, "%s is not an ibnbd server (bad connect reply)", c->peer);
+		ret = -EPROTO;
+		goto out_free;
+	}
+	c->depth = rep.queue_depth;
+	ret = handshake(c, p, deadline, err, errlen);
+	if (ret)
+		goto out_free;
+	c->gen = calloc(c->depth, sizeof(*c->gen));
+	if (posix_memalign((void **)&c->hdr, 4096, (size_t)c->depth * sizeof(*c->hdr)) ||
+	    !c->gen) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	ret = rdma_conn_reg_mr(c->pd, c->hdr, (size_t)c->depth * sizeof(*c->hdr),
+			       IBV_ACCESS_LOCAL_WRITE, &c->hdr_mr);
+	if (!ret)
+		ret = -ibv_req_notify_cq(c->cq, 0);
+	if (ret) {
+		snprintf(err, errlen, "cannot register memory for %s: %s", c->peer, strerror(-ret));
+		goto out_free;
+	}
+	*info = c->dev;
+	*out = c;
+	return 0;
+out_free:
+	conn_destroy(c);
+	return ret;
+}
+
+void conn_destroy(struct conn *c)
+{
+	if (!c)
+		return;
+	if (c->connected)
+		rdma_disconnect(c->id);
+	if (c->qp_created)
+		rdma_destroy_qp(c->id);
+	rdma_conn_dereg_mr(c->buf_mr);
+	rdma_conn_dereg_mr(c->hdr_mr);
+	rdma_conn_dereg_mr(c->rx_mr);
+	rdma_conn_dereg_mr(c->ctrl_mr);
+	if (c->cq)
+		ibv_destroy_cq(c->cq);
+	if (c->cc)
+		ibv_destroy_comp_channel(c->cc);
+	if (c->pd)
+		ibv_dealloc_pd(c->pd);
+	if (c->id)
+		rdma_destroy_id(c->id);
+	rdma_conn_channel_destroy(c->ech);
+	free(c->rx);
+	free(c->hdr);
+	free(c->gen);
+	free(c);
+}
+
+uint16_t conn_depth(const struct conn *c)
+{
+	return c->depth;
+}
+
+uint32_t conn_max_io(const struct conn *c)
+{
+	return c->slots.max_io_size;
+}
+
+int conn_register_buffers(struct conn *c, void *base, size_t len)
+{
+	return rdma_conn_reg_mr(c->pd, base, len, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE,
+				&c->buf_mr);
+}
+
+int conn_comp_fd(const struct conn *c)
+{
+	return c->cc->fd;
+}
+
+int conn_submit(struct conn *c, uint16_t tag, uint8_t opcode, uint16_t flags,
+		uint64_t offset, uint32_t length, void *buf)
+{
+	struct ibnbd_io io = {
+		.req_id = ibnbd_req_id(tag, ++c->gen[tag]),
+		.offset = offset, .length = length, .handle = c->dev.handle,
+		.opcode = opcode, .flags = flags,
+	};
+	struct ibv_sge sge[2];
+	struct ibv_send_wr wr = { .wr_id = WR_SEND | tag, .sg_list = sge,
+				  .send_flags = IBV_SEND_SIGNALED };
+
+	if (opcode == IBNBD_OP_READ) {
+		io.addr = (uintptr_t)buf;
+		io.rkey = c->buf_mr->rkey;
+	}
+	ibnbd_io_req_encode(&c->hdr[tag], &io);
+	sge[1].addr = (uintptr_t)&c->hdr[tag];
+	sge[1].length = sizeof(c->hdr[tag]);
+	sge[1].lkey = c->hdr_mr->lkey;
+	if (opcode == IBNBD_OP_WRITE) {
+		/* [data | header] lands contiguously in the slot; the
+		 * immediate names the slot. */
+		sge[0].addr = (uintptr_t)buf;
+		sge[0].length = length;
+		sge[0].lkey = c->buf_mr->lkey;
+		wr.num_sge = 2;
+		wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
+		wr.imm_data = htonl(tag);
+		wr.wr.rdma.remote_addr = c->slots.slot_addr + (uint64_t)tag * c->slots.slot_stride;
+		wr.wr.rdma.rkey = c->slots.slot_rkey;
+	} else {
+		wr.sg_list = &sge[1];
+		wr.num_sge = 1;
+		wr.opcode = IBV_WR_SEND;
+	}
+	log_debug(LOG_CAT_IO, "%s: tag %u %s off %llu len %u", c->peer, tag,
+		  ibnbd_op_name(opcode), (unsigned long long)offset, length);
+	return rdma_conn_post_send(c->id->qp, &wr);
+}
+
+int conn_process(struct conn *c, conn_done_fn done, void *ctx)
+{
+	struct ibv_cq *ev_cq;
+	struct ibv_wc wc[32];
+	int n, i, count = 0, failed = 0;
+
+	/* Consume the channel's events (each re-arms the CQ), then poll it
+	 * empty: a completion after the re-arm raises a new event. */
+	while (rdma_conn_cq_event(c->cc, &ev_cq) == 0)
+		;
+	while ((n = ibv_poll_cq(c->cq, 32, wc)) > 0) {
+		for (i = 0; i < n; i++) {
+			uint64_t req_id;
+			int32_t status;
+			unsigned int index;
+
+			if (wc[i].status != IBV_WC_SUCCESS) {
+				if (wc[i].status != IBV_WC_WR_FLUSH_ERR)
+					log_err("%s: %s work request failed: %s", c->peer,
+						WR_KIND(wc[i].wr_id) == WR_RECV ? "receive" : "send",
+						ibv_wc_status_str(wc[i].status));
+				failed = 1;
+				continue;
+			}
+			if (WR_KIND(wc[i].wr_id) != WR_RECV)
+				continue;
+			index = (unsigned int)WR_INDEX(wc[i].wr_id);
+			if (ibnbd_io_rsp_decode(c->rx + (size_t)index * IBNBD_MSG_MAX,
+						wc[i].byte_len, &req_id, &status) ||
+			    ibnbd_req_tag(req_id) >= c->depth) {
+				log_err("%s: malformed response, dropping the connection", c->peer);
+				failed = 1;
+				continue;
+			}
+			if (post_recv(c, index))
+				failed = 1;
+			if ((req_id >> IBNBD_REQ_TAG_BITS) != c->gen[ibnbd_req_tag(req_id)]) {
+				log_warn("%s: stale response for tag %u ignored", c->peer,
+					 ibnbd_req_tag(req_id));
+				continue;
+			}
+			done(ctx, ibnbd_req_tag(req_id), status);
+			count++;
+		}
+	}
+	if (n < 0 || failed)
+		return -ECONNRESET;
+	return count;
+}

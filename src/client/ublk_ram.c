@@ -1,0 +1,751 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * ibnbd-ublk-ram: a RAM-backed ublk device, to prove the client's ublk layer
+ * (ublk_dev + ublk_queue) against the real kernel without any network.
+ * Not installed; the e2e tests run it from the build directory.
+ *
+ * Threads: main is the control thread (ADD/SET_PARAMS/START/STOP/DEL and
+ * signals); one worker per hardware queue owns an io_uring and serves its
+ * queue with memcpy into/out of the RAM image, as the real client's workers
+ * will serve theirs with RDMA.
+ *
+ * Exit: 0 after a clean SIGTERM/SIGINT teardown; 1 if anything failed;
+ * 2 on a bad command line.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "ublk_dev.h"
+#include "ublk_queue.h"
+
+/* The only user_data type of the workers' rings here. */
+#define RAM_UD_TYPE_UBLK 1
+/* Discard / write-zeroes limits we advertise (zeroing RAM is cheap). */
+#define RAM_MAX_DISCARD_BYTES (1u << 30)
+#define RAM_BLOCK_DEV_WAIT_MS 5000
+
+struct ram_opts {
+	uint64_t size;
+	unsigned int queues;
+	unsigned int depth;
+	uint32_t max_io;
+	bool read_only;
+	bool corrupt_reads; /* testing the tests: READs return a flipped byte */
+	const char *backing; /* a file (on tmpfs) that outlives the process */
+	int recover_id;      /* -1, or the QUIESCED device to take over */
+};
+
+struct ram_ctx;
+
+struct ram_worker {
+	struct ram_ctx *ctx;
+	pthread_t thread;
+	bool thread_started;
+	uint16_t q_id;
+	int status; /* 0, or the -errno that ended the worker */
+	/* Requests served, by op (and FUA writes), summed at exit so tests
+	 * can see the kernel really sent FLUSH, FUA, DISCARD ... */
+	uint64_t served[UBLK_IO_OP_WRITE_ZEROES + 1];
+	uint64_t served_fua;
+};
+
+struct ram_ctx {
+	struct ram_opts opts;
+	struct ublk_dev *dev;
+	unsigned char *mem;
+	size_t mem_len;
+	bool mem_shared; /* a MAP_SHARED file: zero with MADV_REMOVE */
+	pthread_t main_thread;
+	atomic_bool failed;
+
+	/* Start-up handshake: workers report once their FETCHes are in. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned int nr_reported;
+	unsigned int nr_start_failed;
+
+	unsigned int nr_workers;
+	struct ram_worker *workers;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: ibnbd-ublk-ram --size SIZE [--queues N] [--depth D] [--max-io SIZE] [--ro]\n"
+		"                      [--backing FILE] [--recover ID]\n"
+		"Creates a RAM-backed ublk device, prints its /dev/ublkbN path, serves it\n"
+		"until SIGTERM/SIGINT, then stops and deletes it.\n"
+		"  --size SIZE     device size (suffix K, M, G, T: powers of 1024)\n"
+		"  --queues N      hardware queues, one thread each (default 1)\n"
+		"  --depth D       queue depth, 1..%d (default 64)\n"
+		"  --max-io SIZE   largest request (default 1M)\n"
+		"  --ro            read-only device\n"
+		"  --backing FILE  keep the image in FILE (e.g. on /dev/shm) instead of\n"
+		"                  private memory, so that it survives this process\n"
+		"  --recover ID    take over /dev/ublkbID, left QUIESCED by a killed\n"
+		"                  ibnbd-ublk-ram (USER_RECOVERY), instead of adding one\n"
+		"  --corrupt-reads flip one byte of every READ (to prove that tests\n"
+		"                  catch a corrupting device)\n"
+		"Debug logs: IBNBD_DEBUG=ublk,io\n",
+		UBLK_MAX_QUEUE_DEPTH);
+}
+
+/* "256M" -> bytes; -EINVAL for anything but a number with an optional
+ * binary suffix, -ERANGE on overflow. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	unsigned int shift = 0;
+	char *end;
+
+	if (!*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return errno ? -errno : -EINVAL;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	default: break;
+	}
+	if (*end == 'i' && shift)
+		end++;
+	if (*end == 'B' && shift)
+		end++;
+	if (*end)
+		return -EINVAL;
+	if (shift && v > (UINT64_MAX >> shift))
+		return -ERANGE;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static int parse_uint(const char *s, unsigned int min, unsigned int max, unsigned int *out)
+{
+	unsigned long v;
+	char *end;
+
+	if (!*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -EINVAL;
+	*out = (unsigned int)v;
+	return 0;
+}
+
+static int parse_opts(int argc, char **argv, struct ram_opts *o)
+{
+	static const struct option longopts[] = {
+		{ "size", required_argument, NULL, 's' },
+		{ "queues", required_argument, NULL, 'q' },
+		{ "depth", required_argument, NULL, 'd' },
+		{ "max-io", required_argument, NULL, 'm' },
+		{ "ro", no_argument, NULL, 'r' },
+		{ "corrupt-reads", no_argument, NULL, 'C' },
+		{ "backing", required_argument, NULL, 'b' },
+		{ "recover", required_argument, NULL, 'R' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	unsigned int id;
+	uint64_t v;
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->recover_id = -1;
+	o->queues = 1;
+	o->depth = 64;
+	o->max_io = 1u << 20;
+	while ((c = getopt_long(argc, argv, "s:q:d:m:rh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			if (parse_size(optarg, &o->size) < 0 || !o->size || o->size % 512) {
+				log_err("--size '%s': expected a non-zero multiple of 512 bytes, like 256M", optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'q':
+			if (parse_uint(optarg, 1, 256, &o->queues) < 0) {
+				log_err("--queues '%s': expected 1..256", optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'd':
+			if (parse_uint(optarg, 1, UBLK_MAX_QUEUE_DEPTH, &o->depth) < 0) {
+				log_err("--depth '%s': expected 1..%d", optarg, UBLK_MAX_QUEUE_DEPTH);
+				return -EINVAL;
+			}
+			break;
+		case 'm':
+			if (parse_size(optarg, &v) < 0 || v < 4096 || v > UBLK_DEV_MAX_IO_BYTES ||
+			    v % 4096) {
+				log_err("--max-io '%s': expected a multiple of 4K from 4K to %uM", optarg,
+					UBLK_DEV_MAX_IO_BYTES >> 20);
+				return -EINVAL;
+			}
+			o->max_io = (uint32_t)v;
+			break;
+		case 'r':
+			o->read_only = true;
+			break;
+		case 'C':
+			o->corrupt_reads = true;
+			break;
+		case 'b':
+			if (!*optarg) {
+				log_err("--backing needs a file name");
+				return -EINVAL;
+			}
+			o->backing = optarg;
+			break;
+		case 'R':
+			if (parse_uint(optarg, 0, 1u << 20, &id) < 0) {
+				log_err("--recover '%s': expected a device number (N of /dev/ublkbN)", optarg);
+				return -EINVAL;
+			}
+			o->recover_id = (int)id;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		log_err("unexpected argument '%s'", argv[optind]);
+		return -EINVAL;
+	}
+	if (!o->size && o->recover_id < 0) {
+		log_err("--size is required");
+		usage(stderr);
+		return -EINVAL;
+	}
+	if (o->size > (uint64_t)SIZE_MAX / 2) {
+		log_err("--size %" PRIu64 " is more memory than this machine can address", o->size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Zeroes [off, off+len): whole pages are dropped (they read back as zero
+ * and free the memory, which matters when mkfs discards the whole device),
+ * partial pages at the edges are cleared. */
+static void ram_zero(struct ram_ctx *ctx, uint64_t off, uint64_t len)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t first = (off + page - 1) / page * page;
+	uint64_t last = (off + len) / page * page;
+
+	if (first >= last) {
+		memset(ctx->mem + off, 0, len);
+		return;
+	}
+	memset(ctx->mem + off, 0, first - off);
+	/* Private memory: dropped pages read back as zero. A shared file:
+	 * punch the pages out of the file (tmpfs supports it). */
+	if (madvise(ctx->mem + first, last - first, ctx->mem_shared ? MADV_REMOVE : MADV_DONTNEED) < 0)
+		memset(ctx->mem + first, 0, last - first);
+	memset(ctx->mem + last, 0, off + len - last);
+}
+
+/* Serves one request against the RAM image; the result ublk expects. The
+ * kernel already checked (and ublk_io_decode re-checked) that the range is
+ * within the device and a READ/WRITE fits the tag buffer. */
+static int32_t ram_serve(struct ram_ctx *ctx, const struct ublk_io *io)
+{
+	switch (io->op) {
+	case UBLK_IO_OP_READ:
+		memcpy(io->buf, ctx->mem + io->offset, io->len);
+		if (ctx->opts.corrupt_reads)
+			((unsigned char *)io->buf)[io->len - 1] ^= 0x5a;
+		return (int32_t)io->len;
+	case UBLK_IO_OP_WRITE:
+		if (ctx->opts.read_only)
+			return -EROFS;
+		memcpy(ctx->mem + io->offset, io->buf, io->len);
+		return (int32_t)io->len;
+	case UBLK_IO_OP_FLUSH:
+		/* RAM has no cache to write back; order against other
+		 * workers' copies anyway. */
+		atomic_thread_fence(memory_order_seq_cst);
+		return 0;
+	case UBLK_IO_OP_DISCARD:
+	case UBLK_IO_OP_WRITE_ZEROES:
+		if (ctx->opts.read_only)
+			return -EROFS;
+		ram_zero(ctx, io->offset, io->len);
+		return 0;
+	default:
+		return -EOPNOTSUPP;
+	}
+}
+
+/* Handles every CQE available now. Returns 0, or the first -errno. */
+static int ram_reap(struct ram_worker *w, struct io_uring *ring, struct ublk_queue *q)
+{
+	struct io_uring_cqe *cqe;
+	unsigned int head, n = 0;
+	struct ublk_io io;
+	int err = 0, ret;
+
+	io_uring_for_each_cqe(ring, head, cqe) {
+		n++;
+		if (ublk_ud_type(cqe->user_data) != RAM_UD_TYPE_UBLK || ublk_ud_queue(cqe->user_data)) {
+			log_err("ublk%d: queue %u: stray completion 0x%llx", ublk_dev_id(w->ctx->dev),
+				w->q_id, (unsigned long long)cqe->user_data);
+			err = err ? err : -EPROTO;
+			continue;
+		}
+		ret = ublk_queue_handle_cqe(q, ring, cqe, &io);
+		if (ret < 0) {
+			err = err ? err : ret;
+			continue;
+		}
+		if (ret == 0)
+			continue;
+		if (io.op <= UBLK_IO_OP_WRITE_ZEROES)
+			w->served[io.op]++;
+		if (io.flags & UBLK_IO_F_FUA)
+			w->served_fua++;
+		ret = ublk_queue_commit(q, ring, io.tag, ram_serve(w->ctx, &io));
+		if (ret < 0)
+			err = err ? err : ret;
+	}
+	io_uring_cq_advance(ring, n);
+	return err;
+}
+
+static void ram_report_started(struct ram_worker *w, int status)
+{
+	struct ram_ctx *ctx = w->ctx;
+
+	pthread_mutex_lock(&ctx->lock);
+	ctx->nr_reported++;
+	if (status < 0)
+		ctx->nr_start_failed++;
+	pthread_cond_signal(&ctx->cond);
+	pthread_mutex_unlock(&ctx->lock);
+}
+
+static int ram_ring_init(struct io_uring *ring, unsigned int entries)
+{
+	int ret;
+
+	/* The worker is the ring's only user; deferring task work to our own
+	 * waits keeps completions in this thread's loop. */
+	ret = io_uring_queue_init(entries, ring,
+				  IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
+	if (ret == -EINVAL)
+		ret = io_uring_queue_init(entries, ring, 0);
+	return ret;
+}
+
+static void *ram_worker_main(void *arg)
+{
+	struct ram_worker *w = arg;
+	struct ram_ctx *ctx = w->ctx;
+	int dev_id = ublk_dev_id(ctx->dev);
+	struct ublk_queue_config qcfg;
+	struct ublk_queue *q = NULL;
+	struct io_uring ring;
+	bool reported = false;
+	int ret;
+
+	ret = ram_ring_init(&ring, ublk_dev_info(ctx->dev)->queue_depth);
+	if (ret < 0) {
+		log_err("ublk%d: queue %u: cannot create an io_uring: %s", dev_id, w->q_id,
+			strerror(-ret));
+		w->status = ret;
+		ram_report_started(w, ret);
+		goto out_signal;
+	}
+	memset(&qcfg, 0, sizeof(qcfg));
+	qcfg.q_id = w->q_id;
+	qcfg.ud_type = RAM_UD_TYPE_UBLK;
+	qcfg.ud_queue = 0;
+	qcfg.dev_sectors = ctx->opts.size >> 9;
+	ret = ublk_queue_create(ctx->dev, &qcfg, &q);
+	if (ret < 0)
+		goto out;
+	ret = ublk_queue_prep_fetch_all(q, &ring);
+	if (ret < 0)
+		goto out;
+	ret = io_uring_submit(&ring);
+	if (ret < 0) {
+		log_err("ublk%d: queue %u: submitting the fetches failed: %s", dev_id, w->q_id,
+			strerror(-ret));
+		goto out;
+	}
+	/* A FETCH the kernel refuses completes at once; catch it before
+	 * telling main to START_DEV, which would wait for it forever. */
+	ret = ram_reap(w, &ring, q);
+	if (ret < 0)
+		goto out;
+	ram_report_started(w, 0);
+	reported = true;
+
+	while (!ublk_queue_idle(q)) {
+		ret = io_uring_submit_and_wait(&ring, 1);
+		if (ret < 0 && ret != -EINTR) {
+			log_err("ublk%d: queue %u: io_uring wait failed: %s", dev_id, w->q_id,
+				strerror(-ret));
+			goto out;
+		}
+		ret = ram_reap(w, &ring, q);
+		if (ret < 0)
+			goto out;
+	}
+	ret = 0;
+	log_debug(LOG_CAT_UBLK, "ublk%d: queue %u: all tags retired, worker exits", dev_id,
+		  w->q_id);
+out:
+	w->status = ret;
+	if (!reported)
+		ram_report_started(w, ret < 0 ? ret : -EIO);
+	/* Exiting the ring cancels whatever commands are left; only then may
+	 * the buffers and descriptors go. */
+	io_uring_queue_exit(&ring);
+	ublk_queue_destroy(q);
+out_signal:
+	if (w->status < 0) {
+		atomic_store(&ctx->failed, true);
+		/* Wake main: it tears the device down. */
+		pthread_kill(ctx->main_thread, SIGUSR1);
+	}
+	return NULL;
+}
+
+static int ram_start_workers(struct ram_ctx *ctx)
+{
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < ctx->nr_workers; i++) {
+		struct ram_worker *w = &ctx->workers[i];
+
+		w->ctx = ctx;
+		w->q_id = (uint16_t)i;
+		ret = pthread_create(&w->thread, NULL, ram_worker_main, w);
+		if (ret) {
+			log_err("cannot start the thread of queue %u: %s", i, strerror(ret));
+			return -ret;
+		}
+		w->thread_started = true;
+	}
+	pthread_mutex_lock(&ctx->lock);
+	while (ctx->nr_reported < ctx->nr_workers)
+		pthread_cond_wait(&ctx->cond, &ctx->lock);
+	ret = ctx->nr_start_failed ? -EIO : 0;
+	pthread_mutex_unlock(&ctx->lock);
+	return ret;
+}
+
+static void ram_join_workers(struct ram_ctx *ctx)
+{
+	uint64_t served[UBLK_IO_OP_WRITE_ZEROES + 1] = { 0 }, fua = 0;
+	unsigned int i, op;
+
+	for (i = 0; i < ctx->nr_workers; i++) {
+		struct ram_worker *w = &ctx->workers[i];
+
+		if (w->thread_started)
+			pthread_join(w->thread, NULL);
+		w->thread_started = false;
+		for (op = 0; op <= UBLK_IO_OP_WRITE_ZEROES; op++)
+			served[op] += w->served[op];
+		fua += w->served_fua;
+	}
+	log_info("ublk%d: served %" PRIu64 " reads, %" PRIu64 " writes (%" PRIu64 " FUA), %" PRIu64
+		 " flushes, %" PRIu64 " discards, %" PRIu64 " write-zeroes",
+		 ublk_dev_id(ctx->dev), served[UBLK_IO_OP_READ], served[UBLK_IO_OP_WRITE], fua,
+		 served[UBLK_IO_OP_FLUSH], served[UBLK_IO_OP_DISCARD],
+		 served[UBLK_IO_OP_WRITE_ZEROES]);
+}
+
+/* START_DEV returns once the gendisk is added; devtmpfs (or udev) makes the
+ * node shortly after. */
+static int wait_for_block_dev(const char *path)
+{
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = 10 * 1000000L };
+	unsigned int waited;
+	struct stat st;
+
+	for (waited = 0; waited < RAM_BLOCK_DEV_WAIT_MS; waited += 10) {
+		if (stat(path, &st) == 0 && S_ISBLK(st.st_mode))
+			return 0;
+		nanosleep(&ts, NULL);
+	}
+	return -ETIMEDOUT;
+}
+
+/* ublk.md: run in a private mount namespace so that a filesystem on our own
+ * device, mounted by someone else, is never held (and flushed at exit) by
+ * this process's namespace. */
+static void ram_private_mounts(void)
+{
+	if (unshare(CLONE_NEWNS) < 0) {
+		log_warn("unshare(CLONE_NEWNS) failed: %s; continuing in the caller's mount namespace",
+			 strerror(errno));
+		return;
+	}
+	if (mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		log_warn("making mounts private failed: %s", strerror(errno));
+}
+
+/* Waits for SIGTERM/SIGINT (clean stop) or SIGUSR1 (a worker failed). */
+static void ram_wait_for_stop(struct ram_ctx *ctx, const sigset_t *set)
+{
+	siginfo_t si;
+	int sig;
+
+	for (;;) {
+		sig = sigwaitinfo(set, &si);
+		if (sig < 0) {
+			if (errno == EINTR)
+				continue;
+			log_err("sigwaitinfo failed: %s", strerror(errno));
+			atomic_store(&ctx->failed, true);
+			return;
+		}
+		if (sig == SIGUSR1) {
+			if (!atomic_load(&ctx->failed))
+				continue; /* not from a worker */
+			log_err("a queue worker failed: stopping the device");
+			return;
+		}
+		log_info("%s: stopping", strsignal(sig));
+		return;
+	}
+}
+
+/* The image: private anonymous memory (untouched pages cost nothing), or a
+ * shared mapping of --backing FILE, created or grown to the size. */
+static int ram_map_image(struct ram_ctx *ctx)
+{
+	int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+	const char *file = ctx->opts.backing;
+	struct stat st;
+	int fd = -1;
+	void *mem;
+
+	ctx->mem_len = (size_t)ctx->opts.size;
+	if (file) {
+		fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			log_err("--backing %s: %s", file, strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			return -errno;
+		}
+		if ((uint64_t)st.st_size < ctx->opts.size && ftruncate(fd, (off_t)ctx->opts.size) < 0) {
+			int ret = -errno;
+
+			log_err("--backing %s: cannot grow it to %" PRIu64 " bytes: %s", file,
+				ctx->opts.size, strerror(-ret));
+			close(fd);
+			return ret;
+		}
+		flags = MAP_SHARED;
+	}
+	mem = mmap(NULL, ctx->mem_len, PROT_READ | PROT_WRITE, flags, fd, 0);
+	if (fd >= 0)
+		close(fd); /* the mapping keeps the file */
+	if (mem == MAP_FAILED) {
+		log_err("cannot map %zu bytes for the image: %s", ctx->mem_len, strerror(errno));
+		return -errno;
+	}
+	ctx->mem = mem;
+	ctx->mem_shared = file != NULL;
+	return 0;
+}
+
+/* A new device: ADD_DEV and SET_PARAMS. */
+static int ram_add_device(struct ram_ctx *ctx, struct ublk_ctrl *ctrl)
+{
+	struct ublk_dev_config dcfg;
+	struct ublk_dev_params params;
+	struct ublk_params kparams;
+	const char *why;
+	int ret;
+
+	memset(&dcfg, 0, sizeof(dcfg));
+	dcfg.dev_id = -1;
+	dcfg.nr_queues = (uint16_t)ctx->opts.queues;
+	dcfg.queue_depth = (uint16_t)ctx->opts.depth;
+	dcfg.max_io_bytes = ctx->opts.max_io;
+	dcfg.recovery = true;
+	ret = ublk_dev_create(ctrl, &dcfg, &ctx->dev);
+	if (ret < 0)
+		return ret;
+	if (ublk_dev_info(ctx->dev)->nr_hw_queues != ctx->opts.queues)
+		log_info("ublk%d: the kernel gave %u queues instead of %u (capped at the CPU count)",
+			 ublk_dev_id(ctx->dev), ublk_dev_info(ctx->dev)->nr_hw_queues,
+			 ctx->opts.queues);
+
+	memset(&params, 0, sizeof(params));
+	params.size = ctx->opts.size;
+	params.logical_block_size = 512;
+	params.physical_block_size = 4096;
+	params.max_io_bytes = 0; /* all the tag buffer holds */
+	params.max_discard_bytes = RAM_MAX_DISCARD_BYTES;
+	params.discard_granularity = 4096;
+	params.max_write_zeroes_bytes = RAM_MAX_DISCARD_BYTES;
+	params.read_only = ctx->opts.read_only;
+	params.volatile_cache = true;
+	params.fua = true;
+	ret = ublk_params_build(&params, ublk_dev_info(ctx->dev)->max_io_buf_bytes, &kparams, &why);
+	if (ret < 0) {
+		log_err("ublk%d: bad device parameters: %s", ublk_dev_id(ctx->dev), why);
+		return ret;
+	}
+	return ublk_dev_set_params(ctx->dev, &kparams);
+}
+
+/* A device a killed instance left behind: learn its size and mode from the
+ * kernel, START_USER_RECOVERY, and from then on own it (delete it at exit). */
+static int ram_attach_device(struct ram_ctx *ctx, struct ublk_ctrl *ctrl)
+{
+	struct ublk_params kparams;
+	uint64_t size;
+	int id = ctx->opts.recover_id;
+	int ret;
+
+	ret = ublk_dev_attach(ctrl, id, &ctx->dev);
+	if (ret < 0)
+		return ret;
+	ret = ublk_dev_get_params(ctx->dev, &kparams);
+	if (ret < 0)
+		return ret;
+	size = kparams.basic.dev_sectors << 9;
+	if (ctx->opts.size && ctx->opts.size != size) {
+		log_err("ublk%d: --size %" PRIu64 " does not match the device's %" PRIu64 " bytes",
+			id, ctx->opts.size, size);
+		return -EINVAL;
+	}
+	ctx->opts.size = size;
+	ctx->opts.read_only = kparams.basic.attrs & UBLK_ATTR_READ_ONLY;
+	if (!ctx->opts.backing)
+		log_warn("ublk%d: recovering without --backing: the device's data is lost", id);
+	ret = ram_map_image(ctx);
+	if (ret < 0)
+		return ret;
+	ret = ublk_dev_start_recovery(ctx->dev, 10000);
+	if (ret < 0)
+		return ret; /* not ours: leave the device as it was */
+	/* Committed: from here on, stopping and deleting it is our job. */
+	ublk_dev_set_owned(ctx->dev, true);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct ublk_ctrl *ctrl = NULL;
+	bool recover;
+	struct ram_ctx ctx;
+	sigset_t set;
+	char path[32];
+	int ret;
+
+	log_init("ibnbd-ublk-ram");
+	memset(&ctx, 0, sizeof(ctx));
+	if (parse_opts(argc, argv, &ctx.opts) < 0)
+		return 2;
+	recover = ctx.opts.recover_id >= 0;
+	ctx.main_thread = pthread_self();
+	atomic_init(&ctx.failed, false);
+	pthread_mutex_init(&ctx.lock, NULL);
+	pthread_cond_init(&ctx.cond, NULL);
+
+	ram_private_mounts();
+
+	/* Signals are taken synchronously by main only; workers inherit the
+	 * mask, so no IO wait is ever interrupted. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
+	ret = pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (ret) {
+		log_err("cannot block signals: %s", strerror(ret));
+		return 1;
+	}
+
+	ret = ublk_ctrl_create(&ctrl);
+	if (ret < 0)
+		return 1;
+	if (recover) {
+		ret = ram_attach_device(&ctx, ctrl);
+	} else {
+		ret = ram_map_image(&ctx);
+		if (ret == 0)
+			ret = ram_add_device(&ctx, ctrl);
+	}
+	if (ret < 0)
+		goto out_dev;
+
+	ctx.nr_workers = ublk_dev_info(ctx.dev)->nr_hw_queues;
+	ctx.workers = calloc(ctx.nr_workers, sizeof(*ctx.workers));
+	if (!ctx.workers) {
+		log_err("out of memory");
+		ret = -ENOMEM;
+		goto out_dev;
+	}
+	ret = ram_start_workers(&ctx);
+	if (ret < 0)
+		goto out_stop;
+
+	/* From here the workers serve: START_DEV reads the partition table
+	 * through them; END_USER_RECOVERY releases the IO held meanwhile. */
+	ret = recover ? ublk_dev_end_recovery(ctx.dev) : ublk_dev_start(ctx.dev);
+	if (ret < 0)
+		goto out_stop;
+	snprintf(path, sizeof(path), "/dev/ublkb%d", ublk_dev_id(ctx.dev));
+	ret = wait_for_block_dev(path);
+	if (ret < 0) {
+		log_err("ublk%d: %s did not appear after START_DEV", ublk_dev_id(ctx.dev), path);
+		goto out_stop;
+	}
+	printf("%s\n", path);
+	fflush(stdout);
+
+	ram_wait_for_stop(&ctx, &set);
+	ret = 0;
+out_stop:
+	/* Aborts every pending FETCH: the workers drain and exit. */
+	ublk_dev_stop(ctx.dev);
+	ram_join_workers(&ctx);
+out_dev:
+	/* Queues are gone: close and DEL_DEV can complete. */
+	ublk_dev_destroy(ctx.dev);
+	free(ctx.workers);
+	ublk_ctrl_destroy(ctrl);
+	if (ctx.mem)
+		munmap(ctx.mem, ctx.mem_len);
+	if (ret < 0 || atomic_load(&ctx.failed))
+		return 1;
+	log_info("device removed, exiting");
+	return 0;
+}

@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* The ublk opcodes and flags ublk_uapi.h fills in must be the kernel's ABI
+ * values, whichever <linux/ublk_cmd.h> the build machine has. */
+#include "tap.h"
+#include "ublk_uapi.h"
+
+#define ABI(name, value) ok((unsigned long long)(name) == (value##ULL), #name " == " #value)
+
+int main(void)
+{
+	ABI(UBLK_U_CMD_GET_QUEUE_AFFINITY, 0x80207501);
+	ABI(UBLK_U_CMD_GET_DEV_INFO, 0x80207502);
+	ABI(UBLK_U_CMD_ADD_DEV, 0xc0207504);
+	ABI(UBLK_U_CMD_DEL_DEV, 0xc0207505);
+	ABI(UBLK_U_CMD_START_DEV, 0xc0207506);
+	ABI(UBLK_U_CMD_STOP_DEV, 0xc0207507);
+	ABI(UBLK_U_CMD_SET_PARAMS, 0xc0207508);
+	ABI(UBLK_U_CMD_GET_PARAMS, 0x80207509);
+	ABI(UBLK_U_CMD_START_USER_RECOVERY, 0xc0207510);
+	ABI(UBLK_U_CMD_END_USER_RECOVERY, 0xc0207511);
+	ABI(UBLK_U_CMD_GET_DEV_INFO2, 0x80207512);
+	ABI(UBLK_U_CMD_GET_FEATURES, 0x80207513);
+	ABI(UBLK_U_CMD_DEL_DEV_ASYNC, 0x80207514);
+	ABI(UBLK_U_IO_FETCH_REQ, 0xc0107520);
+	ABI(UBLK_U_IO_COMMIT_AND_FETCH_REQ, 0xc0107521);
+	ABI(UBLK_U_IO_NEED_GET_DATA, 0xc0107522);
+	ABI(UBLK_F_USER_RECOVERY, 0x8);
+	ABI(UBLK_F_USER_RECOVERY_REISSUE, 0x10);
+	ABI(UBLK_F_UNPRIVILEGED_DEV, 0x20);
+	ABI(UBLK_F_CMD_IOCTL_ENCODE, 0x40);
+	ABI(UBLK_F_USER_COPY, 0x80);
+	ABI(UBLK_F_ZONED, 0x100);
+	ABI(UBLK_F_USER_RECOVERY_FAIL_IO, 0x200);
+	ok(UBLK_IO_RES_ABORT == -ENODEV, "UBLK_IO_RES_ABORT == -ENODEV");
+	ok(UBLK_DESC_BYTES_PER_QUEUE_MAX == 96 * 1024, "queues' descriptor arrays sit 96 KiB apart");
+	return tap_done();
+}
