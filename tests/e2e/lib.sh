@@ -1,0 +1,75 @@
+# Shared by the e2e scripts that run inside the guest. Sourced.
+# shellcheck shell=bash
+set -u
+BUILD=${IBNBD_BUILD_DIR:-build}
+SERVER_BIN=$BUILD/src/server/ibnbd-server
+CLIENT=$BUILD/src/client/ibnbd-client
+ADDR=${IBNBD_VM_ADDR:?run inside tests/vm/run}
+fail=0
+WORK=$(mktemp -d /tmp/ibnbd-e2e.XXXXXX)
+server_pids=()
+
+pass() { echo "ok - $*"; }
+flunk() { echo "not ok - $*"; fail=1; }
+check() { # check DESCRIPTION COMMAND...: ok if COMMAND succeeds
+	local desc=$1
+	shift
+	if "$@" > "$WORK/check.out" 2>&1; then
+		pass "$desc"
+	else
+		flunk "$desc"
+		sed 's/^/#   /' "$WORK/check.out" | tail -n 30
+	fi
+}
+
+# start_server NAME ARGS...: ibnbd-server in the background, log in $WORK/NAME.log
+start_server() {
+	local name=$1 i
+	shift
+	"$SERVER_BIN" "$@" > "$WORK/$name.log" 2>&1 &
+	server_pids+=($!)
+	eval "${name}_pid=$!"
+	for i in $(seq 100); do
+		grep -q "listening" "$WORK/$name.log" && return 0
+		kill -0 "$!" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "# server $name did not start:"; sed 's/^/#   /' "$WORK/$name.log"
+	return 1
+}
+
+start_daemon() {
+	"$CLIENT" daemon > "$WORK/daemon.log" 2>&1
+}
+
+stop_all() {
+	local p
+	if [ -e /run/ibnbd/client.lock ]; then
+		p=$(cat /run/ibnbd/client.lock 2>/dev/null)
+		[ -n "$p" ] && kill -TERM "$p" 2>/dev/null
+		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+	fi
+	for p in "${server_pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+	for p in "${server_pids[@]}"; do wait "$p" 2>/dev/null; done
+}
+
+finish() {
+	stop_all
+	if [ "$fail" != 0 ]; then
+		echo "# ---- logs ----"
+		for f in "$WORK"/*.log; do echo "# $f"; tail -n 40 "$f" | sed 's/^/#   /'; done
+	fi
+	rm -rf "$WORK"
+	exit $fail
+}
+trap finish EXIT
+
+# fio_verify DEVICE [extra fio args...]: write and verify with crc32c.
+fio_verify() {
+	local dev=$1
+	shift
+	fio --name=verify --filename="$dev" --direct=1 --rw=randwrite --verify=crc32c \
+		--do_verify=1 --verify_fatal=1 --output-format=terse --minimal "$@"
+}
+
+no_ublk_devices() { ! ls /dev/ublkb* /dev/ublkc* > /dev/null 2>&1; }
