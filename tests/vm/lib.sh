@@ -133,7 +133,7 @@ vm_boot() {
 	done
 	local cmdline="console=ttyS0 panic=-1 ${IBNBD_VM_QUIET-quiet} loglevel=5 mitigations=off"
 	cmdline+=" random.trust_cpu=on no_timer_check tsc=reliable lpj=4000000"
-	cmdline+=" ibnbd.agent=$vm_dir/guest-agent ibnbd.scratch=$dir ibnbd.mode=$mode"
+	cmdline+=" ibnbd.agent=$vm_dir/guest-agent ibnbd.repo=$repo_dir ibnbd.scratch=$dir ibnbd.mode=$mode"
 	cmdline+=" ibnbd.ip=$ip ibnbd.host=$name ibnbd.moddir=$vm_moddir"
 	[ -n "$shares" ] && cmdline+=" ibnbd.shares=$shares"
 
