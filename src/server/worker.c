@@ -63,6 +63,20 @@ static void send_reject(struct rdma_cm_id *id, int status)
 	rdma_destroy_id(id);
 }
 
+/* Undoes worker_setup_verbs(), also half done. */
+static void worker_destroy_verbs(struct worker *w)
+{
+	if (w->cq)
+		ibv_destroy_cq(w->cq);
+	if (w->comp_ch)
+		ibv_destroy_comp_channel(w->comp_ch);
+	if (w->pd)
+		ibv_dealloc_pd(w->pd);
+	w->cq = NULL;
+	w->comp_ch = NULL;
+	w->pd = NULL;
+}
+
 /* The PD, completion channel and CQ, for the device of the first connection. */
 static int worker_setup_verbs(struct worker *w, struct ibv_context *verbs)
 {
@@ -95,15 +109,7 @@ static int worker_setup_verbs(struct worker *w, struct ibv_context *verbs)
 	w->verbs = verbs;
 	return 0;
 out:
-	if (w->cq)
-		ibv_destroy_cq(w->cq);
-	if (w->comp_ch)
-		ibv_destroy_comp_channel(w->comp_ch);
-	if (w->pd)
-		ibv_dealloc_pd(w->pd);
-	w->cq = NULL;
-	w->comp_ch = NULL;
-	w->pd = NULL;
+	worker_destroy_verbs(w);
 	return ret;
 }
 
@@ -444,12 +450,7 @@ void worker_destroy(struct worker *w)
 	}
 	if (w->ring_ready)
 		io_uring_queue_exit(&w->ring);
-	if (w->cq)
-		ibv_destroy_cq(w->cq);
-	if (w->comp_ch)
-		ibv_destroy_comp_channel(w->comp_ch);
-	if (w->pd)
-		ibv_dealloc_pd(w->pd);
+	worker_destroy_verbs(w);
 	rdma_conn_channel_destroy(w->cm_ch);
 	if (w->efd >= 0)
 		close(w->efd);
