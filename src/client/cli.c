@@ -28,12 +28,11 @@
 #define MAP_TIMEOUT_MS 60000
 #define CTL_TIMEOUT_MS 30000
 
-static int call(json_object *req, json_object **resp)
+/* Sends req (consumed) and checks the answer's "ok". */
+static int call(json_object *req, json_object **resp, int timeout_ms)
 {
 	char err[512];
-	int ret = ctl_call(req, resp, strcmp(json_object_get_string(
-				json_object_object_get(req, "cmd")), "map") ?
-				CTL_TIMEOUT_MS : MAP_TIMEOUT_MS, err, sizeof(err));
+	int ret = ctl_call(req, resp, timeout_ms, err, sizeof(err));
 
 	json_object_put(req);
 	if (ret) {
@@ -99,7 +98,7 @@ static int cmd_map(int argc, char **argv)
 	json_object_object_add(req, "access", json_object_new_string(ro ? "ro" : "rw"));
 	if (name)
 		json_object_object_add(req, "name", json_object_new_string(name));
-	if (call(req, &resp))
+	if (call(req, &resp, MAP_TIMEOUT_MS))
 		return 1;
 	printf("%s\n", jstr(resp, "device"));
 	json_object_put(resp);
@@ -113,7 +112,7 @@ static int resolve_device(const char *arg, char *path, size_t len)
 	size_t i;
 
 	json_object_object_add(req, "cmd", json_object_new_string("list"));
-	if (call(req, &resp))
+	if (call(req, &resp, CTL_TIMEOUT_MS))
 		return -EIO;
 	devs = json_object_object_get(resp, "devices");
 	for (i = 0; devs && i < json_object_array_length(devs); i++) {
@@ -233,7 +232,7 @@ static int cmd_unmap(int argc, char **argv)
 	json_object_object_add(req, "cmd", json_object_new_string("unmap"));
 	json_object_object_add(req, "device", json_object_new_string(path));
 	json_object_object_add(req, "force", json_object_new_boolean(force));
-	if (call(req, &resp))
+	if (call(req, &resp, CTL_TIMEOUT_MS))
 		return 1;
 	json_object_put(resp);
 	return 0;
@@ -264,7 +263,7 @@ static int cmd_list(int argc, char **argv)
 		return 2;
 	}
 	json_object_object_add(req, "cmd", json_object_new_string("list"));
-	if (call(req, &resp))
+	if (call(req, &resp, CTL_TIMEOUT_MS))
 		return 1;
 	devs = json_object_object_get(resp, "devices");
 	if (json) {
