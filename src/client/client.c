@@ -1,82 +1,61 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * The client's data plane: mapped devices, each a ublk device whose queue q
- * is served by its own thread, with its own io_uring and its own RDMA
- * connection to the server (conn.h). The queue's tags are the connection's
- * slots, so no tag ever waits for a credit.
+ * The client's data plane as the control thread drives it: mapped devices
+ * over shared sessions, served by W workers (dataplane.h has the picture).
  *
- * A queue thread's io_uring carries the ublk FETCH/COMMIT commands and a
- * poll on the connection's completion channel:
- *
- *   ublk CQE (a request) ──conn_submit──▶ server ──response──▶ conn_process
- *        ▲                                                         │
- *        └────────────── COMMIT_AND_FETCH (result) ◀───────────────┘
- *
- * The control thread (daemon.c) maps and unmaps; it never touches IO.
- *
- * Not built yet (see docs/architecture.md): sharing one connection per
- * worker among the devices of a server, reconnect, user recovery.
+ * Mapping a device:
+ *   find or create the session to host:port (W connections, one per worker)
+ *   → OPEN the export on every connection (session_open_device)
+ *   → ADD_DEV, SET_PARAMS mirroring the export
+ *   → worker q creates ublk queue q and fetches its tags (WM_ADD_QUEUE)
+ *   → START_DEV; /dev/ublkbN is usable when client_map() returns.
+ * Unmapping reverses it: STOP_QUEUE, STOP_DEV, wait for every worker to let
+ * go of its queue, DEL_DEV, CLOSE the handles, and the session goes with its
+ * last device.
  */
 #include "client.h"
 
 #include <errno.h>
-#include <liburing.h>
-#include <poll.h>
-#include <pthread.h>
-#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "conn.h"
+#include "dataplane.h"
 #include "log.h"
+#include "rdma_conn.h"
+#include "session.h"
 #include "ublk_dev.h"
-#include "ublk_queue.h"
 
 #define QUEUE_DEPTH 64
+#define CONN_DEPTH 128
 #define MAX_IO_BYTES (128u << 10)
-#define CONNECT_TIMEOUT_MS 10000
 
-/* user_data types on a queue thread's ring. */
-enum { UD_UBLK = 1, UD_CONN = 2 };
-
-struct device;
-
-struct dev_queue {
-	struct device *dev;
-	uint16_t q_id;
-	struct conn *conn;
-	struct ublk_queue *uq;
-	struct io_uring ring;
-	bool ring_ok;
-	pthread_t thread;
-	bool thread_started;
-	sem_t ready;
-	int setup_status;
-	bool conn_failed;
-	struct ublk_io *io; /* per tag: the request being served */
+struct pd_entry {
+	struct pd_entry *next;
+	struct ibv_context *verbs;
+	struct ibv_pd *pd;
 };
 
-struct device {
-	struct device *next;
-	struct ublk_dev *ublk;
-	struct ibnbd_dev_info info;
-	uint16_t nr_queues;
-	struct dev_queue *queues;
-	char path[64];
-	char name[128];
-	char server[256];
-	uint16_t port;
-	char export_name[IBNBD_EXPORT_NAME_MAX];
-	bool read_only;
+struct sess_entry {
+	struct sess_entry *next;
+	struct session *s;
 };
 
 struct client {
-	struct client_opts opts;
+	struct client_tunables t;
 	struct ublk_ctrl *ctrl;
+	struct worker **workers;
 	struct device *devices;
+	struct sess_entry *sessions;
+	char host_id[IBNBD_HOST_ID_MAX];
+	/* One PD per RDMA device, shared by every connection on it, so the
+	 * tag buffers are registered once. Sessions connect from their own
+	 * threads, hence the lock. */
+	pthread_mutex_t pd_lock;
+	struct pd_entry *pds;
 };
 
 static unsigned int default_workers(void)
@@ -86,215 +65,112 @@ static unsigned int default_workers(void)
 	return n < 1 ? 1 : n > 4 ? 4 : (unsigned int)n;
 }
 
+static struct ibv_pd *get_pd(void *ctx, struct ibv_context *verbs)
+{
+	struct client *c = ctx;
+	struct pd_entry *e;
+
+	pthread_mutex_lock(&c->pd_lock);
+	for (e = c->pds; e && e->verbs != verbs; e = e->next)
+		;
+	if (!e && (e = calloc(1, sizeof(*e)))) {
+		e->verbs = verbs;
+		e->pd = ibv_alloc_pd(verbs);
+		if (e->pd) {
+			e->next = c->pds;
+			c->pds = e;
+		} else {
+			free(e);
+			e = NULL;
+		}
+	}
+	pthread_mutex_unlock(&c->pd_lock);
+	return e ? e->pd : NULL;
+}
+
 int client_create(const struct client_opts *opts, struct client **out)
 {
 	struct client *c = calloc(1, sizeof(*c));
+	unsigned int i;
 	int ret;
 
 	if (!c)
 		return -ENOMEM;
-	c->opts = *opts;
-	if (!c->opts.workers)
-		c->opts.workers = default_workers();
-	ret = ublk_ctrl_create(&c->ctrl);
-	if (ret) {
-		free(c);
-		return ret;
+	c->t = (struct client_tunables){
+		.workers = opts->workers ? opts->workers : default_workers(),
+		.keepalive_ms = 1000,
+		.dead_ms = opts->dead_timeout_ms ? opts->dead_timeout_ms : 5000,
+		.loss_ms = opts->loss_timeout_s < 0 ? 0 :
+			   (unsigned int)(opts->loss_timeout_s ? opts->loss_timeout_s : 120) * 1000,
+		.io_timeout_ms = opts->io_timeout_s < 0 ? 0 :
+				 (unsigned int)(opts->io_timeout_s ? opts->io_timeout_s : 30) * 1000,
+		.connect_ms = 10000,
+		.backoff_max_ms = 1000,
+		.queue_depth = QUEUE_DEPTH,
+		.conn_depth = CONN_DEPTH,
+		.max_io_bytes = MAX_IO_BYTES,
+	};
+	if (c->t.keepalive_ms * 2 > c->t.dead_ms)
+		c->t.keepalive_ms = c->t.dead_ms / 3;
+	pthread_mutex_init(&c->pd_lock, NULL);
+	gethostname(c->host_id, sizeof(c->host_id) - 1);
+	c->workers = calloc(c->t.workers, sizeof(*c->workers));
+	if (!c->workers) {
+		ret = -ENOMEM;
+		goto out_destroy;
 	}
+	ret = ublk_ctrl_create(&c->ctrl);
+	for (i = 0; !ret && i < c->t.workers; i++)
+		ret = worker_create(i, &c->t, &c->workers[i]);
+	if (ret)
+		goto out_destroy;
 	*out = c;
 	return 0;
+out_destroy:
+	client_destroy(c);
+	return ret;
 }
 
-/* ---- the queue thread ---- */
+/* ---- devices ---- */
 
-static uint8_t ibnbd_opcode(const struct ublk_io *io, uint16_t *flags)
+static void device_free(struct device *d)
 {
-	*flags = 0;
-	switch (io->op) {
-	case UBLK_IO_OP_READ:
-		return IBNBD_OP_READ;
-	case UBLK_IO_OP_WRITE:
-		if (io->flags & UBLK_IO_F_FUA)
-			*flags |= IBNBD_IOF_FUA;
-		return IBNBD_OP_WRITE;
-	case UBLK_IO_OP_FLUSH:
-		return IBNBD_OP_FLUSH;
-	case UBLK_IO_OP_DISCARD:
-		return IBNBD_OP_DISCARD;
-	case UBLK_IO_OP_WRITE_ZEROES:
-		if (io->flags & UBLK_IO_F_NOUNMAP)
-			*flags |= IBNBD_IOF_NOUNMAP;
-		return IBNBD_OP_WRITE_ZEROES;
-	}
-	return 0xff;
-}
+	unsigned int q;
 
-static void queue_complete(void *ctx, uint16_t tag, int status)
-{
-	struct dev_queue *dq = ctx;
-	const struct ublk_io *io = &dq->io[tag];
-	int32_t result = status;
-
-	if (status == 0)
-		result = io->op == UBLK_IO_OP_READ || io->op == UBLK_IO_OP_WRITE ?
-			 (int32_t)io->len : 0;
-	else
-		log_err("%s: queue %u tag %u: %s offset %llu length %u failed on the server: %s",
-			dq->dev->path, dq->q_id, tag, ublk_io_op_name(io->op),
-			(unsigned long long)io->offset, io->len, strerror(-status));
-	dq->io[tag].buf = NULL; /* no longer in flight */
-	if (ublk_queue_commit(dq->uq, &dq->ring, tag, result))
-		log_err("%s: queue %u tag %u: cannot commit", dq->dev->path, dq->q_id, tag);
-}
-
-static void queue_serve(struct dev_queue *dq, struct ublk_io *io)
-{
-	uint16_t flags;
-	uint8_t op = ibnbd_opcode(io, &flags);
-	int ret = -EIO;
-
-	dq->io[io->tag] = *io;
-	if (!dq->conn_failed && op != 0xff)
-		ret = conn_submit(dq->conn, io->tag, op, flags, io->offset, io->len, io->buf);
-	if (op == 0xff)
-		ret = -EOPNOTSUPP;
-	if (ret) {
-		if (!dq->conn_failed)
-			log_err("%s: queue %u tag %u: cannot send %s: %s", dq->dev->path, dq->q_id,
-				io->tag, ublk_io_op_name(io->op), strerror(-ret));
-		queue_complete(dq, io->tag, ret == -EOPNOTSUPP ? ret : -EIO);
-	}
-}
-
-static int arm_conn_poll(struct dev_queue *dq)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&dq->ring);
-
-	if (!sqe)
-		return -EBUSY;
-	io_uring_prep_poll_add(sqe, conn_comp_fd(dq->conn), POLLIN);
-	io_uring_sqe_set_data64(sqe, (uint64_t)UD_CONN << UBLK_UD_TYPE_SHIFT);
-	return 0;
-}
-
-/* The connection died: every request sent on it is lost. Fail them (until
- * reconnect exists) so that nothing waits forever. */
-static void queue_conn_failed(struct dev_queue *dq)
-{
-	uint16_t tag, depth = ublk_queue_depth(dq->uq);
-
-	log_err("%s: queue %u: the connection to %s:%u failed; IO on this queue now fails",
-		dq->dev->path, dq->q_id, dq->dev->server, dq->dev->port);
-	dq->conn_failed = true;
-	for (tag = 0; tag < depth; tag++)
-		if (dq->io[tag].buf) /* served, not yet committed */
-			queue_complete(dq, tag, -EIO);
-}
-
-static int queue_setup(struct dev_queue *dq)
-{
-	struct device *d = dq->dev;
-	struct ublk_queue_config qc = {
-		.q_id = dq->q_id, .ud_type = UD_UBLK, .ud_queue = 0,
-		.dev_sectors = d->info.size >> 9,
-	};
-	void *area;
-	size_t len;
-	int ret;
-
-	ret = ublk_queue_create(d->ublk, &qc, &dq->uq);
-	if (ret)
-		return ret;
-	dq->io = calloc(ublk_queue_depth(dq->uq), sizeof(*dq->io));
-	if (!dq->io)
-		return -ENOMEM;
-	area = ublk_queue_buf_area(dq->uq, &len);
-	ret = conn_register_buffers(dq->conn, area, len);
-	if (ret)
-		return ret;
-	ret = io_uring_queue_init(2 * ublk_queue_depth(dq->uq) + 16, &dq->ring, 0);
-	if (ret)
-		return ret;
-	dq->ring_ok = true;
-	ret = ublk_queue_prep_fetch_all(dq->uq, &dq->ring);
-	if (ret < 0)
-		return ret;
-	ret = arm_conn_poll(dq);
-	if (ret)
-		return ret;
-	ret = io_uring_submit(&dq->ring);
-	return ret < 0 ? ret : 0;
-}
-
-static void *queue_thread(void *arg)
-{
-	struct dev_queue *dq = arg;
-	char name[16];
-
-	snprintf(name, sizeof(name), "ibnbd-q%u", dq->q_id);
-	pthread_setname_np(pthread_self(), name);
-	dq->setup_status = queue_setup(dq);
-	sem_post(&dq->ready);
-	if (dq->setup_status)
-		return NULL;
-
-	/* Runs until STOP_DEV has retired every tag and nothing is served. */
-	while (!ublk_queue_idle(dq->uq)) {
-		struct io_uring_cqe *cqe;
-		unsigned int head, seen = 0;
-		int ret = io_uring_submit_and_wait(&dq->ring, 1);
-
-		if (ret < 0 && ret != -EINTR && ret != -EBUSY) {
-			log_err("%s: queue %u: io_uring: %s", dq->dev->path, dq->q_id, strerror(-ret));
-			break;
-		}
-		io_uring_for_each_cqe(&dq->ring, head, cqe) {
-			uint64_t ud = cqe->user_data;
-
-			seen++;
-			if (ublk_ud_type(ud) == UD_UBLK) {
-				struct ublk_io io;
-
-				if (ublk_queue_handle_cqe(dq->uq, &dq->ring, cqe, &io) == 1)
-					queue_serve(dq, &io);
-			} else if (ublk_ud_type(ud) == UD_CONN && !dq->conn_failed) {
-				if (conn_process(dq->conn, queue_complete, dq) < 0)
-					queue_conn_failed(dq);
-				else if (arm_conn_poll(dq))
-					log_err("%s: queue %u: ring full", dq->dev->path, dq->q_id);
-			}
-		}
-		io_uring_cq_advance(&dq->ring, seen);
-	}
-	io_uring_submit(&dq->ring);
-	return NULL;
-}
-
-/* ---- the control thread ---- */
-
-static void device_destroy(struct device *d)
-{
-	uint16_t q;
-
-	if (!d)
-		return;
-	if (d->ublk)
-		ublk_dev_stop(d->ublk);
-	for (q = 0; q < d->nr_queues && d->queues; q++) {
+	for (q = 0; d->queues && q < d->client->t.workers; q++) {
 		struct dev_queue *dq = &d->queues[q];
 
-		if (dq->thread_started)
-			pthread_join(dq->thread, NULL);
-		if (dq->ring_ok)
-			io_uring_queue_exit(&dq->ring);
 		ublk_queue_destroy(dq->uq);
-		conn_destroy(dq->conn);
-		free(dq->io);
-		sem_destroy(&dq->ready);
+		rdma_conn_dereg_mr(dq->mr);
+		if (dq->buf)
+			munmap(dq->buf, dq->buf_len);
+		free(dq->reqs);
+		sem_destroy(&dq->removed);
 	}
 	ublk_dev_destroy(d->ublk);
 	free(d->queues);
 	free(d);
+}
+
+/* Takes the device's queues away from the workers and the kernel: what
+ * waits on a session that is down fails, STOP_DEV retires every tag, and
+ * each worker lets go of its queue once it is idle. */
+static void device_stop(struct device *d)
+{
+	uint16_t q;
+
+	for (q = 0; q < d->nr_queues; q++) {
+		struct wmsg m = { .type = WM_STOP_QUEUE, .dq = &d->queues[q] };
+
+		if (d->queues[q].w)
+			worker_call(d->queues[q].w, &m);
+	}
+	if (d->ublk)
+		ublk_dev_stop(d->ublk);
+	for (q = 0; q < d->nr_queues; q++)
+		if (d->queues[q].w)
+			while (sem_wait(&d->queues[q].removed) && errno == EINTR)
+				;
 }
 
 static int device_params(struct device *d, char *err, size_t errlen)
@@ -327,24 +203,87 @@ static int device_params(struct device *d, char *err, size_t errlen)
 	return ret;
 }
 
+static struct session *find_session(struct client *c, const char *host, uint16_t port)
+{
+	struct sess_entry *e;
+
+	for (e = c->sessions; e; e = e->next)
+		if (!strcmp(session_host(e->s), host) && session_port(e->s) == port)
+			return e->s;
+	return NULL;
+}
+
+/* Drops the session once its last device is gone. */
+static void put_session(struct client *c, struct session *s)
+{
+	struct sess_entry **pp, *e;
+
+	if (!s || session_nr_devices(s))
+		return;
+	for (pp = &c->sessions; (e = *pp); pp = &e->next) {
+		if (e->s == s) {
+			*pp = e->next;
+			free(e);
+			break;
+		}
+	}
+	session_destroy(s);
+}
+
+static int get_session(struct client *c, const struct map_args *args, struct session **out,
+		       char *err, size_t errlen)
+{
+	struct session_config cfg = {
+		.host = args->server, .port = args->port, .host_id = c->host_id, .t = &c->t,
+		.workers = c->workers, .get_pd = get_pd, .get_pd_ctx = c,
+	};
+	struct sess_entry *e;
+	int ret;
+
+	*out = find_session(c, args->server, args->port);
+	if (*out)
+		return 0;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	ret = session_create(&cfg, &e->s, err, errlen);
+	if (ret) {
+		free(e);
+		return ret;
+	}
+	e->next = c->sessions;
+	c->sessions = e;
+	*out = e->s;
+	return 0;
+}
+
+/* The tag buffers of queue q: mapped here, registered once on the
+ * session's PD, handed to ublk as the queue's IO buffers. */
+static int queue_buffers(struct device *d, uint16_t q, struct ibv_pd *pd)
+{
+	const struct ublksrv_ctrl_dev_info *ui = ublk_dev_info(d->ublk);
+	struct dev_queue *dq = &d->queues[q];
+	void *p;
+
+	dq->buf_len = ublk_queue_buf_area_len(ui->queue_depth, ui->max_io_buf_bytes);
+	p = mmap(NULL, dq->buf_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	dq->buf = p;
+	return rdma_conn_reg_mr(pd, dq->buf, dq->buf_len,
+				IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, &dq->mr);
+}
+
 int client_map(struct client *c, const struct map_args *args, char *devpath,
 	       size_t devlen, char *err, size_t errlen)
 {
-	struct conn_params cp = {
-		.host = args->server, .port = args->port, .export_name = args->export_name,
-		.access = args->read_only ? IBNBD_ACCESS_RO : IBNBD_ACCESS_RW,
-		.queue_depth = QUEUE_DEPTH, .max_io_size = MAX_IO_BYTES,
-		.timeout_ms = CONNECT_TIMEOUT_MS,
-	};
 	struct ublk_dev_config uc = { .dev_id = -1, .recovery = false };
-	char host[64] = "";
+	struct session *s = NULL;
 	struct device *d;
-	uint16_t q, depth = QUEUE_DEPTH;
-	uint32_t max_io = MAX_IO_BYTES;
+	bool opened = false;
+	uint16_t q;
 	int ret;
 
-	gethostname(host, sizeof(host) - 1);
-	cp.host_id = host;
 	if (args->name) {
 		for (d = c->devices; d; d = d->next) {
 			if (!strcmp(d->name, args->name)) {
@@ -357,91 +296,96 @@ int client_map(struct client *c, const struct map_args *args, char *devpath,
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
-	d->nr_queues = (uint16_t)c->opts.workers;
-	d->queues = calloc(d->nr_queues, sizeof(*d->queues));
+	d->client = c;
+	d->queues = calloc(c->t.workers, sizeof(*d->queues));
 	if (!d->queues) {
 		free(d);
 		return -ENOMEM;
 	}
-	snprintf(d->server, sizeof(d->server), "%s", args->server);
-	d->port = args->port;
-	snprintf(d->export_name, sizeof(d->export_name), "%s", args->export_name);
-	d->read_only = args->read_only;
-
-	/* One connection per queue; the first one says what the device is. */
-	for (q = 0; q < d->nr_queues; q++) {
-		struct ibnbd_dev_info info;
-
+	for (q = 0; q < c->t.workers; q++) {
 		d->queues[q].dev = d;
 		d->queues[q].q_id = q;
-		sem_init(&d->queues[q].ready, 0, 0);
-		ret = conn_connect(&cp, &d->queues[q].conn, &info, err, errlen);
-		if (ret)
-			goto out_destroy;
-		if (q == 0) {
-			d->info = info;
-		} else if (info.export_id != d->info.export_id || info.size != d->info.size) {
-			snprintf(err, errlen, "export '%s' on %s:%u changed while mapping",
-				 args->export_name, args->server, args->port);
-			ret = -ESTALE;
-			goto out_destroy;
-		}
-		if (conn_depth(d->queues[q].conn) < depth)
-			depth = conn_depth(d->queues[q].conn);
-		if (conn_max_io(d->queues[q].conn) < max_io)
-			max_io = conn_max_io(d->queues[q].conn);
+		sem_init(&d->queues[q].removed, 0, 0);
 	}
-	uc.nr_queues = d->nr_queues;
-	uc.queue_depth = depth;
-	uc.max_io_bytes = max_io;
+	snprintf(d->export_name, sizeof(d->export_name), "%s", args->export_name);
+	d->read_only = args->read_only;
+	if (strlen(args->export_name) >= IBNBD_EXPORT_NAME_MAX) {
+		snprintf(err, errlen, "the export name '%s' is longer than %d bytes",
+			 args->export_name, IBNBD_EXPORT_NAME_MAX - 1);
+		ret = -ENAMETOOLONG;
+		goto out_free;
+	}
+
+	ret = get_session(c, args, &s, err, errlen);
+	if (ret)
+		goto out_free;
+	d->sess = s;
+	ret = session_open_device(s, d, err, errlen);
+	if (ret)
+		goto out_free;
+	opened = true;
+
+	uc.nr_queues = (uint16_t)c->t.workers;
+	uc.queue_depth = c->t.queue_depth;
+	uc.max_io_bytes = session_max_io(s) < c->t.max_io_bytes ? session_max_io(s) :
+			  c->t.max_io_bytes;
 	ret = ublk_dev_create(c->ctrl, &uc, &d->ublk);
 	if (ret) {
 		snprintf(err, errlen, "cannot create a ublk device: %s", strerror(-ret));
-		goto out_destroy;
+		goto out_free;
 	}
-	if (ublk_dev_info(d->ublk)->nr_hw_queues < d->nr_queues) {
-		/* The kernel caps queues at the CPU count: serve what it made
-		 * (the extra connections are simply closed). */
-		for (q = ublk_dev_info(d->ublk)->nr_hw_queues; q < d->nr_queues; q++) {
-			conn_destroy(d->queues[q].conn);
-			sem_destroy(&d->queues[q].ready);
-		}
-		d->nr_queues = ublk_dev_info(d->ublk)->nr_hw_queues;
-	}
+	/* The kernel caps queues at the CPU count: the last workers then
+	 * serve no queue of this device. */
+	d->nr_queues = ublk_dev_info(d->ublk)->nr_hw_queues;
+	if (d->nr_queues > c->t.workers)
+		d->nr_queues = (uint16_t)c->t.workers;
 	snprintf(d->path, sizeof(d->path), "/dev/ublkb%d", ublk_dev_id(d->ublk));
 	snprintf(d->name, sizeof(d->name), "%s", args->name ? args->name : d->path + 5);
 	ret = device_params(d, err, errlen);
 	if (ret)
-		goto out_destroy;
+		goto out_free;
 	for (q = 0; q < d->nr_queues; q++) {
-		struct dev_queue *dq = &d->queues[q];
+		struct wmsg m = { .type = WM_ADD_QUEUE, .dq = &d->queues[q] };
 
-		ret = -pthread_create(&dq->thread, NULL, queue_thread, dq);
+		ret = queue_buffers(d, q, session_pd(s));
+		if (!ret)
+			ret = worker_call(c->workers[q], &m);
 		if (ret) {
-			snprintf(err, errlen, "cannot start a queue thread: %s", strerror(-ret));
-			goto out_destroy;
-		}
-		dq->thread_started = true;
-		sem_wait(&dq->ready);
-		if (dq->setup_status) {
-			ret = dq->setup_status;
 			snprintf(err, errlen, "cannot set up queue %u of %s: %s", q, d->path,
 				 strerror(-ret));
-			goto out_destroy;
+			goto out_stop;
 		}
 	}
 	ret = ublk_dev_start(d->ublk);
 	if (ret) {
 		snprintf(err, errlen, "the kernel refused to start %s: %s", d->path, strerror(-ret));
-		goto out_destroy;
+		goto out_stop;
 	}
 	d->next = c->devices;
 	c->devices = d;
 	snprintf(devpath, devlen, "%s", d->path);
+	log_info("%s: mapped '%s' from %s (%llu bytes, %s)", d->path, d->export_name,
+		 session_peer(s), (unsigned long long)d->info.size, d->read_only ? "ro" : "rw");
 	return 0;
-out_destroy:
-	device_destroy(d);
+out_stop:
+	device_stop(d);
+out_free:
+	if (opened)
+		session_close_device(s, d);
+	device_free(d);
+	put_session(c, s);
 	return ret;
+}
+
+static void device_unmap(struct client *c, struct device *d)
+{
+	struct session *s = d->sess;
+
+	device_stop(d);
+	session_close_device(s, d);
+	log_info("%s: unmapped", d->path);
+	device_free(d);
+	put_session(c, s);
 }
 
 int client_unmap(struct client *c, const char *devpath, bool force, char *err,
@@ -452,7 +396,7 @@ int client_unmap(struct client *c, const char *devpath, bool force, char *err,
 	for (pp = &c->devices; (d = *pp); pp = &d->next) {
 		if (!strcmp(d->path, devpath) || !strcmp(d->name, devpath)) {
 			*pp = d->next;
-			device_destroy(d);
+			device_unmap(c, d);
 			return 0;
 		}
 	}
@@ -467,20 +411,26 @@ json_object *client_list(struct client *c)
 
 	for (d = c->devices; d; d = d->next) {
 		json_object *o = json_object_new_object();
-		bool failed = false;
-		uint16_t q;
+		const char *state;
 
-		for (q = 0; q < d->nr_queues; q++)
-			failed |= d->queues[q].conn_failed;
 		json_object_object_add(o, "device", json_object_new_string(d->path));
 		json_object_object_add(o, "name", json_object_new_string(d->name));
-		json_object_object_add(o, "server", json_object_new_string(d->server));
-		json_object_object_add(o, "port", json_object_new_int(d->port));
+		json_object_object_add(o, "server", json_object_new_string(session_host(d->sess)));
+		json_object_object_add(o, "port", json_object_new_int(session_port(d->sess)));
 		json_object_object_add(o, "export", json_object_new_string(d->export_name));
 		json_object_object_add(o, "size", json_object_new_int64((int64_t)d->info.size));
 		json_object_object_add(o, "access",
 				       json_object_new_string(d->read_only ? "ro" : "rw"));
-		json_object_object_add(o, "state", json_object_new_string(failed ? "failed" : "live"));
+		session_describe(d->sess, o);
+		/* The device's state is its session's, unless the export
+		 * itself went away. */
+		state = json_object_get_string(json_object_object_get(o, "session"));
+		if (atomic_load(&d->gone)) {
+			state = "failed";
+			json_object_object_add(o, "last_error",
+					       json_object_new_string("the export changed on the server"));
+		}
+		json_object_object_add(o, "state", json_object_new_string(state));
 		json_object_array_add(arr, o);
 	}
 	return arr;
@@ -488,14 +438,35 @@ json_object *client_list(struct client *c)
 
 void client_destroy(struct client *c)
 {
+	unsigned int i;
+
 	if (!c)
 		return;
 	while (c->devices) {
 		struct device *d = c->devices;
 
 		c->devices = d->next;
-		device_destroy(d);
+		device_unmap(c, d);
+	}
+	while (c->sessions) {
+		/* Only a session whose first map failed midway is left. */
+		struct sess_entry *e = c->sessions;
+
+		c->sessions = e->next;
+		session_destroy(e->s);
+		free(e);
+	}
+	for (i = 0; c->workers && i < c->t.workers; i++)
+		worker_destroy(c->workers[i]);
+	free(c->workers);
+	while (c->pds) {
+		struct pd_entry *e = c->pds;
+
+		c->pds = e->next;
+		ibv_dealloc_pd(e->pd);
+		free(e);
 	}
 	ublk_ctrl_destroy(c->ctrl);
+	pthread_mutex_destroy(&c->pd_lock);
 	free(c);
 }

@@ -13,8 +13,12 @@
 
 struct client;
 
+/* Zero means the default for every field. */
 struct client_opts {
-	unsigned int workers; /* 0: min(online CPUs, 4) */
+	unsigned int workers;        /* default min(online CPUs, 4) */
+	unsigned int dead_timeout_ms; /* silence that declares a server dead; 5000 */
+	int loss_timeout_s;          /* down this long: IO fails; 120; -1 = never */
+	int io_timeout_s;            /* unanswered request: reconnect; 30; -1 = never */
 };
 
 struct map_args {

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "rdma_conn.h"
 
@@ -21,7 +22,7 @@
 struct conn {
 	struct rdma_event_channel *ech;
 	struct rdma_cm_id *id;
-	struct ibv_pd *pd;
+	struct ibv_pd *pd; /* borrowed: the client's, per RDMA device */
 	struct ibv_comp_channel *cc;
 	struct ibv_cq *cq;
 	bool qp_created;
@@ -31,28 +32,20 @@ struct conn {
 	uint8_t *rx;
 	struct ibv_mr *rx_mr;
 	unsigned int nr_rx;
-	/* One request header per tag (the second SGE of a WRITE, or the
+	/* One request header per slot (the second SGE of a WRITE, or the
 	 * whole SEND of other opcodes) and one control message buffer. */
 	struct ibnbd_io_req *hdr;
 	struct ibv_mr *hdr_mr;
 	uint8_t ctrl[IBNBD_MSG_MAX];
 	struct ibv_mr *ctrl_mr;
-	struct ibv_mr *buf_mr; /* the ublk tag buffers */
 
 	struct ibnbd_slot_desc slots;
-	struct ibnbd_dev_info dev;
+	uint64_t features;
 	uint16_t depth;
-	uint64_t *gen; /* per tag: the generation of its current request */
+	uint64_t *gen; /* per slot: the generation of its current request */
+	int64_t last_rx_ms;
 	char peer[300];
 };
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 static int post_recv(struct conn *c, unsigned int i)
 {
@@ -68,13 +61,13 @@ static int post_recv(struct conn *c, unsigned int i)
 
 /* Waits for one receive (a control response) on the CQ until deadline,
  * polling: only the handshake does this, before the queue thread owns us. */
-static int wait_recv(struct conn *c, long long deadline, void **msg, uint32_t *len,
+static int wait_recv(struct conn *c, int64_t deadline, void **msg, uint32_t *len,
 		     unsigned int *index)
 {
 	struct ibv_wc wc;
 	int n;
 
-	while (now_ms() < deadline) {
+	while (clock_now_ms() < deadline) {
 		n = ibv_poll_cq(c->cq, 1, &wc);
 		if (n < 0)
 			return -EIO;
@@ -107,7 +100,7 @@ static int send_ctrl(struct conn *c, size_t len)
 }
 
 /* One control exchange: send c->ctrl (len bytes), wait for the reply. */
-static int ctrl_exchange(struct conn *c, size_t len, long long deadline, void **reply,
+static int ctrl_exchange(struct conn *c, size_t len, int64_t deadline, void **reply,
 			 uint32_t *rlen)
 {
 	unsigned int index;
@@ -122,13 +115,14 @@ static int ctrl_exchange(struct conn *c, size_t len, long long deadline, void **
 	return post_recv(c, index) ? -EIO : 0;
 }
 
-static int setup_qp(struct conn *c, uint16_t depth)
+static int setup_qp(struct conn *c, const struct conn_params *p)
 {
+	uint16_t depth = p->queue_depth;
 	struct rdma_conn_qp_caps caps;
 	unsigned int i;
 	int ret;
 
-	c->pd = ibv_alloc_pd(c->id->verbs);
+	c->pd = p->get_pd(p->get_pd_ctx, c->id->verbs);
 	if (!c->pd)
 		return -ENOMEM;
 	ret = rdma_conn_comp_channel_create(c->id->verbs, &c->cc);
@@ -165,12 +159,11 @@ static int setup_qp(struct conn *c, uint16_t depth)
 	return ret;
 }
 
-static int handshake(struct conn *c, const struct conn_params *p, long long deadline,
-		     char *err, size_t errlen)
+static int hello(struct conn *c, const struct conn_params *p, int64_t deadline,
+		 char *err, size_t errlen)
 {
 	struct ibnbd_hello_params hello = { .version = IBNBD_PROTO_VERSION,
 					    .features = IBNBD_FEAT_ALL };
-	struct ibnbd_open_params open = { .access = p->access };
 	void *reply;
 	uint32_t rlen;
 	int ret;
@@ -192,45 +185,71 @@ static int handshake(struct conn *c, const struct conn_params *p, long long dead
 			 c->slots.queue_depth, c->depth);
 		return -EPROTO;
 	}
-	if (strlen(p->export_name) >= sizeof(open.name)) {
+	return 0;
+}
+
+void conn_open_error(const struct conn *c, const char *export_name, int status, char *err,
+		     size_t errlen)
+{
+	switch (status) {
+	case -ENOENT:
+		snprintf(err, errlen, "%s has no export named '%s'", c->peer, export_name);
+		break;
+	case -EROFS:
+		snprintf(err, errlen, "export '%s' on %s is read-only: map it with --ro",
+			 export_name, c->peer);
+		break;
+	case -EACCES:
+	case -EPERM:
+		snprintf(err, errlen, "%s refused access to export '%s'", c->peer, export_name);
+		break;
+	case -EBUSY:
+		snprintf(err, errlen, "export '%s' on %s is already open for writing elsewhere",
+			 export_name, c->peer);
+		break;
+	case -ENAMETOOLONG:
 		snprintf(err, errlen, "the export name '%s' is longer than %d bytes",
-			 p->export_name, IBNBD_EXPORT_NAME_MAX - 1);
+			 export_name, IBNBD_EXPORT_NAME_MAX - 1);
+		break;
+	case -ETIMEDOUT:
+		snprintf(err, errlen, "%s did not answer the OPEN of '%s' in time", c->peer,
+			 export_name);
+		break;
+	case -ECONNRESET:
+		snprintf(err, errlen, "the connection to %s failed while opening '%s'", c->peer,
+			 export_name);
+		break;
+	default:
+		snprintf(err, errlen, "%s could not open export '%s': %s", c->peer, export_name,
+			 strerror(-status));
+	}
+}
+
+int conn_open_sync(struct conn *c, const char *export_name, uint8_t access,
+		   unsigned int timeout_ms, struct ibnbd_dev_info *info, char *err,
+		   size_t errlen)
+{
+	struct ibnbd_open_params open = { .access = access };
+	int64_t deadline = clock_now_ms() + timeout_ms;
+	void *reply;
+	uint32_t rlen;
+	int ret;
+
+	if (strlen(export_name) >= sizeof(open.name)) {
+		conn_open_error(c, export_name, -ENAMETOOLONG, err, errlen);
 		return -ENAMETOOLONG;
 	}
-	snprintf(open.name, sizeof(open.name), "%s", p->export_name);
+	snprintf(open.name, sizeof(open.name), "%s", export_name);
 	ret = ibnbd_open_encode((struct ibnbd_open *)c->ctrl, &open);
 	if (!ret)
 		ret = ctrl_exchange(c, sizeof(struct ibnbd_open), deadline, &reply, &rlen);
 	if (!ret)
-		ret = ibnbd_open_rsp_decode(reply, rlen, &c->dev);
-	if (ret) {
-		snprintf(err, errlen, "opening '%s' on %s failed: %s", p->export_name, c->peer,
-			 strerror(-ret));
-		return ret;
-	}
-	switch (c->dev.status) {
-	case 0:
-		return 0;
-	case -ENOENT:
-		snprintf(err, errlen, "%s has no export named '%s'", c->peer, p->export_name);
-		break;
-	case -EROFS:
-		snprintf(err, errlen, "export '%s' on %s is read-only: map it with --ro",
-			 p->export_name, c->peer);
-		break;
-	case -EACCES:
-	case -EPERM:
-		snprintf(err, errlen, "%s refused access to export '%s'", c->peer, p->export_name);
-		break;
-	case -EBUSY:
-		snprintf(err, errlen, "export '%s' on %s is already open for writing elsewhere",
-			 p->export_name, c->peer);
-		break;
-	default:
-		snprintf(err, errlen, "%s could not open export '%s': %s", c->peer,
-			 p->export_name, strerror(-c->dev.status));
-	}
-	return c->dev.status;
+		ret = ibnbd_open_rsp_decode(reply, rlen, info);
+	if (!ret)
+		ret = info->status;
+	if (ret)
+		conn_open_error(c, export_name, ret, err, errlen);
+	return ret;
 }
 
 /* The sentence for a failed connect, from its -errno. */
@@ -251,15 +270,14 @@ static void connect_error(struct conn *c, int ret, const struct ibnbd_conn_param
 		snprintf(err, errlen, "cannot reach %s: %s", c->peer, strerror(-ret));
 }
 
-int conn_connect(const struct conn_params *p, struct conn **out,
-		 struct ibnbd_dev_info *info, char *err, size_t errlen)
+int conn_connect(const struct conn_params *p, struct conn **out, char *err, size_t errlen)
 {
 	int timeout = (int)(p->timeout_ms ? p->timeout_ms : 10000);
-	long long deadline = now_ms() + timeout;
+	int64_t deadline = clock_now_ms() + timeout;
 	struct ibnbd_conn_params req = {
 		.version = IBNBD_PROTO_VERSION, .queue_depth = p->queue_depth,
 		.features = IBNBD_FEAT_ALL, .max_io_size = p->max_io_size,
-		.conn_index = 0, .conn_count = 1,
+		.conn_index = p->conn_index, .conn_count = p->conn_count,
 	}, rep = { 0 };
 	struct ibnbd_conn_req wire;
 	struct ibnbd_conn_rep wire_rep;
@@ -268,6 +286,8 @@ int conn_connect(const struct conn_params *p, struct conn **out,
 	struct conn *c;
 	int ret;
 
+	if (p->session_uuid)
+		memcpy(req.session_uuid, p->session_uuid, sizeof(req.session_uuid));
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
@@ -286,14 +306,14 @@ int conn_connect(const struct conn_params *p, struct conn **out,
 		connect_error(c, ret, &rep, 0, err, errlen);
 		goto out_free;
 	}
-	ret = setup_qp(c, p->queue_depth);
+	ret = setup_qp(c, p);
 	if (ret) {
 		snprintf(err, errlen, "cannot set up an RDMA queue pair for %s: %s", c->peer,
 			 strerror(-ret));
 		goto out_free;
 	}
 	ibnbd_conn_req_encode(&wire, &req);
-	ret = rdma_conn_connect(c->id, &wire, sizeof(wire), (int)(deadline - now_ms()), &wire_rep,
+	ret = rdma_conn_connect(c->id, &wire, sizeof(wire), (int)(deadline - clock_now_ms()), &wire_rep,
 				sizeof(wire_rep), &got);
 	if (got && ibnbd_conn_rep_decode(&wire_rep, got, &rep))
 		got = 0;
@@ -308,7 +328,8 @@ int conn_connect(const struct conn_params *p, struct conn **out,
 		goto out_free;
 	}
 	c->depth = rep.queue_depth;
-	ret = handshake(c, p, deadline, err, errlen);
+	c->features = rep.features;
+	ret = hello(c, p, deadline, err, errlen);
 	if (ret)
 		goto out_free;
 	c->gen = calloc(c->depth, sizeof(*c->gen));
@@ -325,7 +346,7 @@ int conn_connect(const struct conn_params *p, struct conn **out,
 		snprintf(err, errlen, "cannot register memory for %s: %s", c->peer, strerror(-ret));
 		goto out_free;
 	}
-	*info = c->dev;
+	c->last_rx_ms = clock_now_ms();
 	*out = c;
 	return 0;
 out_free:
@@ -341,7 +362,6 @@ void conn_destroy(struct conn *c)
 		rdma_disconnect(c->id);
 	if (c->qp_created)
 		rdma_destroy_qp(c->id);
-	rdma_conn_dereg_mr(c->buf_mr);
 	rdma_conn_dereg_mr(c->hdr_mr);
 	rdma_conn_dereg_mr(c->rx_mr);
 	rdma_conn_dereg_mr(c->ctrl_mr);
@@ -349,8 +369,6 @@ void conn_destroy(struct conn *c)
 		ibv_destroy_cq(c->cq);
 	if (c->cc)
 		ibv_destroy_comp_channel(c->cc);
-	if (c->pd)
-		ibv_dealloc_pd(c->pd);
 	if (c->id)
 		rdma_destroy_id(c->id);
 	rdma_conn_channel_destroy(c->ech);
@@ -370,10 +388,24 @@ uint32_t conn_max_io(const struct conn *c)
 	return c->slots.max_io_size;
 }
 
-int conn_register_buffers(struct conn *c, void *base, size_t len)
+uint64_t conn_features(const struct conn *c)
 {
-	return rdma_conn_reg_mr(c->pd, base, len, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE,
-				&c->buf_mr);
+	return c->features;
+}
+
+struct ibv_pd *conn_pd(const struct conn *c)
+{
+	return c->pd;
+}
+
+const char *conn_peer(const struct conn *c)
+{
+	return c->peer;
+}
+
+int64_t conn_last_rx_ms(const struct conn *c)
+{
+	return c->last_rx_ms;
 }
 
 int conn_comp_fd(const struct conn *c)
@@ -381,12 +413,41 @@ int conn_comp_fd(const struct conn *c)
 	return c->cc->fd;
 }
 
-int conn_submit(struct conn *c, uint16_t tag, uint8_t opcode, uint16_t flags,
-		uint64_t offset, uint32_t length, void *buf)
+int conn_cm_fd(const struct conn *c)
+{
+	return c->ech->fd;
+}
+
+int conn_cm_check(struct conn *c)
+{
+	struct rdma_cm_event *ev;
+	int ret = 0;
+
+	while (rdma_conn_get_event(c->ech, &ev) == 0) {
+		/* Established was consumed by the connect; anything now is
+		 * the end: DISCONNECTED, DEVICE_REMOVAL, ADDR_CHANGE, ... */
+		log_warn("%s: %s", c->peer, rdma_event_str(ev->event));
+		rdma_ack_cm_event(ev);
+		ret = -ECONNRESET;
+	}
+	return ret;
+}
+
+int conn_post_ctrl(struct conn *c, const void *msg, size_t len)
+{
+	if (len > sizeof(c->ctrl))
+		return -EINVAL;
+	memcpy(c->ctrl, msg, len);
+	return send_ctrl(c, len);
+}
+
+int conn_submit(struct conn *c, uint16_t tag, uint32_t handle, uint8_t opcode,
+		uint16_t flags, uint64_t offset, uint32_t length, void *buf,
+		const struct ibv_mr *mr)
 {
 	struct ibnbd_io io = {
 		.req_id = ibnbd_req_id(tag, ++c->gen[tag]),
-		.offset = offset, .length = length, .handle = c->dev.handle,
+		.offset = offset, .length = length, .handle = handle,
 		.opcode = opcode, .flags = flags,
 	};
 	struct ibv_sge sge[2];
@@ -395,7 +456,7 @@ int conn_submit(struct conn *c, uint16_t tag, uint8_t opcode, uint16_t flags,
 
 	if (opcode == IBNBD_OP_READ) {
 		io.addr = (uintptr_t)buf;
-		io.rkey = c->buf_mr->rkey;
+		io.rkey = mr->rkey;
 	}
 	ibnbd_io_req_encode(&c->hdr[tag], &io);
 	sge[1].addr = (uintptr_t)&c->hdr[tag];
@@ -406,7 +467,7 @@ int conn_submit(struct conn *c, uint16_t tag, uint8_t opcode, uint16_t flags,
 		 * immediate names the slot. */
 		sge[0].addr = (uintptr_t)buf;
 		sge[0].length = length;
-		sge[0].lkey = c->buf_mr->lkey;
+		sge[0].lkey = mr->lkey;
 		wr.num_sge = 2;
 		wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
 		wr.imm_data = htonl(tag);
@@ -422,11 +483,45 @@ int conn_submit(struct conn *c, uint16_t tag, uint8_t opcode, uint16_t flags,
 	return rdma_conn_post_send(c->id->qp, &wr);
 }
 
-int conn_process(struct conn *c, conn_done_fn done, void *ctx)
+/* One receive: an IO response or a control response. -EPROTO if it is
+ * neither (the connection is then dropped). */
+static int on_recv(struct conn *c, const uint8_t *msg, uint32_t len,
+		   const struct conn_handlers *h, void *ctx)
+{
+	uint64_t req_id;
+	int32_t status;
+	uint16_t type;
+	uint16_t tag;
+
+	if (ibnbd_msg_peek(msg, len, &type))
+		return -EPROTO;
+	switch (type) {
+	case IBNBD_MSG_IO_RSP:
+		if (ibnbd_io_rsp_decode(msg, len, &req_id, &status))
+			return -EPROTO;
+		tag = ibnbd_req_tag(req_id);
+		if (tag >= c->depth)
+			return -EPROTO;
+		if ((req_id >> IBNBD_REQ_TAG_BITS) != c->gen[tag]) {
+			log_warn("%s: stale response for slot %u ignored", c->peer, tag);
+			return 0;
+		}
+		h->io_done(ctx, tag, status);
+		return 1;
+	case IBNBD_MSG_OPEN_RSP:
+	case IBNBD_MSG_CLOSE_RSP:
+	case IBNBD_MSG_KEEPALIVE_RSP:
+		h->ctrl_done(ctx, type, msg, len);
+		return 0;
+	}
+	return -EPROTO;
+}
+
+int conn_process(struct conn *c, const struct conn_handlers *h, void *ctx)
 {
 	struct ibv_cq *ev_cq;
 	struct ibv_wc wc[32];
-	int n, i, count = 0, failed = 0;
+	int n, i, ret, count = 0, failed = 0;
 
 	/* Consume the channel's events (each re-arms the CQ), then poll it
 	 * empty: a completion after the re-arm raises a new event. */
@@ -434,9 +529,8 @@ int conn_process(struct conn *c, conn_done_fn done, void *ctx)
 		;
 	while ((n = ibv_poll_cq(c->cq, 32, wc)) > 0) {
 		for (i = 0; i < n; i++) {
-			uint64_t req_id;
-			int32_t status;
 			unsigned int index;
+			uint8_t msg[IBNBD_MSG_MAX];
 
 			if (wc[i].status != IBV_WC_SUCCESS) {
 				if (wc[i].status != IBV_WC_WR_FLUSH_ERR)
@@ -446,25 +540,25 @@ int conn_process(struct conn *c, conn_done_fn done, void *ctx)
 				failed = 1;
 				continue;
 			}
-			if (WR_KIND(wc[i].wr_id) != WR_RECV)
+			if (WR_KIND(wc[i].wr_id) != WR_RECV || failed)
 				continue;
 			index = (unsigned int)WR_INDEX(wc[i].wr_id);
-			if (ibnbd_io_rsp_decode(c->rx + (size_t)index * IBNBD_MSG_MAX,
-						wc[i].byte_len, &req_id, &status) ||
-			    ibnbd_req_tag(req_id) >= c->depth) {
+			c->last_rx_ms = clock_now_ms();
+			/* Re-post first: a handler may send, and the server
+			 * may answer before we return. The message is small. */
+			memcpy(msg, c->rx + (size_t)index * IBNBD_MSG_MAX,
+			       wc[i].byte_len < sizeof(msg) ? wc[i].byte_len : sizeof(msg));
+			if (post_recv(c, index)) {
+				failed = 1;
+				continue;
+			}
+			ret = on_recv(c, msg, wc[i].byte_len, h, ctx);
+			if (ret < 0) {
 				log_err("%s: malformed response, dropping the connection", c->peer);
 				failed = 1;
 				continue;
 			}
-			if (post_recv(c, index))
-				failed = 1;
-			if ((req_id >> IBNBD_REQ_TAG_BITS) != c->gen[ibnbd_req_tag(req_id)]) {
-				log_warn("%s: stale response for tag %u ignored", c->peer,
-					 ibnbd_req_tag(req_id));
-				continue;
-			}
-			done(ctx, ibnbd_req_tag(req_id), status);
-			count++;
+			count += ret;
 		}
 	}
 	if (n < 0 || failed)

@@ -1,18 +1,24 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * The client end of one ibnbd RDMA connection: connect, handshake (HELLO,
- * OPEN), then IO on behalf of one ublk queue whose tags are the server's
- * slot indices (the connection's queue depth is the queue's depth).
+ * The client end of one ibnbd RDMA connection (one of a session's W
+ * connections, see session.h).
  *
- * conn_connect() runs on the control thread and blocks (bounded by a
- * deadline); once it returns, the connection belongs to one queue thread,
- * which alone calls conn_submit() and conn_process(). The connection owns
- * its CQ and completion channel; the queue thread polls conn_comp_fd()
- * through its io_uring, so it never blocks in the verbs library.
+ * conn_connect() and conn_open_sync() run on a session or control thread and
+ * block (bounded by a deadline), polling the CQ themselves. Once the
+ * connection is attached to its worker, that worker alone calls the rest:
+ * conn_submit(), conn_post_ctrl() and conn_process(), and it polls
+ * conn_comp_fd() and conn_cm_fd() through its io_uring, so it never blocks in
+ * the verbs library.
+ *
+ * Memory: the PD is shared (the caller's, per RDMA device), so the ublk tag
+ * buffers are registered once and serve every connection and reconnect.
+ * The connection owns its QP, CQ, completion channel, CM id and event channel
+ * and its small buffers (receives, request headers, control message).
  */
 #ifndef IBNBD_CLIENT_CONN_H
 #define IBNBD_CLIENT_CONN_H
 
+#include <infiniband/verbs.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,53 +26,82 @@
 
 struct conn;
 
+/* The PD for the RDMA device the connection resolved to; NULL on error. */
+typedef struct ibv_pd *(*conn_get_pd_fn)(void *ctx, struct ibv_context *verbs);
+
 struct conn_params {
 	const char *host;
 	uint16_t port;
-	const char *export_name;
-	uint8_t access;        /* IBNBD_ACCESS_RO or _RW */
 	uint16_t queue_depth;  /* wanted; the server may lower it */
 	uint32_t max_io_size;  /* wanted; the server may lower it */
-	unsigned int timeout_ms; /* the whole connect + handshake */
+	unsigned int timeout_ms; /* the whole connect + HELLO */
 	const char *host_id;
+	const uint8_t *session_uuid; /* 16 bytes */
+	uint16_t conn_index, conn_count;
+	conn_get_pd_fn get_pd;
+	void *get_pd_ctx;
 };
 
 /*
- * Connects and opens the export. On success *info describes the device (as
- * OPEN_RSP did) and conn_depth()/conn_max_io() the negotiated limits. On
- * failure err holds a sentence naming server, port and export (unreachable,
- * refused, no such export, read-only, ...).
+ * Connects and says HELLO. On failure err holds a sentence naming the server
+ * (unreachable, refused, not an ibnbd server, ...).
  */
-int conn_connect(const struct conn_params *p, struct conn **out,
-		 struct ibnbd_dev_info *info, char *err, size_t errlen);
+int conn_connect(const struct conn_params *p, struct conn **out, char *err, size_t errlen);
+/* Disconnects and frees; tolerates NULL and a half-built connection. */
 void conn_destroy(struct conn *c);
+
+/*
+ * Opens an export on a connection no worker polls yet (a new session, or a
+ * reconnect re-opening its devices). On success *info is the OPEN_RSP; on
+ * failure err holds the sentence (conn_open_error()).
+ */
+int conn_open_sync(struct conn *c, const char *export_name, uint8_t access,
+		   unsigned int timeout_ms, struct ibnbd_dev_info *info, char *err,
+		   size_t errlen);
+/* The operator's sentence for an OPEN that failed with status. */
+void conn_open_error(const struct conn *c, const char *export_name, int status, char *err,
+		     size_t errlen);
 
 uint16_t conn_depth(const struct conn *c);
 uint32_t conn_max_io(const struct conn *c);
+uint64_t conn_features(const struct conn *c);
+struct ibv_pd *conn_pd(const struct conn *c);
+const char *conn_peer(const struct conn *c);
+/* When the last message arrived (CLOCK_MONOTONIC ms): the liveness clock. */
+int64_t conn_last_rx_ms(const struct conn *c);
 
-/* Registers the IO buffer area [base, base+len) (the ublk tag buffers):
- * WRITE data is sent from it, READ data lands in it. Once, before IO. */
-int conn_register_buffers(struct conn *c, void *base, size_t len);
-
-/* The completion channel fd: readable when conn_process() has work. */
+/* Readable when conn_process() has work. */
 int conn_comp_fd(const struct conn *c);
+/* Readable when the CM has news (disconnect, device removal, ...). */
+int conn_cm_fd(const struct conn *c);
+/* Drains the CM events: 0, or -ECONNRESET when the connection is gone. */
+int conn_cm_check(struct conn *c);
 
 /*
- * Sends one request for tag (its slot): buf (inside the registered area)
- * holds WRITE data or receives READ data. 0 or -errno (the connection is
- * broken: fail the IO).
+ * Sends one IO request in slot (its tag on the wire) for the device handle:
+ * buf (inside mr) holds WRITE data or receives READ data. 0 or -errno (the
+ * connection is broken: re-issue on the next one).
  */
-int conn_submit(struct conn *c, uint16_t tag, uint8_t opcode, uint16_t flags,
-		uint64_t offset, uint32_t length, void *buf);
+int conn_submit(struct conn *c, uint16_t slot, uint32_t handle, uint8_t opcode,
+		uint16_t flags, uint64_t offset, uint32_t length, void *buf,
+		const struct ibv_mr *mr);
+/* Sends one control message (len bytes; at most IBNBD_CTRL_CREDITS may be
+ * outstanding: the caller waits for each answer). */
+int conn_post_ctrl(struct conn *c, const void *msg, size_t len);
 
-/* Called by conn_process() for each finished request. */
-typedef void (*conn_done_fn)(void *ctx, uint16_t tag, int status);
+struct conn_handlers {
+	/* An IO request finished: status 0 or -errno from the server. */
+	void (*io_done)(void *ctx, uint16_t slot, int status);
+	/* A control response (OPEN_RSP, CLOSE_RSP, KEEPALIVE_RSP) arrived;
+	 * msg is valid during the call only. */
+	void (*ctrl_done)(void *ctx, uint16_t type, const void *msg, size_t len);
+};
 
 /*
- * Drains the completion channel and the CQ, re-arms it, and calls done()
- * for each response. Returns the number of responses, or -errno when the
- * connection failed (every request still in flight is then lost on it).
+ * Drains the completion channel and the CQ, re-arms it, and calls the
+ * handlers for each response. Returns the number of IO responses, or -errno
+ * when the connection failed (every request still in flight on it is lost).
  */
-int conn_process(struct conn *c, conn_done_fn done, void *ctx);
+int conn_process(struct conn *c, const struct conn_handlers *h, void *ctx);
 
 #endif

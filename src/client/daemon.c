@@ -176,7 +176,14 @@ static int setup_signals(struct daemon *d)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: ibnbd-client daemon [--config FILE] [--foreground] [--workers N]\n");
+	fprintf(f,
+		"Usage: ibnbd-client daemon [--config FILE] [--foreground] [--workers N]\n"
+		"         [--dead-timeout SECS] [--loss-timeout SECS] [--io-timeout SECS]\n"
+		"  --dead-timeout   silence after which a server is declared dead (default 5)\n"
+		"  --loss-timeout   how long IO waits for a lost server before failing\n"
+		"                   (default 120; 0 = wait forever)\n"
+		"  --io-timeout     unanswered request: reconnect and send it again\n"
+		"                   (default 30; 0 = never)\n");
 }
 
 int daemon_main(int argc, char **argv)
@@ -185,6 +192,9 @@ int daemon_main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "workers", required_argument, NULL, 'w' },
+		{ "dead-timeout", required_argument, NULL, 'D' },
+		{ "loss-timeout", required_argument, NULL, 'L' },
+		{ "io-timeout", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -192,10 +202,11 @@ int daemon_main(int argc, char **argv)
 	struct client_opts copts = { 0 };
 	bool foreground = false;
 	int c, ret, ready[2] = { -1, -1 };
+	unsigned long v;
 	char *end;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:fw:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:fw:D:L:T:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			break; /* maps.conf restoring comes with persistent maps */
@@ -208,6 +219,24 @@ int daemon_main(int argc, char **argv)
 				log_err("--workers must be a number from 1 to 64");
 				return 2;
 			}
+			break;
+		case 'D':
+		case 'L':
+		case 'T':
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || end == optarg || *end || v > 86400 || (c == 'D' && !v)) {
+				log_err("--%s must be a number of seconds from %d to 86400",
+					c == 'D' ? "dead-timeout" : c == 'L' ? "loss-timeout" :
+					"io-timeout", c == 'D');
+				return 2;
+			}
+			if (c == 'D')
+				copts.dead_timeout_ms = (unsigned int)v * 1000;
+			else if (c == 'L')
+				copts.loss_timeout_s = v ? (int)v : -1;
+			else
+				copts.io_timeout_s = v ? (int)v : -1;
 			break;
 		case 'h':
 			usage(stdout);

@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The client's data-plane objects, shared by the three files that make it:
+ *
+ *   client.c   the control thread: map, unmap, list; owns devices
+ *   session.c  one session per server (host:port): W connections, one per
+ *              worker; its own thread reconnects them when they fail
+ *   worker.c   W worker threads; worker q serves queue q of every device
+ *              and connection q of every session, through one io_uring
+ *
+ *   ublk queue q of device A ─┐                 ┌─ conn q of session S1
+ *   ublk queue q of device B ─┼── worker q ─────┤
+ *   ublk queue q of device C ─┘  (one io_uring) └─ conn q of session S2
+ *
+ * Ownership. A dev_queue and a wsess are created by the control (or
+ * session) thread and handed to their worker through its mailbox
+ * (worker_call()); from then on only that worker touches their IO state.
+ * The few fields another thread reads (counters, the session's state) are
+ * atomics or guarded by the session lock, as marked.
+ */
+#ifndef IBNBD_CLIENT_DATAPLANE_H
+#define IBNBD_CLIENT_DATAPLANE_H
+
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "client.h"
+#include "proto.h"
+#include "slots.h"
+#include "ublk_queue.h"
+
+struct conn;
+struct device;
+struct session;
+struct worker;
+
+/* Where a request (one ublk tag of one device queue) is. */
+enum creq_state {
+	CREQ_IDLE,    /* not ours: the kernel has the tag */
+	CREQ_WAITING, /* ours, in the session's wait FIFO (no slot, or down) */
+	CREQ_SENT,    /* posted on a connection, owns a slot */
+};
+
+struct creq {
+	struct dev_queue *dq;
+	struct creq *next;       /* in a wait FIFO */
+	struct ublk_io io;
+	int64_t queued_ms;       /* when the kernel handed it to us */
+	int64_t sent_ms;         /* when it was last posted */
+	uint16_t slot;
+	uint8_t state;           /* enum creq_state */
+	uint8_t opcode;          /* IBNBD_OP_* */
+	uint16_t flags;          /* IBNBD_IOF_* */
+	bool resent;             /* lost with a connection once: a re-issue */
+};
+
+/* Queue q of a device; served by worker q. */
+struct dev_queue {
+	struct device *dev;
+	struct worker *w;
+	uint16_t q_id;
+	uint32_t widx;           /* index in the worker's queue table */
+	struct ublk_queue *uq;   /* created by the worker (WM_ADD_QUEUE) */
+	void *buf;               /* the tag buffers (client.c maps them) */
+	size_t buf_len;
+	struct ibv_mr *mr;       /* buf, on the session's PD */
+	/* The device's handle on connection q of its session. Written by the
+	 * session thread only while the connection is detached. */
+	uint32_t handle;
+	struct creq *reqs;       /* per tag */
+	bool stopping;           /* unmapping: fail what waits (worker) */
+	sem_t removed;           /* posted by the worker when it let go */
+};
+
+struct device {
+	struct device *next;     /* client's list (control thread) */
+	struct device *sess_next; /* session's list (session lock) */
+	struct client *client;
+	struct session *sess;
+	struct ublk_dev *ublk;
+	struct ibnbd_dev_info info;
+	uint16_t nr_queues;
+	struct dev_queue *queues;
+	char path[64];
+	char name[128];
+	char export_name[IBNBD_EXPORT_NAME_MAX];
+	bool read_only;
+	atomic_bool gone;        /* the export changed under us: IO fails */
+};
+
+/* Worker q's side of a session: its connection q and what waits for it. */
+struct wsess {
+	struct session *sess;
+	struct worker *w;
+	uint32_t widx;           /* index in the worker's session table */
+	struct conn *conn;       /* NULL while detached (down) */
+	uint16_t gen;            /* attach generation, tags stale poll CQEs */
+	struct slot_pool slots;
+	struct creq **inflight;  /* per slot */
+	struct creq *wait_head, *wait_tail;
+	/* Control messages: one outstanding (IBNBD_CTRL_CREDITS). */
+	struct wmsg *ctrl_head, *ctrl_tail;
+	struct wmsg *ctrl_cur;   /* sent, awaiting its answer */
+	bool ctrl_busy;
+	bool keepalive_sent;     /* the outstanding control message is ours */
+	int64_t ctrl_sent_ms;
+	bool expired_logged;
+	atomic_uint_fast64_t reissued; /* requests re-issued after a loss */
+	atomic_uint_fast64_t timeouts; /* requests that hit the IO timeout */
+};
+
+/* Client-wide behaviour, fixed at start (client_opts resolved). */
+struct client_tunables {
+	unsigned int workers;
+	unsigned int keepalive_ms;     /* idle connection: send KEEPALIVE */
+	unsigned int dead_ms;          /* silence that declares a peer dead */
+	unsigned int loss_ms;          /* down this long: IO fails; 0 = never */
+	unsigned int io_timeout_ms;    /* unanswered request: reconnect; 0 = never */
+	unsigned int connect_ms;       /* one connect attempt */
+	unsigned int backoff_max_ms;   /* cap of the reconnect backoff */
+	uint16_t queue_depth;          /* ublk tags per device queue */
+	uint16_t conn_depth;           /* slots per connection */
+	uint32_t max_io_bytes;
+};
+
+/* ---- worker.c ---- */
+
+enum wmsg_type {
+	WM_ADD_QUEUE,   /* dq: fetch every tag, serve the queue */
+	WM_STOP_QUEUE,  /* dq: fail what waits; let go once idle (dq->removed) */
+	WM_ADD_SESS,    /* ws: known, detached */
+	WM_REMOVE_SESS, /* ws: forget it (detached, no device left) */
+	WM_ATTACH,      /* ws + conn: serve it, (re)send what waits */
+	WM_DETACH,      /* ws: stop using its connection; in-flight requests
+			 * go back to the wait FIFO */
+	WM_OPEN,        /* ws: OPEN name/access on its connection → info */
+	WM_CLOSE,       /* ws: CLOSE handle */
+	WM_EXIT,
+};
+
+struct wmsg {
+	struct wmsg *next;
+	enum wmsg_type type;
+	struct dev_queue *dq;
+	struct wsess *ws;
+	struct conn *conn;
+	/* WM_OPEN / WM_CLOSE */
+	const char *name;
+	uint8_t access;
+	uint32_t handle;
+	struct ibnbd_dev_info info;
+	int status;
+	sem_t done;
+};
+
+int worker_create(unsigned int index, const struct client_tunables *t, struct worker **out);
+/* Stops the thread; every queue and session must be gone. */
+void worker_destroy(struct worker *w);
+/* Posts m to the worker and waits until it is done; returns m->status. */
+int worker_call(struct worker *w, struct wmsg *m);
+
+/* ---- session.c ---- */
+
+enum session_state {
+	SESSION_LIVE,         /* every connection attached */
+	SESSION_RECONNECTING, /* lost; IO waits while the thread reconnects */
+	SESSION_FAILED,       /* down longer than the loss timeout: IO fails,
+			       * reconnecting goes on */
+};
+
+/* Called by a worker (any thread) when connection q failed; the session
+ * thread takes it from there. why: a sentence for the log and `list`. */
+void session_report_failure(struct session *s, unsigned int q, const char *why);
+/* True once the session has been down longer than the loss timeout. */
+bool session_expired(const struct session *s);
+struct wsess *session_wsess(struct session *s, unsigned int q);
+const char *session_peer(const struct session *s);
+
+#endif

@@ -1,0 +1,598 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "session.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "clock.h"
+#include "log.h"
+#include "rdma_conn.h"
+
+struct session {
+	struct session_config cfg;
+	struct client_tunables t;
+	char host[256];
+	char host_id[IBNBD_HOST_ID_MAX];
+	uint16_t port;
+	char peer[300];
+	uint8_t uuid[16];
+	unsigned int nr_conns;
+	struct conn **conns;     /* conns[q]: attached to worker q when live */
+	struct wsess *ws;        /* [nr_conns] */
+	struct ibv_pd *pd;       /* where the devices' tag buffers live */
+
+	/* Serialises reconnect attempts with opening and closing devices:
+	 * the device list only changes, and handles are only rewritten,
+	 * under it. Never held while waiting for IO. */
+	pthread_mutex_t op_lock;
+
+	pthread_mutex_t lock;    /* guards everything below */
+	pthread_cond_t cond;
+	pthread_t thread;
+	bool thread_started;
+	bool lost;               /* a worker reported a lost connection */
+	bool stopping;
+	struct device *devices;
+	unsigned int nr_devices;
+	enum session_state state;
+	unsigned int attempt;    /* of the current outage */
+	int64_t down_since_ms;
+	int64_t next_try_ms;
+	int64_t last_outage_ms;  /* how long the last outage lasted */
+	char why[256];           /* what went wrong last */
+	uint64_t reconnects;
+	atomic_bool expired;     /* read by workers */
+};
+
+static const char *const state_names[] = {
+	[SESSION_LIVE] = "live",
+	[SESSION_RECONNECTING] = "reconnecting",
+	[SESSION_FAILED] = "failed",
+};
+
+const char *session_peer(const struct session *s)
+{
+	return s->peer;
+}
+
+const char *session_host(const struct session *s)
+{
+	return s->host;
+}
+
+uint16_t session_port(const struct session *s)
+{
+	return s->port;
+}
+
+struct wsess *session_wsess(struct session *s, unsigned int q)
+{
+	return &s->ws[q];
+}
+
+bool session_expired(const struct session *s)
+{
+	return atomic_load_explicit(&s->expired, memory_order_relaxed);
+}
+
+unsigned int session_nr_devices(struct session *s)
+{
+	unsigned int n;
+
+	pthread_mutex_lock(&s->lock);
+	n = s->nr_devices;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+uint32_t session_max_io(const struct session *s)
+{
+	uint32_t max = UINT32_MAX;
+	unsigned int q;
+
+	for (q = 0; q < s->nr_conns; q++)
+		if (s->conns[q] && conn_max_io(s->conns[q]) < max)
+			max = conn_max_io(s->conns[q]);
+	return max;
+}
+
+struct ibv_pd *session_pd(const struct session *s)
+{
+	return s->pd;
+}
+
+void session_report_failure(struct session *s, unsigned int q, const char *why)
+{
+	pthread_mutex_lock(&s->lock);
+	s->lost = true;
+	snprintf(s->why, sizeof(s->why), "connection %u: %.200s", q, why);
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static int worker_msg(struct session *s, unsigned int q, enum wmsg_type type, struct conn *c)
+{
+	struct wmsg m = { .type = type, .ws = &s->ws[q], .conn = c };
+
+	return worker_call(s->cfg.workers[q], &m);
+}
+
+/* Connects all W connections into conns[]; on failure none is left. */
+static int connect_all(struct session *s, struct conn **conns, unsigned int timeout_ms,
+		       char *err, size_t errlen)
+{
+	struct conn_params p = {
+		.host = s->host, .port = s->port,
+		.queue_depth = s->t.conn_depth, .max_io_size = s->t.max_io_bytes,
+		.timeout_ms = timeout_ms, .host_id = s->host_id, .session_uuid = s->uuid,
+		.conn_count = (uint16_t)s->nr_conns,
+		.get_pd = s->cfg.get_pd, .get_pd_ctx = s->cfg.get_pd_ctx,
+	};
+	unsigned int q;
+	int ret = 0;
+
+	for (q = 0; q < s->nr_conns && !ret; q++) {
+		p.conn_index = (uint16_t)q;
+		ret = conn_connect(&p, &conns[q], err, errlen);
+	}
+	if (ret)
+		for (q = 0; q < s->nr_conns; q++) {
+			conn_destroy(conns[q]);
+			conns[q] = NULL;
+		}
+	return ret;
+}
+
+static void destroy_conns(struct session *s)
+{
+	unsigned int q;
+
+	for (q = 0; q < s->nr_conns; q++) {
+		conn_destroy(s->conns[q]);
+		s->conns[q] = NULL;
+	}
+}
+
+int session_create(const struct session_config *cfg, struct session **out, char *err,
+		   size_t errlen)
+{
+	struct session *s = calloc(1, sizeof(*s));
+	pthread_condattr_t ca;
+	unsigned int q;
+	int ret;
+
+	if (!s)
+		return -ENOMEM;
+	s->cfg = *cfg;
+	s->t = *cfg->t;
+	s->nr_conns = s->t.workers;
+	snprintf(s->host, sizeof(s->host), "%s", cfg->host);
+	snprintf(s->host_id, sizeof(s->host_id), "%s", cfg->host_id ? cfg->host_id : "");
+	s->port = cfg->port;
+	snprintf(s->peer, sizeof(s->peer), "%s:%u", s->host, s->port);
+	pthread_mutex_init(&s->op_lock, NULL);
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* wait_ms() */
+	pthread_cond_init(&s->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	s->conns = calloc(s->nr_conns, sizeof(*s->conns));
+	s->ws = calloc(s->nr_conns, sizeof(*s->ws));
+	if (!s->conns || !s->ws) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	if (getrandom(s->uuid, sizeof(s->uuid), 0) != sizeof(s->uuid)) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot draw a session id: %s", strerror(errno));
+		goto out_free;
+	}
+	ret = connect_all(s, s->conns, s->t.connect_ms, err, errlen);
+	if (ret)
+		goto out_free;
+	s->pd = conn_pd(s->conns[0]);
+	for (q = 0; q < s->nr_conns; q++) {
+		s->ws[q].sess = s;
+		ret = worker_msg(s, q, WM_ADD_SESS, NULL);
+		if (!ret)
+			ret = worker_msg(s, q, WM_ATTACH, s->conns[q]);
+		if (ret) {
+			snprintf(err, errlen, "cannot hand the connection to %s to a worker: %s",
+				 s->peer, strerror(-ret));
+			goto out_destroy;
+		}
+	}
+	s->state = SESSION_LIVE;
+	log_info("%s: session up, %u connections", s->peer, s->nr_conns);
+	*out = s;
+	return 0;
+out_destroy:
+	/* Workers are told to forget the session in session_destroy(). */
+	*out = s;
+	session_destroy(s);
+	*out = NULL;
+	return ret;
+out_free:
+	destroy_conns(s);
+	free(s->conns);
+	free(s->ws);
+	free(s);
+	return ret;
+}
+
+static void *session_thread(void *arg);
+
+/* Starts the reconnect thread lazily: most sessions never need it, but a
+ * session always has one once it is created (see session_open_device). */
+static int start_thread(struct session *s)
+{
+	int ret;
+
+	if (s->thread_started)
+		return 0;
+	ret = -pthread_create(&s->thread, NULL, session_thread, s);
+	if (!ret)
+		s->thread_started = true;
+	return ret;
+}
+
+void session_destroy(struct session *s)
+{
+	unsigned int q;
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stopping = true;
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	if (s->thread_started)
+		pthread_join(s->thread, NULL);
+	for (q = 0; q < s->nr_conns; q++)
+		if (s->ws[q].w)
+			worker_msg(s, q, WM_REMOVE_SESS, NULL);
+	destroy_conns(s);
+	for (q = 0; q < s->nr_conns; q++) {
+		slot_pool_destroy(&s->ws[q].slots);
+		free(s->ws[q].inflight);
+	}
+	pthread_mutex_destroy(&s->op_lock);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->cond);
+	free(s->conns);
+	free(s->ws);
+	free(s);
+}
+
+static bool same_export(const struct ibnbd_dev_info *a, const struct ibnbd_dev_info *b)
+{
+	return a->size == b->size && a->logical_block_size == b->logical_block_size;
+}
+
+int session_open_device(struct session *s, struct device *d, char *err, size_t errlen)
+{
+	uint8_t access = d->read_only ? IBNBD_ACCESS_RO : IBNBD_ACCESS_RW;
+	unsigned int q, opened = 0;
+	int ret;
+
+	ret = start_thread(s);
+	if (ret) {
+		snprintf(err, errlen, "cannot start the session thread: %s", strerror(-ret));
+		return ret;
+	}
+	pthread_mutex_lock(&s->op_lock);
+	pthread_mutex_lock(&s->lock);
+	if (s->state != SESSION_LIVE || s->lost) {
+		snprintf(err, errlen, "%s is %s (%s): try again once it is back", s->peer,
+			 state_names[s->state], s->why);
+		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->op_lock);
+		return -EAGAIN;
+	}
+	pthread_mutex_unlock(&s->lock);
+	for (q = 0; q < s->nr_conns; q++) {
+		struct wmsg m = { .type = WM_OPEN, .ws = &s->ws[q], .name = d->export_name,
+				  .access = access };
+
+		if (strlen(d->export_name) >= IBNBD_EXPORT_NAME_MAX)
+			ret = -ENAMETOOLONG;
+		else
+			ret = worker_call(s->cfg.workers[q], &m);
+		if (ret) {
+			conn_open_error(s->conns[q], d->export_name, ret, err, errlen);
+			break;
+		}
+		opened++;
+		d->queues[q].handle = m.info.handle;
+		if (q == 0) {
+			d->info = m.info;
+		} else if (!same_export(&m.info, &d->info) ||
+			   m.info.export_id != d->info.export_id) {
+			snprintf(err, errlen, "export '%s' on %s changed while mapping",
+				 d->export_name, s->peer);
+			ret = -ESTALE;
+			break;
+		}
+	}
+	if (ret) {
+		for (q = 0; q < opened; q++) {
+			struct wmsg m = { .type = WM_CLOSE, .ws = &s->ws[q],
+					  .handle = d->queues[q].handle };
+
+			worker_call(s->cfg.workers[q], &m);
+		}
+	} else {
+		pthread_mutex_lock(&s->lock);
+		d->sess_next = s->devices;
+		s->devices = d;
+		s->nr_devices++;
+		pthread_mutex_unlock(&s->lock);
+	}
+	pthread_mutex_unlock(&s->op_lock);
+	return ret;
+}
+
+void session_close_device(struct session *s, struct device *d)
+{
+	struct device **pp;
+	bool live;
+	unsigned int q;
+
+	pthread_mutex_lock(&s->op_lock);
+	pthread_mutex_lock(&s->lock);
+	for (pp = &s->devices; *pp; pp = &(*pp)->sess_next) {
+		if (*pp == d) {
+			*pp = d->sess_next;
+			s->nr_devices--;
+			break;
+		}
+	}
+	live = s->state == SESSION_LIVE;
+	pthread_mutex_unlock(&s->lock);
+	for (q = 0; live && q < s->nr_conns; q++) {
+		struct wmsg m = { .type = WM_CLOSE, .ws = &s->ws[q], .handle = d->queues[q].handle };
+		int ret = worker_call(s->cfg.workers[q], &m);
+
+		if (ret && ret != -ENOTCONN)
+			log_warn("%s: closing '%s' on connection %u: %s", s->peer, d->export_name,
+				 q, strerror(-ret));
+	}
+	pthread_mutex_unlock(&s->op_lock);
+}
+
+/* ---- reconnect ---- */
+
+/* Re-opens every device on the new connections, checks it is the same
+ * export, and points its queues at the new handles (the connections are
+ * detached, so no worker reads the handles now). Registers the tag buffers
+ * again if the connections landed on another RDMA device. */
+static int reopen_devices(struct session *s, struct conn **conns, char *err, size_t errlen)
+{
+	struct device *d;
+	unsigned int q;
+	int ret;
+
+	for (d = s->devices; d; d = d->sess_next) {
+		uint8_t access = d->read_only ? IBNBD_ACCESS_RO : IBNBD_ACCESS_RW;
+
+		if (atomic_load(&d->gone))
+			continue;
+		for (q = 0; q < s->nr_conns; q++) {
+			struct dev_queue *dq = &d->queues[q];
+			struct ibnbd_dev_info info;
+
+			ret = conn_open_sync(conns[q], d->export_name, access, s->t.connect_ms,
+					     &info, err, errlen);
+			if (ret)
+				return ret;
+			if (!same_export(&info, &d->info)) {
+				log_err("%s: export '%s' is no longer the one %s was mapped from "
+					"(size %llu, was %llu): %s now fails every IO",
+					s->peer, d->export_name, d->path,
+					(unsigned long long)info.size,
+					(unsigned long long)d->info.size, d->path);
+				atomic_store(&d->gone, true);
+				break;
+			}
+			if (info.export_id != d->info.export_id && q == 0)
+				log_warn("%s: export '%s' has the same geometry but a new identity "
+					 "(the server's backing was recreated?)", s->peer,
+					 d->export_name);
+			dq->handle = info.handle;
+			if (dq->mr && dq->mr->pd != conn_pd(conns[q])) {
+				struct ibv_mr *mr;
+
+				ret = rdma_conn_reg_mr(conn_pd(conns[q]), dq->mr->addr,
+						       dq->mr->length,
+						       IBV_ACCESS_LOCAL_WRITE |
+						       IBV_ACCESS_REMOTE_WRITE, &mr);
+				if (ret) {
+					snprintf(err, errlen, "cannot register %s's buffers: %s",
+						 d->path, strerror(-ret));
+					return ret;
+				}
+				rdma_conn_dereg_mr(dq->mr);
+				dq->mr = mr;
+			}
+		}
+	}
+	return 0;
+}
+
+static void set_expired(struct session *s, int64_t now)
+{
+	if (!s->t.loss_ms || now - s->down_since_ms < s->t.loss_ms || session_expired(s))
+		return;
+	log_err("%s: unreachable for %lld s (loss timeout %u s): IO to its devices fails "
+		"until it is back", s->peer, (long long)(now - s->down_since_ms) / 1000,
+		s->t.loss_ms / 1000);
+	pthread_mutex_lock(&s->lock);
+	s->state = SESSION_FAILED;
+	pthread_mutex_unlock(&s->lock);
+	atomic_store(&s->expired, true);
+}
+
+/* One attempt: 0 when every connection is back and attached. */
+static int reconnect_once(struct session *s, char *err, size_t errlen)
+{
+	struct conn **conns = calloc(s->nr_conns, sizeof(*conns));
+	unsigned int q;
+	int ret;
+
+	if (!conns)
+		return -ENOMEM;
+	pthread_mutex_lock(&s->op_lock);
+	ret = connect_all(s, conns, s->t.connect_ms, err, errlen);
+	if (!ret)
+		ret = reopen_devices(s, conns, err, errlen);
+	if (ret) {
+		for (q = 0; q < s->nr_conns; q++)
+			conn_destroy(conns[q]);
+		goto out;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->lost = false; /* reports from here on are about the new ones */
+	pthread_mutex_unlock(&s->lock);
+	atomic_store(&s->expired, false);
+	for (q = 0; q < s->nr_conns; q++) {
+		s->conns[q] = conns[q];
+		ret = worker_msg(s, q, WM_ATTACH, conns[q]);
+		if (ret) {
+			snprintf(err, errlen, "cannot attach connection %u: %s", q, strerror(-ret));
+			session_report_failure(s, q, err);
+			ret = 0; /* the next round deals with it */
+		}
+	}
+out:
+	pthread_mutex_unlock(&s->op_lock);
+	free(conns);
+	return ret;
+}
+
+static void wait_ms(struct session *s, int64_t ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&s->lock);
+	while (!s->stopping && pthread_cond_timedwait(&s->cond, &s->lock, &ts) == 0)
+		;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Detaches every connection, then tries until they are all back. */
+static void session_reconnect(struct session *s)
+{
+	int64_t delay = 0, now = clock_now_ms();
+	char err[256];
+	unsigned int q;
+
+	pthread_mutex_lock(&s->lock);
+	s->state = SESSION_RECONNECTING;
+	s->down_since_ms = now;
+	s->attempt = 0;
+	s->lost = false;
+	pthread_mutex_unlock(&s->lock);
+	log_warn("%s: session lost (%s); IO waits while reconnecting", s->peer, s->why);
+
+	/* Every worker stops using its connection (the one that failed did
+	 * already): what was in flight waits for the new ones. */
+	pthread_mutex_lock(&s->op_lock);
+	for (q = 0; q < s->nr_conns; q++)
+		worker_msg(s, q, WM_DETACH, NULL);
+	destroy_conns(s);
+	pthread_mutex_unlock(&s->op_lock);
+
+	for (;;) {
+		int ret;
+
+		pthread_mutex_lock(&s->lock);
+		if (s->stopping) {
+			pthread_mutex_unlock(&s->lock);
+			return;
+		}
+		s->attempt++;
+		pthread_mutex_unlock(&s->lock);
+		ret = reconnect_once(s, err, sizeof(err));
+		now = clock_now_ms();
+		if (!ret)
+			break;
+		delay = delay ? delay * 2 : 100;
+		if (delay > s->t.backoff_max_ms)
+			delay = s->t.backoff_max_ms;
+		pthread_mutex_lock(&s->lock);
+		snprintf(s->why, sizeof(s->why), "%s", err);
+		s->next_try_ms = now + delay;
+		pthread_mutex_unlock(&s->lock);
+		log_warn("%s: reconnect attempt %u failed: %s; next in %lld ms", s->peer,
+			 s->attempt, err, (long long)delay);
+		set_expired(s, now);
+		wait_ms(s, delay);
+		set_expired(s, clock_now_ms());
+	}
+	pthread_mutex_lock(&s->lock);
+	s->state = SESSION_LIVE;
+	s->reconnects++;
+	s->last_outage_ms = now - s->down_since_ms;
+	pthread_mutex_unlock(&s->lock);
+	log_info("%s: reconnected after %lld ms (attempt %u)", s->peer,
+		 (long long)s->last_outage_ms, s->attempt);
+}
+
+static void *session_thread(void *arg)
+{
+	struct session *s = arg;
+
+	pthread_setname_np(pthread_self(), "ibnbd-sess");
+	pthread_mutex_lock(&s->lock);
+	while (!s->stopping) {
+		if (!s->lost) {
+			pthread_cond_wait(&s->cond, &s->lock);
+			continue;
+		}
+		pthread_mutex_unlock(&s->lock);
+		session_reconnect(s);
+		pthread_mutex_lock(&s->lock);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+void session_describe(struct session *s, json_object *o)
+{
+	int64_t now = clock_now_ms();
+	uint64_t reissued = 0, timeouts = 0;
+	unsigned int q;
+
+	for (q = 0; q < s->nr_conns; q++) {
+		reissued += atomic_load(&s->ws[q].reissued);
+		timeouts += atomic_load(&s->ws[q].timeouts);
+	}
+	pthread_mutex_lock(&s->lock);
+	json_object_object_add(o, "session", json_object_new_string(state_names[s->state]));
+	if (s->state != SESSION_LIVE) {
+		json_object_object_add(o, "attempt", json_object_new_int((int)s->attempt));
+		json_object_object_add(o, "down_for_ms",
+				       json_object_new_int64(now - s->down_since_ms));
+		json_object_object_add(o, "next_try_ms",
+				       json_object_new_int64(s->next_try_ms > now ?
+							     s->next_try_ms - now : 0));
+	}
+	if (*s->why)
+		json_object_object_add(o, "last_error", json_object_new_string(s->why));
+	json_object_object_add(o, "reconnects", json_object_new_int64((int64_t)s->reconnects));
+	json_object_object_add(o, "last_outage_ms", json_object_new_int64(s->last_outage_ms));
+	pthread_mutex_unlock(&s->lock);
+	json_object_object_add(o, "reissued", json_object_new_int64((int64_t)reissued));
+	json_object_object_add(o, "timeouts", json_object_new_int64((int64_t)timeouts));
+}

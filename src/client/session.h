@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * A session: everything the client has open on one server (host:port).
+ * W connections, connection q attached to worker q, shared by every device
+ * mapped from that server; each device is opened on every connection.
+ *
+ * Each session has a thread that sleeps until a worker reports a lost
+ * connection, then reconnects all W with backoff (first try at once, then
+ * doubling up to the cap), re-opens every device, checks each export is
+ * still the one it was (size, block size), and attaches the new connections
+ * to the workers, which send again what was in flight. States:
+ *
+ *   LIVE ──lost──▶ RECONNECTING ──down > loss timeout──▶ FAILED
+ *    ▲                  │                                   │
+ *    └──── reconnected ─┴───────────────────────────────────┘
+ *
+ * Only the control thread creates, destroys and maps through sessions.
+ */
+#ifndef IBNBD_CLIENT_SESSION_H
+#define IBNBD_CLIENT_SESSION_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conn.h"
+#include "dataplane.h"
+
+struct session_config {
+	const char *host;
+	uint16_t port;
+	const char *host_id;
+	const struct client_tunables *t;
+	struct worker **workers;       /* t->workers of them */
+	conn_get_pd_fn get_pd;
+	void *get_pd_ctx;
+};
+
+/* Connects every connection and attaches them to the workers. On failure
+ * err holds the operator's sentence. */
+int session_create(const struct session_config *cfg, struct session **out, char *err,
+		   size_t errlen);
+/* Stops reconnecting, detaches and closes every connection. The session
+ * must have no device left. */
+void session_destroy(struct session *s);
+
+const char *session_host(const struct session *s);
+uint16_t session_port(const struct session *s);
+unsigned int session_nr_devices(struct session *s);
+/* The largest IO the session's connections carry. */
+uint32_t session_max_io(const struct session *s);
+struct ibv_pd *session_pd(const struct session *s);
+
+/*
+ * Opens d->export_name (d->read_only) on every connection, fills d->info and
+ * each d->queues[q].handle, and adds d to the devices re-opened on reconnect.
+ * Fails at once, with a sentence, when the session is not live.
+ */
+int session_open_device(struct session *s, struct device *d, char *err, size_t errlen);
+/* Forgets d and closes its handles (when the session is live). */
+void session_close_device(struct session *s, struct device *d);
+
+/* Adds the session's state to a device's `list` entry. */
+void session_describe(struct session *s, json_object *o);
+
+#endif
