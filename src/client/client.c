@@ -51,6 +51,7 @@ struct client {
 	struct device *devices;
 	struct sess_entry *sessions;
 	char host_id[IBNBD_HOST_ID_MAX];
+	char *state_path;
 	/* One PD per RDMA device, shared by every connection on it, so the
 	 * tag buffers are registered once. Sessions connect from their own
 	 * threads, hence the lock. */
@@ -105,7 +106,7 @@ int client_create(const struct client_opts *opts, struct client **out)
 		.io_timeout_ms = opts->io_timeout_s < 0 ? 0 :
 				 (unsigned int)(opts->io_timeout_s ? opts->io_timeout_s : 30) * 1000,
 		.connect_ms = 10000,
-		.backoff_max_ms = 1000,
+		.backoff_max_ms = 500,
 		.queue_depth = QUEUE_DEPTH,
 		.conn_depth = CONN_DEPTH,
 		.max_io_bytes = MAX_IO_BYTES,
@@ -113,6 +114,10 @@ int client_create(const struct client_opts *opts, struct client **out)
 	if (c->t.keepalive_ms * 2 > c->t.dead_ms)
 		c->t.keepalive_ms = c->t.dead_ms / 3;
 	pthread_mutex_init(&c->pd_lock, NULL);
+	if (opts->state_path && !(c->state_path = strdup(opts->state_path))) {
+		free(c);
+		return -ENOMEM;
+	}
 	gethostname(c->host_id, sizeof(c->host_id) - 1);
 	c->workers = calloc(c->t.workers, sizeof(*c->workers));
 	if (!c->workers) {
@@ -150,6 +155,29 @@ static void device_free(struct device *d)
 	ublk_dev_destroy(d->ublk);
 	free(d->queues);
 	free(d);
+}
+
+static struct device *device_alloc(struct client *c, const char *export_name, bool read_only)
+{
+	struct device *d = calloc(1, sizeof(*d));
+	uint16_t q;
+
+	if (!d)
+		return NULL;
+	d->client = c;
+	d->queues = calloc(c->t.workers, sizeof(*d->queues));
+	if (!d->queues) {
+		free(d);
+		return NULL;
+	}
+	for (q = 0; q < c->t.workers; q++) {
+		d->queues[q].dev = d;
+		d->queues[q].q_id = q;
+		sem_init(&d->queues[q].removed, 0, 0);
+	}
+	snprintf(d->export_name, sizeof(d->export_name), "%s", export_name);
+	d->read_only = read_only;
+	return d;
 }
 
 /* Takes the device's queues away from the workers and the kernel: what
@@ -230,12 +258,13 @@ static void put_session(struct client *c, struct session *s)
 	session_destroy(s);
 }
 
-static int get_session(struct client *c, const struct map_args *args, struct session **out,
-		       char *err, size_t errlen)
+static int get_session(struct client *c, const struct map_args *args, bool start_down,
+		       struct session **out, char *err, size_t errlen)
 {
 	struct session_config cfg = {
 		.host = args->server, .port = args->port, .host_id = c->host_id, .t = &c->t,
 		.workers = c->workers, .get_pd = get_pd, .get_pd_ctx = c,
+		.start_down = start_down,
 	};
 	struct sess_entry *e;
 	int ret;
@@ -270,18 +299,72 @@ static int queue_buffers(struct device *d, uint16_t q, struct ibv_pd *pd)
 	if (p == MAP_FAILED)
 		return -errno;
 	dq->buf = p;
+	if (!pd)
+		return 0; /* the session's first connect registers them */
 	return rdma_conn_reg_mr(pd, dq->buf, dq->buf_len,
 				IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, &dq->mr);
+}
+
+/* Hands queue q to worker q, for every queue of the device. */
+static int device_add_queues(struct device *d, char *err, size_t errlen)
+{
+	uint16_t q;
+	int ret;
+
+	for (q = 0; q < d->nr_queues; q++) {
+		struct wmsg m = { .type = WM_ADD_QUEUE, .dq = &d->queues[q] };
+
+		ret = queue_buffers(d, q, session_pd(d->sess));
+		if (!ret)
+			ret = worker_call(d->client->workers[q], &m);
+		if (ret) {
+			snprintf(err, errlen, "cannot set up queue %u of %s: %s", q, d->path,
+				 strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* Records what is mapped, for a daemon that takes over after this one
+ * dies: written whole to a temporary file, then renamed over the old one. */
+static void save_state(struct client *c)
+{
+	json_object *arr;
+	struct device *d;
+	char tmp[4096];
+
+	if (!c->state_path)
+		return;
+	arr = json_object_new_array();
+	for (d = c->devices; d; d = d->next) {
+		json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "id", json_object_new_int(ublk_dev_id(d->ublk)));
+		json_object_object_add(o, "name", json_object_new_string(d->name));
+		json_object_object_add(o, "server", json_object_new_string(session_host(d->sess)));
+		json_object_object_add(o, "port", json_object_new_int(session_port(d->sess)));
+		json_object_object_add(o, "export", json_object_new_string(d->export_name));
+		json_object_object_add(o, "read_only", json_object_new_boolean(d->read_only));
+		json_object_object_add(o, "size", json_object_new_int64((int64_t)d->info.size));
+		json_object_object_add(o, "logical_block_size",
+				       json_object_new_int((int)d->info.logical_block_size));
+		json_object_array_add(arr, o);
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", c->state_path);
+	if (json_object_to_file_ext(tmp, arr, JSON_C_TO_STRING_PRETTY) < 0 ||
+	    rename(tmp, c->state_path) < 0)
+		log_err("cannot write %s: %s", c->state_path, strerror(errno));
+	json_object_put(arr);
 }
 
 int client_map(struct client *c, const struct map_args *args, char *devpath,
 	       size_t devlen, char *err, size_t errlen)
 {
-	struct ublk_dev_config uc = { .dev_id = -1, .recovery = false };
+	struct ublk_dev_config uc = { .dev_id = -1, .recovery = true };
 	struct session *s = NULL;
 	struct device *d;
 	bool opened = false;
-	uint16_t q;
 	int ret;
 
 	if (args->name) {
@@ -293,22 +376,9 @@ int client_map(struct client *c, const struct map_args *args, char *devpath,
 			}
 		}
 	}
-	d = calloc(1, sizeof(*d));
+	d = device_alloc(c, args->export_name, args->read_only);
 	if (!d)
 		return -ENOMEM;
-	d->client = c;
-	d->queues = calloc(c->t.workers, sizeof(*d->queues));
-	if (!d->queues) {
-		free(d);
-		return -ENOMEM;
-	}
-	for (q = 0; q < c->t.workers; q++) {
-		d->queues[q].dev = d;
-		d->queues[q].q_id = q;
-		sem_init(&d->queues[q].removed, 0, 0);
-	}
-	snprintf(d->export_name, sizeof(d->export_name), "%s", args->export_name);
-	d->read_only = args->read_only;
 	if (strlen(args->export_name) >= IBNBD_EXPORT_NAME_MAX) {
 		snprintf(err, errlen, "the export name '%s' is longer than %d bytes",
 			 args->export_name, IBNBD_EXPORT_NAME_MAX - 1);
@@ -316,11 +386,11 @@ int client_map(struct client *c, const struct map_args *args, char *devpath,
 		goto out_free;
 	}
 
-	ret = get_session(c, args, &s, err, errlen);
+	ret = get_session(c, args, false, &s, err, errlen);
 	if (ret)
 		goto out_free;
 	d->sess = s;
-	ret = session_open_device(s, d, err, errlen);
+	ret = session_open_device(s, d, false, err, errlen);
 	if (ret)
 		goto out_free;
 	opened = true;
@@ -344,18 +414,9 @@ int client_map(struct client *c, const struct map_args *args, char *devpath,
 	ret = device_params(d, err, errlen);
 	if (ret)
 		goto out_free;
-	for (q = 0; q < d->nr_queues; q++) {
-		struct wmsg m = { .type = WM_ADD_QUEUE, .dq = &d->queues[q] };
-
-		ret = queue_buffers(d, q, session_pd(s));
-		if (!ret)
-			ret = worker_call(c->workers[q], &m);
-		if (ret) {
-			snprintf(err, errlen, "cannot set up queue %u of %s: %s", q, d->path,
-				 strerror(-ret));
-			goto out_stop;
-		}
-	}
+	ret = device_add_queues(d, err, errlen);
+	if (ret)
+		goto out_stop;
 	ret = ublk_dev_start(d->ublk);
 	if (ret) {
 		snprintf(err, errlen, "the kernel refused to start %s: %s", d->path, strerror(-ret));
@@ -363,6 +424,7 @@ int client_map(struct client *c, const struct map_args *args, char *devpath,
 	}
 	d->next = c->devices;
 	c->devices = d;
+	save_state(c);
 	snprintf(devpath, devlen, "%s", d->path);
 	log_info("%s: mapped '%s' from %s (%llu bytes, %s)", d->path, d->export_name,
 		 session_peer(s), (unsigned long long)d->info.size, d->read_only ? "ro" : "rw");
@@ -397,11 +459,171 @@ int client_unmap(struct client *c, const char *devpath, bool force, char *err,
 		if (!strcmp(d->path, devpath) || !strcmp(d->name, devpath)) {
 			*pp = d->next;
 			device_unmap(c, d);
+			save_state(c);
 			return 0;
 		}
 	}
 	snprintf(err, errlen, "%s is not mapped by ibnbd", devpath);
 	return -ENOENT;
+}
+
+/* ---- recovery after a daemon died ---- */
+
+struct saved_device {
+	int id;
+	const char *name, *server, *export_name;
+	int port;
+	bool read_only;
+	uint64_t size;
+	uint32_t logical_block_size;
+};
+
+static bool saved_device_parse(json_object *o, struct saved_device *sd)
+{
+	json_object *v;
+
+#define FIELD(key, type) (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, type))
+	if (!FIELD("id", json_type_int))
+		return false;
+	sd->id = json_object_get_int(v);
+	if (!FIELD("name", json_type_string))
+		return false;
+	sd->name = json_object_get_string(v);
+	if (!FIELD("server", json_type_string))
+		return false;
+	sd->server = json_object_get_string(v);
+	if (!FIELD("port", json_type_int))
+		return false;
+	sd->port = json_object_get_int(v);
+	if (!FIELD("export", json_type_string))
+		return false;
+	sd->export_name = json_object_get_string(v);
+	if (!FIELD("read_only", json_type_boolean))
+		return false;
+	sd->read_only = json_object_get_boolean(v);
+	if (!FIELD("size", json_type_int))
+		return false;
+	sd->size = (uint64_t)json_object_get_int64(v);
+	if (!FIELD("logical_block_size", json_type_int))
+		return false;
+	sd->logical_block_size = (uint32_t)json_object_get_int(v);
+#undef FIELD
+	return sd->id >= 0 && sd->port > 0 && sd->port < 65536 &&
+	       strlen(sd->export_name) < IBNBD_EXPORT_NAME_MAX;
+}
+
+/* START_USER_RECOVERY on a device the dead daemon left QUIESCED, the
+ * session (connected now, or reconnecting in the background), the queues
+ * fetching again, END_USER_RECOVERY: the kernel re-issues what it held. */
+static int recover_device(struct client *c, const struct saved_device *sd, char *err,
+			  size_t errlen)
+{
+	struct map_args args = { .server = sd->server, .port = (uint16_t)sd->port,
+				 .export_name = sd->export_name, .read_only = sd->read_only };
+	struct ublk_params up;
+	struct session *s = NULL;
+	struct device *d;
+	int ret;
+
+	d = device_alloc(c, sd->export_name, sd->read_only);
+	if (!d)
+		return -ENOMEM;
+	d->info.size = sd->size;
+	d->info.logical_block_size = sd->logical_block_size;
+	ret = ublk_dev_attach(c->ctrl, sd->id, &d->ublk);
+	if (ret) {
+		snprintf(err, errlen, "/dev/ublkb%d is gone", sd->id);
+		goto out_free;
+	}
+	ret = ublk_dev_get_params(d->ublk, &up);
+	if (!ret && up.basic.dev_sectors << 9 != sd->size)
+		ret = -ESTALE;
+	if (ret) {
+		snprintf(err, errlen, "/dev/ublkb%d is not the device recorded (%s)", sd->id,
+			 strerror(-ret));
+		goto out_free;
+	}
+	if (ublk_dev_info(d->ublk)->nr_hw_queues > c->t.workers) {
+		snprintf(err, errlen, "/dev/ublkb%d has %u queues but this daemon runs %u "
+			 "workers: start it with --workers %u", sd->id,
+			 ublk_dev_info(d->ublk)->nr_hw_queues, c->t.workers,
+			 ublk_dev_info(d->ublk)->nr_hw_queues);
+		ret = -EINVAL;
+		goto out_free;
+	}
+	d->nr_queues = ublk_dev_info(d->ublk)->nr_hw_queues;
+	snprintf(d->path, sizeof(d->path), "/dev/ublkb%d", sd->id);
+	snprintf(d->name, sizeof(d->name), "%s", sd->name);
+	ret = ublk_dev_start_recovery(d->ublk, 10000);
+	if (ret) {
+		snprintf(err, errlen, "the kernel refused to hand /dev/ublkb%d over: %s", sd->id,
+			 strerror(-ret));
+		goto out_free; /* not ours: left as it was */
+	}
+	/* Committed: from here on, stopping and deleting it is our job. */
+	ublk_dev_set_owned(d->ublk, true);
+	ret = get_session(c, &args, false, &s, err, errlen);
+	if (ret) {
+		log_warn("%s: %s; recovering it anyway, its IO waits for the server", d->path, err);
+		ret = get_session(c, &args, true, &s, err, errlen);
+	}
+	if (ret)
+		goto out_stop;
+	d->sess = s;
+	ret = session_open_device(s, d, true, err, errlen);
+	if (ret)
+		goto out_stop;
+	ret = device_add_queues(d, err, errlen);
+	if (!ret)
+		ret = ublk_dev_end_recovery(d->ublk);
+	if (ret) {
+		session_close_device(s, d);
+		goto out_stop;
+	}
+	d->next = c->devices;
+	c->devices = d;
+	log_info("%s: recovered '%s' from %s", d->path, d->export_name, session_peer(s));
+	return 0;
+out_stop:
+	device_stop(d);
+out_free:
+	device_free(d);
+	put_session(c, s);
+	return ret;
+}
+
+int client_recover(struct client *c)
+{
+	json_object *arr;
+	size_t i, n;
+	int recovered = 0;
+
+	if (!c->state_path || access(c->state_path, F_OK))
+		return 0;
+	arr = json_object_from_file(c->state_path);
+	if (!arr || !json_object_is_type(arr, json_type_array)) {
+		log_err("%s is not a device list; ignoring it", c->state_path);
+		json_object_put(arr);
+		return 0;
+	}
+	n = json_object_array_length(arr);
+	for (i = 0; i < n; i++) {
+		struct saved_device sd;
+		char err[512];
+
+		if (!saved_device_parse(json_object_array_get_idx(arr, i), &sd)) {
+			log_err("%s: entry %zu is malformed; skipping it", c->state_path, i);
+			continue;
+		}
+		if (recover_device(c, &sd, err, sizeof(err)))
+			log_err("cannot recover /dev/ublkb%d ('%s' from %s:%d): %s", sd.id,
+				sd.export_name, sd.server, sd.port, err);
+		else
+			recovered++;
+	}
+	json_object_put(arr);
+	save_state(c);
+	return recovered;
 }
 
 json_object *client_list(struct client *c)
@@ -468,5 +690,6 @@ void client_destroy(struct client *c)
 	}
 	ublk_ctrl_destroy(c->ctrl);
 	pthread_mutex_destroy(&c->pd_lock);
+	free(c->state_path);
 	free(c);
 }

@@ -19,6 +19,7 @@ struct client_opts {
 	unsigned int dead_timeout_ms; /* silence that declares a server dead; 5000 */
 	int loss_timeout_s;          /* down this long: IO fails; 120; -1 = never */
 	int io_timeout_s;            /* unanswered request: reconnect; 30; -1 = never */
+	const char *state_path;      /* mapped devices are recorded there; NULL: not */
 };
 
 struct map_args {
@@ -39,6 +40,14 @@ int client_map(struct client *c, const struct map_args *args, char *devpath,
 	       size_t devlen, char *err, size_t errlen);
 int client_unmap(struct client *c, const char *devpath, bool force, char *err,
 		 size_t errlen);
+/*
+ * Takes over the devices a previous daemon recorded in the state file and
+ * left behind (killed, crashed, upgraded): each keeps its /dev/ublkbN, and
+ * the IO the kernel held meanwhile is served. A device whose server is
+ * unreachable is recovered anyway; its IO waits while the session
+ * reconnects. Returns how many devices were recovered.
+ */
+int client_recover(struct client *c);
 /* A new JSON array describing every device (docs/control-protocol.md). */
 json_object *client_list(struct client *c);
 

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <infiniband/verbs.h>
+#include <mntent.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -174,6 +175,27 @@ static int setup_signals(struct daemon *d)
 	return d->sig_fd < 0 ? -errno : 0;
 }
 
+/*
+ * Our private mount namespace starts as a copy of the host's, including any
+ * filesystem mounted on an ibnbd device a previous daemon served (we are
+ * taking it over). Our copy of such a mount would keep the device open after
+ * the host unmounts it, and unmapping would then wait forever: drop ours.
+ */
+static void detach_ublk_mounts(void)
+{
+	FILE *f = setmntent("/proc/self/mounts", "r");
+	struct mntent *m;
+
+	if (!f)
+		return;
+	while ((m = getmntent(f)))
+		if (!strncmp(m->mnt_fsname, "/dev/ublkb", 10) &&
+		    umount2(m->mnt_dir, MNT_DETACH) < 0)
+			log_warn("cannot detach our copy of %s on %s: %s", m->mnt_fsname,
+				 m->mnt_dir, strerror(errno));
+	endmntent(f);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -202,6 +224,7 @@ int daemon_main(int argc, char **argv)
 	struct client_opts copts = { 0 };
 	bool foreground = false;
 	int c, ret, ready[2] = { -1, -1 };
+	char state_path[4096];
 	unsigned long v;
 	char *end;
 
@@ -276,16 +299,26 @@ int daemon_main(int argc, char **argv)
 	 * through us while we exit: keep our mounts apart. */
 	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		log_warn("cannot get a mount namespace of its own: %s", strerror(errno));
+	else
+		detach_ublk_mounts();
 	ret = setup_signals(&d);
 	if (ret) {
 		log_err("cannot set up signals: %s", strerror(-ret));
 		goto out;
 	}
+	snprintf(state_path, sizeof(state_path), "%s/devices.json", rundir());
+	copts.state_path = state_path;
 	ret = client_create(&copts, &d.client);
 	if (ret) {
 		log_err("cannot start the data plane: %s", strerror(-ret));
 		goto out;
 	}
+	/* Devices a killed daemon left behind come back before the socket
+	 * answers, so a 'list' right after start shows them. */
+	ret = client_recover(d.client);
+	if (ret > 0)
+		log_info("recovered %d device(s) left by the previous daemon", ret);
+	ret = 0;
 	ret = ctl_server_create(ctl_socket_path(), &d.ctl);
 	if (ret) {
 		log_err("cannot listen on %s: %s", ctl_socket_path(), strerror(-ret));

@@ -114,6 +114,9 @@ void session_report_failure(struct session *s, unsigned int q, const char *why)
 	pthread_mutex_unlock(&s->lock);
 }
 
+static void *session_thread(void *arg);
+static int start_thread(struct session *s);
+
 static int worker_msg(struct session *s, unsigned int q, enum wmsg_type type, struct conn *c)
 {
 	struct wmsg m = { .type = type, .ws = &s->ws[q], .conn = c };
@@ -191,14 +194,16 @@ int session_create(const struct session_config *cfg, struct session **out, char 
 		snprintf(err, errlen, "cannot draw a session id: %s", strerror(errno));
 		goto out_free;
 	}
-	ret = connect_all(s, s->conns, s->t.connect_ms, err, errlen);
-	if (ret)
-		goto out_free;
-	s->pd = conn_pd(s->conns[0]);
+	if (!cfg->start_down) {
+		ret = connect_all(s, s->conns, s->t.connect_ms, err, errlen);
+		if (ret)
+			goto out_free;
+		s->pd = conn_pd(s->conns[0]);
+	}
 	for (q = 0; q < s->nr_conns; q++) {
 		s->ws[q].sess = s;
 		ret = worker_msg(s, q, WM_ADD_SESS, NULL);
-		if (!ret)
+		if (!ret && !cfg->start_down)
 			ret = worker_msg(s, q, WM_ATTACH, s->conns[q]);
 		if (ret) {
 			snprintf(err, errlen, "cannot hand the connection to %s to a worker: %s",
@@ -206,8 +211,18 @@ int session_create(const struct session_config *cfg, struct session **out, char 
 			goto out_destroy;
 		}
 	}
+	if (cfg->start_down) {
+		s->lost = true;
+		snprintf(s->why, sizeof(s->why), "not connected yet");
+		ret = start_thread(s);
+		if (ret) {
+			snprintf(err, errlen, "cannot start the session thread: %s", strerror(-ret));
+			goto out_destroy;
+		}
+	} else {
+		log_info("%s: session up, %u connections", s->peer, s->nr_conns);
+	}
 	s->state = SESSION_LIVE;
-	log_info("%s: session up, %u connections", s->peer, s->nr_conns);
 	*out = s;
 	return 0;
 out_destroy:
@@ -223,8 +238,6 @@ out_free:
 	free(s);
 	return ret;
 }
-
-static void *session_thread(void *arg);
 
 /* Starts the reconnect thread lazily: most sessions never need it, but a
  * session always has one once it is created (see session_open_device). */
@@ -273,7 +286,8 @@ static bool same_export(const struct ibnbd_dev_info *a, const struct ibnbd_dev_i
 	return a->size == b->size && a->logical_block_size == b->logical_block_size;
 }
 
-int session_open_device(struct session *s, struct device *d, char *err, size_t errlen)
+int session_open_device(struct session *s, struct device *d, bool may_wait, char *err,
+			size_t errlen)
 {
 	uint8_t access = d->read_only ? IBNBD_ACCESS_RO : IBNBD_ACCESS_RW;
 	unsigned int q, opened = 0;
@@ -287,11 +301,19 @@ int session_open_device(struct session *s, struct device *d, char *err, size_t e
 	pthread_mutex_lock(&s->op_lock);
 	pthread_mutex_lock(&s->lock);
 	if (s->state != SESSION_LIVE || s->lost) {
-		snprintf(err, errlen, "%s is %s (%s): try again once it is back", s->peer,
-			 state_names[s->state], s->why);
+		if (may_wait) {
+			d->sess_next = s->devices;
+			s->devices = d;
+			s->nr_devices++;
+			ret = 0;
+		} else {
+			snprintf(err, errlen, "%s is %s (%s): try again once it is back", s->peer,
+				 s->lost ? "unreachable" : state_names[s->state], s->why);
+			ret = -EAGAIN;
+		}
 		pthread_mutex_unlock(&s->lock);
 		pthread_mutex_unlock(&s->op_lock);
-		return -EAGAIN;
+		return ret;
 	}
 	pthread_mutex_unlock(&s->lock);
 	for (q = 0; q < s->nr_conns; q++) {
@@ -403,11 +425,10 @@ static int reopen_devices(struct session *s, struct conn **conns, char *err, siz
 					 "(the server's backing was recreated?)", s->peer,
 					 d->export_name);
 			dq->handle = info.handle;
-			if (dq->mr && dq->mr->pd != conn_pd(conns[q])) {
+			if (dq->buf && (!dq->mr || dq->mr->pd != conn_pd(conns[q]))) {
 				struct ibv_mr *mr;
 
-				ret = rdma_conn_reg_mr(conn_pd(conns[q]), dq->mr->addr,
-						       dq->mr->length,
+				ret = rdma_conn_reg_mr(conn_pd(conns[q]), dq->buf, dq->buf_len,
 						       IBV_ACCESS_LOCAL_WRITE |
 						       IBV_ACCESS_REMOTE_WRITE, &mr);
 				if (ret) {
@@ -457,6 +478,8 @@ static int reconnect_once(struct session *s, char *err, size_t errlen)
 	pthread_mutex_lock(&s->lock);
 	s->lost = false; /* reports from here on are about the new ones */
 	pthread_mutex_unlock(&s->lock);
+	if (!s->pd)
+		s->pd = conn_pd(conns[0]);
 	atomic_store(&s->expired, false);
 	for (q = 0; q < s->nr_conns; q++) {
 		s->conns[q] = conns[q];

@@ -34,6 +34,9 @@ struct session_config {
 	struct worker **workers;       /* t->workers of them */
 	conn_get_pd_fn get_pd;
 	void *get_pd_ctx;
+	/* Do not connect now: start reconnecting in the background (a device
+	 * being recovered while its server is away). */
+	bool start_down;
 };
 
 /* Connects every connection and attaches them to the workers. On failure
@@ -54,9 +57,12 @@ struct ibv_pd *session_pd(const struct session *s);
 /*
  * Opens d->export_name (d->read_only) on every connection, fills d->info and
  * each d->queues[q].handle, and adds d to the devices re-opened on reconnect.
- * Fails at once, with a sentence, when the session is not live.
+ * When the session is not live: fails at once with a sentence, or, with
+ * may_wait (d->info already known, a device being recovered), adds d so that
+ * the reconnect opens it.
  */
-int session_open_device(struct session *s, struct device *d, char *err, size_t errlen);
+int session_open_device(struct session *s, struct device *d, bool may_wait, char *err,
+			size_t errlen);
 /* Forgets d and closes its handles (when the session is live). */
 void session_close_device(struct session *s, struct device *d);
 

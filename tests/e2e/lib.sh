@@ -26,6 +26,8 @@ check() { # check DESCRIPTION COMMAND...: ok if COMMAND succeeds
 start_server() {
 	local name=$1 i
 	shift
+	# A restart keeps the earlier run's log, for the failure report.
+	[ -e "$WORK/$name.log" ] && cat "$WORK/$name.log" >> "$WORK/$name.earlier.log"
 	"$SERVER_BIN" "$@" > "$WORK/$name.log" 2>&1 &
 	server_pids+=($!)
 	eval "${name}_pid=$!"
@@ -38,8 +40,20 @@ start_server() {
 	return 1
 }
 
-start_daemon() {
-	"$CLIENT" daemon > "$WORK/daemon.log" 2>&1
+start_daemon() { # start_daemon [daemon options...]
+	"$CLIENT" daemon "$@" > "$WORK/daemon.log" 2>&1
+}
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# wait_for SECONDS COMMAND...: polls COMMAND every 0.1 s until it succeeds.
+wait_for() {
+	local end=$(($(now_ms) + $1 * 1000))
+	shift
+	until "$@" > /dev/null 2>&1; do
+		[ "$(now_ms)" -ge "$end" ] && return 1
+		sleep 0.1
+	done
 }
 
 stop_all() {
