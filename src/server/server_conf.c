@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void config_init(struct server_config *cfg)
 {
@@ -194,16 +195,14 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, char
 		    "unknown key '%s' (known: listen, workers, queue_depth, max_io_size)", key);
 }
 
-int config_load(struct server_config *cfg, const char *path, char *err, size_t errlen)
+int config_parse(struct server_config *cfg, FILE *f, const char *path, char *err,
+		 size_t errlen)
 {
 	struct export_spec *sect = NULL;
 	char line[8192], msg[512];
 	unsigned int lineno = 0;
-	FILE *f = fopen(path, "re");
 	int ret = 0;
 
-	if (!f)
-		return ret = -errno, fail(err, errlen, "%s: %s", path, strerror(-ret)), ret;
 	while (fgets(line, sizeof(line), f)) {
 		char *s, *eq, *key, *val;
 
@@ -251,12 +250,78 @@ int config_load(struct server_config *cfg, const char *path, char *err, size_t e
 		if (ret)
 			break;
 	}
-	fclose(f);
+	if (!ret && ferror(f)) {
+		fail(err, errlen, "%s: read error", path);
+		return -EIO;
+	}
 	if (ret)
 		return fail(err, errlen, "%s:%u: %s", path, lineno, msg);
 	for (unsigned int i = 0; i < cfg->nexports; i++)
 		if (!cfg->exports[i].path[0])
 			return fail(err, errlen, "%s: export '%s' has no path =", path,
 				    cfg->exports[i].name);
+	return 0;
+}
+
+int config_load(struct server_config *cfg, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "re");
+	int ret;
+
+	if (!f) {
+		ret = -errno;
+		fail(err, errlen, "%s: %s", path, strerror(-ret));
+		return ret;
+	}
+	ret = config_parse(cfg, f, path, err, errlen);
+	fclose(f);
+	return ret;
+}
+
+int config_from_cmdline(struct server_config *cfg, const struct server_cmdline *cl,
+			char *err, size_t errlen)
+{
+	const char *config = cl->config;
+	unsigned long workers = 0;
+	char msg[512];
+	int ret;
+
+	/* Usage errors first, before anything is read. */
+	if (cl->workers) {
+		char *end;
+
+		workers = strtoul(cl->workers, &end, 10);
+		if (*end || !*cl->workers || workers < 1 || workers > SERVER_MAX_WORKERS)
+			return fail(err, errlen, "--workers must be a number from 1 to %d",
+				    SERVER_MAX_WORKERS);
+	}
+	/* The default file is for a server described by it alone: given
+	 * --export, it is not looked for. */
+	if (!config && !cl->nexports && cl->default_config &&
+	    !access(cl->default_config, R_OK))
+		config = cl->default_config;
+	if (config) {
+		ret = config_load(cfg, config, err, errlen);
+		if (ret)
+			return ret;
+	}
+	for (unsigned int i = 0; i < cl->nlisten; i++)
+		if (config_add_listen(cfg, cl->listen[i], msg, sizeof(msg)))
+			return fail(err, errlen, "--listen: %s", msg);
+	for (unsigned int i = 0; i < cl->nexports; i++)
+		if (config_add_export(cfg, cl->exports[i], msg, sizeof(msg)))
+			return fail(err, errlen, "--export: %s", msg);
+	if (workers)
+		cfg->workers = (unsigned int)workers;
+	if (!cfg->nlisten) {
+		const char *why;
+
+		endpoint_parse("0.0.0.0", IBNBD_DEFAULT_PORT, &cfg->listen[0], &why);
+		cfg->nlisten = 1;
+	}
+	if (!cfg->nexports)
+		return fail(err, errlen,
+			    "nothing to export: give --export NAME=PATH or an [export NAME] section in %s",
+			    config ? config : cl->default_config ? cl->default_config : "a --config file");
 	return 0;
 }
