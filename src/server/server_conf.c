@@ -125,6 +125,19 @@ static char *trim(char *s)
 	return s;
 }
 
+/* A '#' after a blank starts a comment, so values can be annotated as in
+ * docs/server-config.md ("workers = 4   # ..."); a '#' inside a word, as
+ * in the path /srv/disk#2, does not. */
+static void strip_comment(char *s)
+{
+	for (char *p = s + 1; *p; p++) {
+		if (*p == '#' && isspace((unsigned char)p[-1])) {
+			*p = '\0';
+			return;
+		}
+	}
+}
+
 static int parse_bool(const char *v, bool *out)
 {
 	if (!*v || !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1")) {
@@ -214,6 +227,8 @@ int config_parse(struct server_config *cfg, FILE *f, const char *path, char *err
 		s = trim(line);
 		if (!*s || *s == '#' || *s == ';')
 			continue;
+		strip_comment(s);
+		s = trim(s);
 		if (*s == '[') {
 			char *close = strchr(s, ']');
 

@@ -119,6 +119,34 @@ static void test_good_file(void)
 	   "the smallest queue_depth and max_io_size, the most workers");
 }
 
+/* docs/server-config.md's example, as an operator would copy it. */
+static void test_doc_example(void)
+{
+	static const char text[] =
+		"# /etc/ibnbd/server.conf\n"
+		"listen = 192.0.2.1:4422        # repeatable\n"
+		"workers = 4                    # default: min(online CPUs, 4)\n"
+		"queue_depth = 128              # most a connection may negotiate (1..1024)\n"
+		"max_io_size = 524288           # most bytes per request (4 KiB multiple, 4 KiB..1 MiB)\n"
+		"\n"
+		"[export vol1]\n"
+		"path = /dev/nvme0n1            # a block device or a regular file, absolute\n"
+		"[export iso]\n"
+		"path = /srv/images/install.img\n"
+		"ro                             # or: ro = yes|no\n";
+	int ret = parse(text);
+
+	ok(ret == 0, "the documented example parses (%d '%s')", ret, err);
+	ok(cfg.nlisten == 1 && !strcmp(cfg.listen[0].host, "192.0.2.1") &&
+	   cfg.listen[0].port == 4422 && cfg.workers == 4 && cfg.queue_depth == 128 &&
+	   cfg.max_io_size == 524288, "its comments are not part of the values");
+	ok(cfg.nexports == 2 && !strcmp(cfg.exports[0].path, "/dev/nvme0n1") &&
+	   !cfg.exports[0].ro && cfg.exports[1].ro, "its exports");
+	ok(parse("[export a]   # the first\npath = /srv/disk#2\nro\t# read-only\n") == 0 &&
+	   !strcmp(cfg.exports[0].path, "/srv/disk#2") && cfg.exports[0].ro,
+	   "a '#' inside a word is kept; after a blank or tab it starts a comment");
+}
+
 static void test_bad_file(void)
 {
 	bad("workers = 4\ncolour = blue\n", "test.conf:2: ", "unknown key 'colour'",
@@ -409,6 +437,7 @@ int main(void)
 {
 	test_defaults();
 	test_good_file();
+	test_doc_example();
 	test_bad_file();
 	test_long_and_many();
 	test_add_export();
