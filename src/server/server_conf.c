@@ -151,14 +151,16 @@ static int parse_bool(const char *v, bool *out)
 	return -EINVAL;
 }
 
+/* Decimal, or hexadecimal after 0x; a leading 0 is not octal ("010" is ten). */
 static int parse_uint(const char *v, unsigned long min, unsigned long max, unsigned long *out)
 {
+	bool hex = v[0] == '0' && (v[1] == 'x' || v[1] == 'X');
 	char *end;
 
 	errno = 0;
-	if (!isdigit((unsigned char)*v))
+	if (!isdigit((unsigned char)*v) || (hex && !isxdigit((unsigned char)v[2])))
 		return -EINVAL;
-	*out = strtoul(v, &end, 0);
+	*out = strtoul(hex ? v + 2 : v, &end, hex ? 16 : 10);
 	if (errno || *end || *out < min || *out > max)
 		return -EINVAL;
 	return 0;

@@ -117,6 +117,9 @@ static void test_good_file(void)
 	ok(parse("queue_depth = 1\nmax_io_size = 4096\nworkers = 64\n") == 0 &&
 	   cfg.queue_depth == 1 && cfg.max_io_size == 4096 && cfg.workers == 64,
 	   "the smallest queue_depth and max_io_size, the most workers");
+	ok(parse("queue_depth = 010\nmax_io_size = 0x80000\n") == 0 && cfg.queue_depth == 10 &&
+	   cfg.max_io_size == 0x80000, "numbers are decimal (a leading 0 is not octal) or 0x hex");
+	ok(parse("workers = 08\n") == 0 && cfg.workers == 8, "workers = 08 is eight");
 }
 
 /* docs/server-config.md's example, as an operator would copy it. */
@@ -166,6 +169,9 @@ static void test_bad_file(void)
 	bad("workers =\n", "test.conf:1: ", "workers must be", "workers empty");
 	bad("workers = -1\n", "test.conf:1: ", "workers must be", "workers negative");
 	bad("workers = 4x\n", "test.conf:1: ", "workers must be", "workers with a suffix");
+	bad("workers = 0x\n", "test.conf:1: ", "workers must be", "workers 0x without digits");
+	bad("workers = 0x-1\n", "test.conf:1: ", "workers must be", "workers 0x-1");
+	bad("queue_depth = 0x401\n", "test.conf:1: ", "queue_depth must be", "queue_depth 0x401");
 	bad("queue_depth = 0\n", "test.conf:1: ", "queue_depth must be 1..1024", "queue_depth 0");
 	bad("queue_depth = 1025\n", "test.conf:1: ", "queue_depth must be 1..1024",
 	    "queue_depth 1025");
