@@ -210,12 +210,21 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, char
 		    "unknown key '%s' (known: listen, workers, queue_depth, max_io_size)", key);
 }
 
+/* A section ends at the next header or at the end of the file: by then it
+ * must have said which file or device it exports. */
+static int section_end(const struct export_spec *sect, char *err, size_t errlen)
+{
+	if (sect && !sect->path[0])
+		return fail(err, errlen, "export '%s' has no 'path =' line", sect->name);
+	return 0;
+}
+
 int config_parse(struct server_config *cfg, FILE *f, const char *path, char *err,
 		 size_t errlen)
 {
 	struct export_spec *sect = NULL;
 	char line[8192], msg[512];
-	unsigned int lineno = 0;
+	unsigned int lineno = 0, sect_line = 0;
 	int ret = 0;
 
 	while (fgets(line, sizeof(line), f)) {
@@ -238,11 +247,20 @@ int config_parse(struct server_config *cfg, FILE *f, const char *path, char *err
 				ret = fail(msg, sizeof(msg), "a section header must look like [export NAME]");
 				break;
 			}
+			ret = section_end(sect, msg, sizeof(msg));
+			if (ret) {
+				lineno = sect_line;
+				break;
+			}
 			*close = '\0';
 			s = trim(s + 1);
-			if (!strcmp(s, "server")) {
-				sect = NULL;
+			sect = NULL;
+			sect_line = lineno;
+			if (!strcmp(s, "server"))
 				continue;
+			if (!strcmp(s, "export")) {
+				ret = fail(msg, sizeof(msg), "an export section needs a name: [export NAME]");
+				break;
 			}
 			if (strncmp(s, "export", 6) || !isspace((unsigned char)s[6])) {
 				ret = fail(msg, sizeof(msg),
@@ -271,12 +289,12 @@ int config_parse(struct server_config *cfg, FILE *f, const char *path, char *err
 		fail(err, errlen, "%s: read error", path);
 		return -EIO;
 	}
+	if (!ret) {
+		ret = section_end(sect, msg, sizeof(msg));
+		lineno = sect_line;
+	}
 	if (ret)
 		return fail(err, errlen, "%s:%u: %s", path, lineno, msg);
-	for (unsigned int i = 0; i < cfg->nexports; i++)
-		if (!cfg->exports[i].path[0])
-			return fail(err, errlen, "%s: export '%s' has no path =", path,
-				    cfg->exports[i].name);
 	return 0;
 }
 

@@ -189,13 +189,16 @@ static void test_bad_file(void)
 	    "export 'a' is defined twice", "duplicate export");
 	bad("[export a b]\n", "test.conf:1: ", "may only use letters, digits", "export name with a space");
 	bad("[export a/b]\n", "test.conf:1: ", "may only use letters, digits", "export name with '/'");
-	bad("[export ]\n", "test.conf:1: ", "", "export with no name");
+	bad("[export ]\n", "test.conf:1: ", "an export section needs a name", "export with no name");
 	bad("[export a]\npath = dev/sda\n", "test.conf:2: ", "path 'dev/sda' must be absolute",
 	    "relative path");
 	bad("[export a]\npath =\n", "test.conf:2: ", "must be absolute", "empty path");
-	bad("[export a]\nro\n", "test.conf: ", "export 'a' has no path", "missing path");
-	bad("[export a]\npath=/a\n[export b]\n[export c]\npath=/c\n", "test.conf: ",
-	    "export 'b' has no path", "missing path in a middle section");
+	bad("workers = 1\n[export a]\nro\n", "test.conf:2: ", "export 'a' has no 'path =' line",
+	    "missing path: the error names the section's line");
+	bad("[export a]\npath=/a\n\n[export b]\n[export c]\npath=/c\n", "test.conf:4: ",
+	    "export 'b' has no 'path =' line", "missing path in a middle section");
+	bad("[export b]\n[server]\nworkers = 1\n", "test.conf:1: ",
+	    "export 'b' has no 'path =' line", "missing path before [server]");
 
 	bad("listen = 192.0.2.1:0\n", "test.conf:1: ", "port must be a number", "listen port 0");
 	bad("listen = 192.0.2.1:65536\n", "test.conf:1: ", "port must be a number",
@@ -429,7 +432,7 @@ static void test_cmdline(void)
 	   strstr(err, "nothing to export") && strstr(err, "/nonexistent/ibnbd/server.conf"),
 	   "nothing at all: names the default file (%s)", err);
 	ok(cmdline("[export x]\n", NULL, NULL, 0, NULL, 0, false) == -EINVAL &&
-	   strstr(err, "export 'x' has no path"), "file errors come through (%s)", err);
+	   strstr(err, ":1: export 'x' has no 'path =' line"), "file errors come through (%s)", err);
 
 	ret = cmdline(file, NULL, NULL, 0, NULL, 0, true);
 	ok(ret == 0 && cfg.nexports == 1 && !strcmp(cfg.exports[0].name, "f"),
