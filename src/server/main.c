@@ -21,6 +21,7 @@
 #include "export.h"
 #include "listener.h"
 #include "log.h"
+#include "sd_notify.h"
 #include "worker.h"
 
 #define SERVER_DEFAULT_CONFIG IBNBD_SYSCONFDIR "/server.conf"
@@ -219,6 +220,10 @@ int main(int argc, char **argv)
 	if (ret)
 		goto out;
 	log_info("serving %u export(s) with %u worker(s)", cfg.nexports, nworkers);
+	/* Under systemd (Type=notify) units ordered after us start now. */
+	ret = ibnbd_sd_notify("READY=1");
+	if (ret)
+		log_warn("cannot tell the service manager we are ready: %s", strerror(-ret));
 
 	pfd[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
 	pfd[1] = (struct pollfd){ .fd = listener_fd(l), .events = POLLIN };
@@ -238,6 +243,7 @@ int main(int argc, char **argv)
 		} else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
 			log_info("%s: no new connections; finishing in-flight IO",
 				 strsignal((int)si.ssi_signo));
+			ibnbd_sd_notify("STOPPING=1");
 			break;
 		}
 	}
