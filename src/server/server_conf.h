@@ -3,14 +3,17 @@
  * ibnbd-server configuration: listen addresses, exports and tunables, from
  * the command line and/or an INI-like file:
  *
- *   # comment
+ *   # comment (also after a blank, ending a value; ';' starts a line comment)
  *   listen = 192.0.2.10:4422        (repeatable; also in a [server] section)
- *   workers = 4
+ *   workers = 4                     (decimal, or hex after 0x)
+ *   queue_depth = 128
+ *   max_io_size = 524288
  *   [export NAME]
  *   path = /dev/nvme0n1
  *   ro                              (or: ro = yes|no|true|false|1|0)
  *
- * Errors name the file and line.
+ * Errors name the file and line. docs/server-config.md and
+ * ibnbd-server.conf(5) describe the format for operators.
  */
 #ifndef IBNBD_SERVER_CONF_H
 #define IBNBD_SERVER_CONF_H
