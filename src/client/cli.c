@@ -9,7 +9,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -19,8 +18,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "cli_args.h"
 #include "ctl.h"
-#include "endpoint.h"
 #include "log.h"
 
 /* Mapping waits for the connection (unreachable servers fail within 10 s)
@@ -56,48 +55,18 @@ static const char *jstr(json_object *o, const char *key)
 	return v ? json_object_get_string(v) : "";
 }
 
-static int cmd_map(int argc, char **argv)
+static int cmd_map(const struct cli_args *a)
 {
-	static const struct option opts[] = {
-		{ "ro", no_argument, NULL, 'r' },
-		{ "name", required_argument, NULL, 'n' },
-		{ 0 },
-	};
-	const char *name = NULL, *err;
-	struct endpoint ep;
 	json_object *req, *resp;
-	bool ro = false;
-	int c;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "rn:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'r':
-			ro = true;
-			break;
-		case 'n':
-			name = optarg;
-			break;
-		default:
-			return 2;
-		}
-	}
-	if (argc - optind != 2) {
-		log_err("usage: ibnbd-client map ADDR[:PORT] EXPORT [--ro] [--name NAME]");
-		return 2;
-	}
-	if (endpoint_parse(argv[optind], IBNBD_DEFAULT_PORT, &ep, &err)) {
-		log_err("bad server address '%s': %s", argv[optind], err);
-		return 2;
-	}
 	req = json_object_new_object();
 	json_object_object_add(req, "cmd", json_object_new_string("map"));
-	json_object_object_add(req, "server", json_object_new_string(ep.host));
-	json_object_object_add(req, "port", json_object_new_int(ep.port));
-	json_object_object_add(req, "export", json_object_new_string(argv[optind + 1]));
-	json_object_object_add(req, "access", json_object_new_string(ro ? "ro" : "rw"));
-	if (name)
-		json_object_object_add(req, "name", json_object_new_string(name));
+	json_object_object_add(req, "server", json_object_new_string(a->server.host));
+	json_object_object_add(req, "port", json_object_new_int(a->server.port));
+	json_object_object_add(req, "export", json_object_new_string(a->export_name));
+	json_object_object_add(req, "access", json_object_new_string(a->read_only ? "ro" : "rw"));
+	if (a->name)
+		json_object_object_add(req, "name", json_object_new_string(a->name));
 	if (call(req, &resp, MAP_TIMEOUT_MS))
 		return 1;
 	printf("%s\n", jstr(resp, "device"));
@@ -200,30 +169,14 @@ static bool device_in_use(const char *path, char *why, size_t len)
 	return false;
 }
 
-static int cmd_unmap(int argc, char **argv)
+static int cmd_unmap(const struct cli_args *a)
 {
-	static const struct option opts[] = {
-		{ "force", no_argument, NULL, 'f' },
-		{ 0 },
-	};
 	char path[PATH_MAX], why[PATH_MAX + 64];
 	json_object *req, *resp;
-	bool force = false;
-	int c;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "f", opts, NULL)) != -1) {
-		if (c != 'f')
-			return 2;
-		force = true;
-	}
-	if (argc - optind != 1) {
-		log_err("usage: ibnbd-client unmap DEVICE|NAME [--force]");
-		return 2;
-	}
-	if (resolve_device(argv[optind], path, sizeof(path)))
+	if (resolve_device(a->device, path, sizeof(path)))
 		return 1;
-	if (!force && device_in_use(path, why, sizeof(why))) {
+	if (!a->force && device_in_use(path, why, sizeof(why))) {
 		log_err("%s is in use: %s; unmount or close it first, or use --force "
 			"(IO still in flight then fails)", path, why);
 		return 1;
@@ -231,7 +184,7 @@ static int cmd_unmap(int argc, char **argv)
 	req = json_object_new_object();
 	json_object_object_add(req, "cmd", json_object_new_string("unmap"));
 	json_object_object_add(req, "device", json_object_new_string(path));
-	json_object_object_add(req, "force", json_object_new_boolean(force));
+	json_object_object_add(req, "force", json_object_new_boolean(a->force));
 	if (call(req, &resp, CTL_TIMEOUT_MS))
 		return 1;
 	json_object_put(resp);
@@ -251,22 +204,16 @@ static void print_size(uint64_t bytes, char *buf, size_t len)
 	snprintf(buf, len, u ? "%.1f%s" : "%.0f%s", v, unit[u]);
 }
 
-static int cmd_list(int argc, char **argv)
+static int cmd_list(const struct cli_args *a)
 {
 	json_object *req = json_object_new_object(), *resp, *devs;
-	bool json = argc > 1 && !strcmp(argv[1], "--json");
 	size_t i;
 
-	if (argc > 2 || (argc == 2 && !json)) {
-		json_object_put(req);
-		log_err("usage: ibnbd-client list [--json]");
-		return 2;
-	}
 	json_object_object_add(req, "cmd", json_object_new_string("list"));
 	if (call(req, &resp, CTL_TIMEOUT_MS))
 		return 1;
 	devs = json_object_object_get(resp, "devices");
-	if (json) {
+	if (a->json) {
 		printf("%s\n", json_object_to_json_string_ext(devs, JSON_C_TO_STRING_PRETTY |
 								     JSON_C_TO_STRING_NOSLASHESCAPE));
 	} else {
@@ -291,12 +238,20 @@ static int cmd_list(int argc, char **argv)
 
 int cli_main(int argc, char **argv)
 {
-	if (!strcmp(argv[0], "map"))
-		return cmd_map(argc, argv);
-	if (!strcmp(argv[0], "unmap"))
-		return cmd_unmap(argc, argv);
-	if (!strcmp(argv[0], "list"))
-		return cmd_list(argc, argv);
-	log_err("unknown command '%s' (see ibnbd-client --help)", argv[0]);
+	struct cli_args a;
+	char err[512];
+
+	if (cli_args_parse(argc, argv, &a, err, sizeof(err))) {
+		log_err("%s", err);
+		return 2;
+	}
+	switch (a.verb) {
+	case CLI_MAP:
+		return cmd_map(&a);
+	case CLI_UNMAP:
+		return cmd_unmap(&a);
+	case CLI_LIST:
+		return cmd_list(&a);
+	}
 	return 2;
 }

@@ -27,6 +27,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "log.h"
+#include "sd_notify.h"
 
 struct daemon {
 	struct client *client;
@@ -325,6 +326,8 @@ int daemon_main(int argc, char **argv)
 		goto out;
 	}
 	log_info("ready, control socket %s", ctl_socket_path());
+	if (ibnbd_sd_notify("READY=1"))
+		log_warn("cannot tell the service manager we are ready");
 	if (ready[1] >= 0) {
 		if (write(ready[1], "r", 1) != 1)
 			log_warn("cannot tell the parent we are ready");
@@ -348,6 +351,7 @@ int daemon_main(int argc, char **argv)
 
 			if (read(d.sig_fd, &si, sizeof(si)) == sizeof(si))
 				log_info("signal %u: unmapping everything and exiting", si.ssi_signo);
+			ibnbd_sd_notify("STOPPING=1");
 			ret = 0;
 			break;
 		}

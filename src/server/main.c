@@ -21,6 +21,7 @@
 #include "export.h"
 #include "listener.h"
 #include "log.h"
+#include "sd_notify.h"
 #include "worker.h"
 
 #define SERVER_DEFAULT_CONFIG IBNBD_SYSCONFDIR "/server.conf"
@@ -80,11 +81,10 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
-	/* Command-line listen/export come after the file's, whatever the order. */
-	char **listens = calloc((size_t)argc, sizeof(char *));
-	char **exports = calloc((size_t)argc, sizeof(char *));
-	const char *config = NULL;
-	unsigned int nl = 0, ne = 0, workers = 0;
+	/* Collected here, applied by config_from_cmdline() after the file. */
+	const char **listens = calloc((size_t)argc, sizeof(char *));
+	const char **exports = calloc((size_t)argc, sizeof(char *));
+	struct server_cmdline cl = { .default_config = SERVER_DEFAULT_CONFIG };
 	char err[512];
 	int c, ret = 0;
 
@@ -93,6 +93,8 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
 		ret = 1;
 		goto out;
 	}
+	cl.listen = listens;
+	cl.exports = exports;
 	while ((c = getopt_long(argc, argv, "c:l:e:w:d:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
@@ -104,26 +106,17 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
 			ret = -1;
 			goto out;
 		case 'c':
-			config = optarg;
+			cl.config = optarg;
 			break;
 		case 'l':
-			listens[nl++] = optarg;
+			listens[cl.nlisten++] = optarg;
 			break;
 		case 'e':
-			exports[ne++] = optarg;
+			exports[cl.nexports++] = optarg;
 			break;
-		case 'w': {
-			char *end;
-			unsigned long v = strtoul(optarg, &end, 10);
-
-			if (*end || !*optarg || v < 1 || v > SERVER_MAX_WORKERS) {
-				log_err("--workers must be a number from 1 to %d", SERVER_MAX_WORKERS);
-				ret = 2;
-				goto out;
-			}
-			workers = (unsigned int)v;
+		case 'w':
+			cl.workers = optarg;
 			break;
-		}
 		case 'd':
 			if (log_debug_enable(optarg)) {
 				log_err("--debug: unknown category in '%s' (known: io, rdma, ublk, ctl, proto, all)",
@@ -143,40 +136,13 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
 		ret = 2;
 		goto out;
 	}
-	if (!config && !ne && !access(SERVER_DEFAULT_CONFIG, R_OK))
-		config = SERVER_DEFAULT_CONFIG;
-	if (config && config_load(cfg, config, err, sizeof(err))) {
+	if (config_from_cmdline(cfg, &cl, err, sizeof(err))) {
 		log_err("%s", err);
 		ret = 2;
 		goto out;
 	}
-	for (unsigned int i = 0; i < nl; i++)
-		if (config_add_listen(cfg, listens[i], err, sizeof(err))) {
-			log_err("--listen: %s", err);
-			ret = 2;
-			goto out;
-		}
-	for (unsigned int i = 0; i < ne; i++)
-		if (config_add_export(cfg, exports[i], err, sizeof(err))) {
-			log_err("--export: %s", err);
-			ret = 2;
-			goto out;
-		}
-	if (workers)
-		cfg->workers = workers;
 	if (!cfg->workers)
 		cfg->workers = default_workers();
-	if (!cfg->nlisten) {
-		const char *why;
-
-		endpoint_parse("0.0.0.0", IBNBD_DEFAULT_PORT, &cfg->listen[0], &why);
-		cfg->nlisten = 1;
-	}
-	if (!cfg->nexports) {
-		log_err("nothing to export: give --export NAME=PATH or an [export NAME] section in %s",
-			config ? config : SERVER_DEFAULT_CONFIG);
-		ret = 2;
-	}
 out:
 	free(listens);
 	free(exports);
@@ -254,6 +220,10 @@ int main(int argc, char **argv)
 	if (ret)
 		goto out;
 	log_info("serving %u export(s) with %u worker(s)", cfg.nexports, nworkers);
+	/* Under systemd (Type=notify) units ordered after us start now. */
+	ret = ibnbd_sd_notify("READY=1");
+	if (ret)
+		log_warn("cannot tell the service manager we are ready: %s", strerror(-ret));
 
 	pfd[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
 	pfd[1] = (struct pollfd){ .fd = listener_fd(l), .events = POLLIN };
@@ -273,6 +243,7 @@ int main(int argc, char **argv)
 		} else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
 			log_info("%s: no new connections; finishing in-flight IO",
 				 strsignal((int)si.ssi_signo));
+			ibnbd_sd_notify("STOPPING=1");
 			break;
 		}
 	}

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void config_init(struct server_config *cfg)
 {
@@ -124,6 +125,19 @@ static char *trim(char *s)
 	return s;
 }
 
+/* A '#' after a blank starts a comment, so values can be annotated as in
+ * docs/server-config.md ("workers = 4   # ..."); a '#' inside a word, as
+ * in the path /srv/disk#2, does not. */
+static void strip_comment(char *s)
+{
+	for (char *p = s + 1; *p; p++) {
+		if (*p == '#' && isspace((unsigned char)p[-1])) {
+			*p = '\0';
+			return;
+		}
+	}
+}
+
 static int parse_bool(const char *v, bool *out)
 {
 	if (!*v || !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1")) {
@@ -137,14 +151,16 @@ static int parse_bool(const char *v, bool *out)
 	return -EINVAL;
 }
 
+/* Decimal, or hexadecimal after 0x; a leading 0 is not octal ("010" is ten). */
 static int parse_uint(const char *v, unsigned long min, unsigned long max, unsigned long *out)
 {
+	bool hex = v[0] == '0' && (v[1] == 'x' || v[1] == 'X');
 	char *end;
 
 	errno = 0;
-	if (!isdigit((unsigned char)*v))
+	if (!isdigit((unsigned char)*v) || (hex && !isxdigit((unsigned char)v[2])))
 		return -EINVAL;
-	*out = strtoul(v, &end, 0);
+	*out = strtoul(hex ? v + 2 : v, &end, hex ? 16 : 10);
 	if (errno || *end || *out < min || *out > max)
 		return -EINVAL;
 	return 0;
@@ -194,16 +210,23 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, char
 		    "unknown key '%s' (known: listen, workers, queue_depth, max_io_size)", key);
 }
 
-int config_load(struct server_config *cfg, const char *path, char *err, size_t errlen)
+/* A section ends at the next header or at the end of the file: by then it
+ * must have said which file or device it exports. */
+static int section_end(const struct export_spec *sect, char *err, size_t errlen)
+{
+	if (sect && !sect->path[0])
+		return fail(err, errlen, "export '%s' has no 'path =' line", sect->name);
+	return 0;
+}
+
+int config_parse(struct server_config *cfg, FILE *f, const char *path, char *err,
+		 size_t errlen)
 {
 	struct export_spec *sect = NULL;
 	char line[8192], msg[512];
-	unsigned int lineno = 0;
-	FILE *f = fopen(path, "re");
+	unsigned int lineno = 0, sect_line = 0;
 	int ret = 0;
 
-	if (!f)
-		return ret = -errno, fail(err, errlen, "%s: %s", path, strerror(-ret)), ret;
 	while (fgets(line, sizeof(line), f)) {
 		char *s, *eq, *key, *val;
 
@@ -215,6 +238,8 @@ int config_load(struct server_config *cfg, const char *path, char *err, size_t e
 		s = trim(line);
 		if (!*s || *s == '#' || *s == ';')
 			continue;
+		strip_comment(s);
+		s = trim(s);
 		if (*s == '[') {
 			char *close = strchr(s, ']');
 
@@ -222,11 +247,20 @@ int config_load(struct server_config *cfg, const char *path, char *err, size_t e
 				ret = fail(msg, sizeof(msg), "a section header must look like [export NAME]");
 				break;
 			}
+			ret = section_end(sect, msg, sizeof(msg));
+			if (ret) {
+				lineno = sect_line;
+				break;
+			}
 			*close = '\0';
 			s = trim(s + 1);
-			if (!strcmp(s, "server")) {
-				sect = NULL;
+			sect = NULL;
+			sect_line = lineno;
+			if (!strcmp(s, "server"))
 				continue;
+			if (!strcmp(s, "export")) {
+				ret = fail(msg, sizeof(msg), "an export section needs a name: [export NAME]");
+				break;
 			}
 			if (strncmp(s, "export", 6) || !isspace((unsigned char)s[6])) {
 				ret = fail(msg, sizeof(msg),
@@ -251,12 +285,78 @@ int config_load(struct server_config *cfg, const char *path, char *err, size_t e
 		if (ret)
 			break;
 	}
-	fclose(f);
+	if (!ret && ferror(f)) {
+		fail(err, errlen, "%s: read error", path);
+		return -EIO;
+	}
+	if (!ret) {
+		ret = section_end(sect, msg, sizeof(msg));
+		lineno = sect_line;
+	}
 	if (ret)
 		return fail(err, errlen, "%s:%u: %s", path, lineno, msg);
-	for (unsigned int i = 0; i < cfg->nexports; i++)
-		if (!cfg->exports[i].path[0])
-			return fail(err, errlen, "%s: export '%s' has no path =", path,
-				    cfg->exports[i].name);
+	return 0;
+}
+
+int config_load(struct server_config *cfg, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "re");
+	int ret;
+
+	if (!f) {
+		ret = -errno;
+		fail(err, errlen, "%s: %s", path, strerror(-ret));
+		return ret;
+	}
+	ret = config_parse(cfg, f, path, err, errlen);
+	fclose(f);
+	return ret;
+}
+
+int config_from_cmdline(struct server_config *cfg, const struct server_cmdline *cl,
+			char *err, size_t errlen)
+{
+	const char *config = cl->config;
+	unsigned long workers = 0;
+	char msg[512];
+	int ret;
+
+	/* Usage errors first, before anything is read. */
+	if (cl->workers) {
+		char *end;
+
+		workers = strtoul(cl->workers, &end, 10);
+		if (*end || !*cl->workers || workers < 1 || workers > SERVER_MAX_WORKERS)
+			return fail(err, errlen, "--workers must be a number from 1 to %d",
+				    SERVER_MAX_WORKERS);
+	}
+	/* The default file is for a server described by it alone: given
+	 * --export, it is not looked for. */
+	if (!config && !cl->nexports && cl->default_config &&
+	    !access(cl->default_config, R_OK))
+		config = cl->default_config;
+	if (config) {
+		ret = config_load(cfg, config, err, errlen);
+		if (ret)
+			return ret;
+	}
+	for (unsigned int i = 0; i < cl->nlisten; i++)
+		if (config_add_listen(cfg, cl->listen[i], msg, sizeof(msg)))
+			return fail(err, errlen, "--listen: %s", msg);
+	for (unsigned int i = 0; i < cl->nexports; i++)
+		if (config_add_export(cfg, cl->exports[i], msg, sizeof(msg)))
+			return fail(err, errlen, "--export: %s", msg);
+	if (workers)
+		cfg->workers = (unsigned int)workers;
+	if (!cfg->nlisten) {
+		const char *why;
+
+		endpoint_parse("0.0.0.0", IBNBD_DEFAULT_PORT, &cfg->listen[0], &why);
+		cfg->nlisten = 1;
+	}
+	if (!cfg->nexports)
+		return fail(err, errlen,
+			    "nothing to export: give --export NAME=PATH or an [export NAME] section in %s",
+			    config ? config : cl->default_config ? cl->default_config : "a --config file");
 	return 0;
 }

@@ -3,14 +3,17 @@
  * ibnbd-server configuration: listen addresses, exports and tunables, from
  * the command line and/or an INI-like file:
  *
- *   # comment
+ *   # comment (also after a blank, ending a value; ';' starts a line comment)
  *   listen = 192.0.2.10:4422        (repeatable; also in a [server] section)
- *   workers = 4
+ *   workers = 4                     (decimal, or hex after 0x)
+ *   queue_depth = 128
+ *   max_io_size = 524288
  *   [export NAME]
  *   path = /dev/nvme0n1
  *   ro                              (or: ro = yes|no|true|false|1|0)
  *
- * Errors name the file and line.
+ * Errors name the file and line. docs/server-config.md and
+ * ibnbd-server.conf(5) describe the format for operators.
  */
 #ifndef IBNBD_SERVER_CONF_H
 #define IBNBD_SERVER_CONF_H
@@ -18,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "endpoint.h"
 #include "ibnbd/proto.h"
@@ -42,11 +46,40 @@ struct server_config {
 	uint32_t max_io_size;     /* per-connection cap, bytes */
 };
 
+/* What the command line said, as main() collected it with getopt. */
+struct server_cmdline {
+	const char *config;         /* --config FILE, or NULL */
+	const char *default_config; /* read when neither --config nor --export is given */
+	const char *workers;        /* --workers N, or NULL */
+	const char *const *listen;  /* --listen values, in order */
+	unsigned int nlisten;
+	const char *const *exports; /* --export values, in order */
+	unsigned int nexports;
+};
+
+/* The defaults: no listeners or exports, queue_depth 128, max_io_size 512 KiB. */
 void config_init(struct server_config *cfg);
-/* "NAME=PATH[,ro]". 0 or -EINVAL with a sentence in err. */
+/* "NAME=PATH[,ro|,rw]". 0 or -EINVAL with a sentence in err. */
 int config_add_export(struct server_config *cfg, const char *spec, char *err, size_t errlen);
+/* "ADDR[:PORT]" or "[IPv6]:PORT". 0 or -EINVAL with a sentence in err. */
 int config_add_listen(struct server_config *cfg, const char *addr, char *err, size_t errlen);
-/* Reads FILE; on error err holds "FILE:LINE: what". */
+/*
+ * Reads the file's lines from f; path only names it in errors, which read
+ * "PATH:LINE: what" (or "PATH: what" for the whole file). 0, -EINVAL, or
+ * -EIO when f cannot be read.
+ */
+int config_parse(struct server_config *cfg, FILE *f, const char *path, char *err,
+		 size_t errlen);
+/* config_parse() on the file at path; -errno when it cannot be opened. */
 int config_load(struct server_config *cfg, const char *path, char *err, size_t errlen);
+/*
+ * The whole configuration on top of config_init(): the file first, then the
+ * command line's listen addresses and exports after the file's, --workers
+ * over the file's. No listen address means 0.0.0.0:4422; no export is an
+ * error. workers stays 0 when neither says (the caller picks the default).
+ * 0, or -errno with a sentence for the operator in err.
+ */
+int config_from_cmdline(struct server_config *cfg, const struct server_cmdline *cl,
+			char *err, size_t errlen);
 
 #endif

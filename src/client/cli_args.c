@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "cli_args.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* One verb's grammar: its getopt options, its operands (all required) and
+ * the usage line its errors end with. */
+struct verb_syntax {
+	const char *name;
+	enum cli_verb verb;
+	const char *shortopts;
+	const struct option *longopts;
+	int noperands;
+	const char *const operands[2]; /* for "missing ..." */
+	const char *usage;
+};
+
+/* Long options without a short one get a val no character has. */
+enum { OPT_JSON = 256 };
+
+static const struct option map_opts[] = {
+	{ "ro", no_argument, NULL, 'r' },
+	{ "name", required_argument, NULL, 'n' },
+	{ 0 },
+};
+static const struct option unmap_opts[] = {
+	{ "force", no_argument, NULL, 'f' },
+	{ 0 },
+};
+static const struct option list_opts[] = {
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ 0 },
+};
+
+/* The leading ':' makes getopt return ':' for a missing value. */
+static const struct verb_syntax verbs[] = {
+	{ "map", CLI_MAP, ":rn:", map_opts, 2, { "ADDR[:PORT] and EXPORT", "EXPORT" },
+	  "ibnbd-client map ADDR[:PORT] EXPORT [--ro] [--name NAME]" },
+	{ "unmap", CLI_UNMAP, ":f", unmap_opts, 1, { "DEVICE|NAME" },
+	  "ibnbd-client unmap DEVICE|NAME [--force]" },
+	{ "list", CLI_LIST, ":", list_opts, 0, { NULL }, "ibnbd-client list [--json]" },
+};
+
+static __attribute__((format(printf, 3, 4))) int fail(char *err, size_t errlen,
+						      const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+int cli_name_check(const char *name, char *err, size_t errlen)
+{
+	const char *p;
+
+	if (!*name)
+		return fail(err, errlen, "--name: the name is empty");
+	if (strlen(name) > CLI_NAME_MAX)
+		return fail(err, errlen, "--name '%.32s...' is longer than %d characters", name,
+			    CLI_NAME_MAX);
+	for (p = name; *p; p++)
+		if (!isalnum((unsigned char)*p) && !strchr("-_.:", *p))
+			return fail(err, errlen,
+				    "--name '%s' may only use letters, digits and - _ . :", name);
+	if (name[0] == '-')
+		return fail(err, errlen, "--name '%s' must not start with '-'", name);
+	/* Devices mapped without --name are called ublkbN: a name of that
+	 * form could later stand for two devices. */
+	if (!strncmp(name, "ublkb", 5) && name[5] && strspn(name + 5, "0123456789") ==
+							  strlen(name + 5))
+		return fail(err, errlen,
+			    "--name '%s' is reserved: ublkbN names the devices mapped without --name",
+			    name);
+	return 0;
+}
+
+/* The option getopt stopped at, as the person typed it. optopt is the
+ * option's val for a long one given a value it does not take or missing
+ * one it needs, the character for an unknown short one, and 0 for an
+ * unknown long one, which is then the whole argv element just passed. */
+static void bad_option(const struct verb_syntax *v, int c, char **argv, char *err,
+		       size_t errlen)
+{
+	const struct option *o;
+
+	for (o = v->longopts; o->name; o++)
+		if (optopt && o->val == optopt)
+			break;
+	if (c == ':') {
+		fail(err, errlen, "%s: --%s needs a value (usage: %s)", v->name,
+		     o->name ? o->name : "?", v->usage);
+	} else if (o->name) {
+		/* Only a long option can be given a value it does not take. */
+		fail(err, errlen, "%s: --%s takes no value (usage: %s)", v->name, o->name, v->usage);
+	} else if (optopt) {
+		fail(err, errlen, "%s: unknown option '-%c' (usage: %s)", v->name, optopt, v->usage);
+	} else {
+		const char *arg = argv[optind - 1];
+
+		fail(err, errlen, "%s: unknown option '%.*s' (usage: %s)", v->name,
+		     (int)strcspn(arg, "="), arg, v->usage);
+	}
+}
+
+int cli_args_parse(int argc, char **argv, struct cli_args *a, char *err, size_t errlen)
+{
+	const struct verb_syntax *v = NULL;
+	const char *why;
+	int c, n;
+
+	memset(a, 0, sizeof(*a));
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		if (!strcmp(argv[0], verbs[i].name))
+			v = &verbs[i];
+	if (!v)
+		return fail(err, errlen, "unknown command '%s' (see ibnbd-client --help)", argv[0]);
+	a->verb = v->verb;
+
+	/* 0, not 1: a full reset, even after a parse that stopped inside
+	 * a group of short options. */
+	optind = 0;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, v->shortopts, v->longopts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			a->read_only = true;
+			break;
+		case 'n':
+			a->name = optarg;
+			break;
+		case 'f':
+			a->force = true;
+			break;
+		case OPT_JSON:
+			a->json = true;
+			break;
+		default:
+			bad_option(v, c, argv, err, errlen);
+			return -EINVAL;
+		}
+	}
+	n = argc - optind;
+	if (n > v->noperands)
+		return fail(err, errlen, "%s: unexpected argument '%s' (usage: %s)", v->name,
+			    argv[optind + v->noperands], v->usage);
+	if (n < v->noperands)
+		return fail(err, errlen, "%s: missing %s (usage: %s)", v->name, v->operands[n],
+			    v->usage);
+
+	switch (a->verb) {
+	case CLI_MAP:
+		if (endpoint_parse(argv[optind], IBNBD_DEFAULT_PORT, &a->server, &why))
+			return fail(err, errlen, "bad server address '%s': %s", argv[optind], why);
+		a->export_name = argv[optind + 1];
+		if (!*a->export_name)
+			return fail(err, errlen, "map: the export name is empty");
+		if (a->name)
+			return cli_name_check(a->name, err, errlen);
+		break;
+	case CLI_UNMAP:
+		a->device = argv[optind];
+		if (!*a->device)
+			return fail(err, errlen, "unmap: the device is empty");
+		break;
+	case CLI_LIST:
+		break;
+	}
+	return 0;
+}

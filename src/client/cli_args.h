@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The command line of ibnbd-client's verbs, parsed without talking to the
+ * daemon or printing anything:
+ *
+ *   map ADDR[:PORT] EXPORT [--ro|-r] [--name|-n NAME]
+ *   unmap DEVICE|NAME [--force|-f]
+ *   list [--json]
+ *
+ * Options may come before, between or after the operands (GNU getopt
+ * order); "--" ends them, so an export named "-x" is "map ADDR -- -x".
+ */
+#ifndef IBNBD_CLI_ARGS_H
+#define IBNBD_CLI_ARGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "endpoint.h"
+
+/* The longest --name: the daemon keeps 127 bytes and a NUL. */
+#define CLI_NAME_MAX 127
+
+enum cli_verb {
+	CLI_MAP,
+	CLI_UNMAP,
+	CLI_LIST,
+};
+
+/* Strings point into argv. */
+struct cli_args {
+	enum cli_verb verb;
+	/* map */
+	struct endpoint server; /* port 4422 unless given */
+	const char *export_name;
+	const char *name;       /* --name, or NULL: the daemon names it ublkbN */
+	bool read_only;         /* --ro */
+	/* unmap */
+	const char *device;     /* a /dev/ublkbN path or a --name */
+	bool force;             /* --force */
+	/* list */
+	bool json;              /* --json */
+};
+
+/*
+ * argv[0] is the verb. Returns 0, or -EINVAL with a sentence for the
+ * operator in err (a usage error: the caller exits with status 2). Uses
+ * getopt, so it may reorder argv and resets optind.
+ */
+int cli_args_parse(int argc, char **argv, struct cli_args *a, char *err, size_t errlen);
+
+/*
+ * A device name given with --name: 1 to CLI_NAME_MAX letters, digits and
+ * - _ . :, not starting with '-', and not ublkbN, which names the devices
+ * mapped without --name. 0 or -EINVAL with a sentence in err.
+ */
+int cli_name_check(const char *name, char *err, size_t errlen);
+
+#endif
