@@ -30,7 +30,7 @@
 #include "ublk_dev.h"
 
 #define QUEUE_DEPTH 64
-#define CONN_DEPTH 128
+#define CONN_DEPTH 112 /* x (128 KiB + a header page) = 14.4 MiB of server slots */
 #define MAX_IO_BYTES (128u << 10)
 
 struct pd_entry {
