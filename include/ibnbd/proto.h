@@ -65,6 +65,32 @@
  * been executed; the client re-issues it on a new connection (block IO is
  * idempotent). On shutdown the server answers every request whose backing
  * IO it had started, ignores the ones that arrive later, then disconnects.
+ *
+ * Sessions and reconnect. A client session is the set of connections whose
+ * conn_req carries the same non-zero session_uuid (conn_index 0..conn_count-1);
+ * a reconnect keeps the uuid and the conn_index of the connection it
+ * replaces. A new connection with the (session_uuid, conn_index) of one the
+ * server still holds supersedes it: the server closes the old one and sends
+ * the new one's HELLO_RSP only once none of the old one's backing IO is in
+ * flight any more, so an IO of the new connection never runs before, nor
+ * races with, a stale one of the old (the client must not send IO before
+ * HELLO_RSP). A HELLO_RSP, or an OPEN_RSP (takeover, below), may thus take
+ * a while; the control credit stays taken until it comes.
+ *
+ * Keepalive. With IBNBD_FEAT_KEEPALIVE negotiated, a client sends something
+ * (KEEPALIVE when idle) at least every second or so; the server drops a
+ * connection that sent nothing for its keepalive_timeout (default 15 s)
+ * while it owed the client no answer. A connection with an all-zero
+ * session_uuid is only watched once it has sent a KEEPALIVE.
+ *
+ * Writers. An export is open read-write by one client session at a time:
+ * a read-write OPEN from another session gets -EBUSY, unless it comes from
+ * a session with a uuid whose HELLO host_id equals the current writer's (a
+ * restarted client): the old session's connections are then closed and
+ * drained as above before OPEN_RSP grants it. Exports the server marks
+ * shared take several writers. Read-only OPENs are always allowed. An
+ * all-zero session_uuid makes each connection its own session, except that
+ * such connections with the same host_id share the writer role.
  */
 #ifndef IBNBD_PROTO_H
 #define IBNBD_PROTO_H

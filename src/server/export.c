@@ -81,6 +81,7 @@ int export_create(const struct export_spec *spec, unsigned int index, struct exp
 	e->fd = -1;
 	e->index = index;
 	e->ro = spec->ro;
+	e->shared = spec->shared;
 	snprintf(e->name, sizeof(e->name), "%s", spec->name);
 	snprintf(e->path, sizeof(e->path), "%s", spec->path);
 	e->fd = open(e->path, (e->ro ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);

@@ -18,6 +18,7 @@ struct export {
 	unsigned int index; /* also the io_uring fixed-file slot */
 	int fd;
 	bool ro;
+	bool shared; /* several client sessions may hold it read-write */
 	bool is_bdev;
 	uint64_t size;
 	uint32_t logical_block_size;

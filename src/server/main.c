@@ -21,6 +21,7 @@
 #include "export.h"
 #include "listener.h"
 #include "log.h"
+#include "registry.h"
 #include "sd_notify.h"
 #include "worker.h"
 
@@ -29,36 +30,39 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: ibnbd-server [--config FILE] [--listen ADDR[:PORT]]... [--export NAME=PATH[,ro]]...\n"
+		"Usage: ibnbd-server [--config FILE] [--listen ADDR[:PORT]]... [--export NAME=PATH[,ro][,shared]]...\n"
 		"  -c, --config FILE   read exports and listen addresses from FILE\n"
 		"  -l, --listen ADDR   listen on ADDR[:PORT] (default port %d)\n"
-		"  -e, --export SPEC   export PATH (file or block device) as NAME\n"
+		"  -e, --export SPEC   export PATH (file or block device) as NAME; shared:\n"
+		"                      several client sessions may open it read-write\n"
 		"  -w, --workers N     worker threads (default: min(online CPUs, 4))\n"
+		"  -k, --keepalive-timeout S  drop a connection silent for S seconds\n"
+		"                      (default %d, 0 = never)\n"
 		"  -d, --debug CATS    debug logs: io,rdma,proto,ctl or all\n"
 		"  -h, --help          this text\n"
 		"  -V, --version       print the version\n"
 		"SIGUSR1 prints the counters; SIGTERM finishes in-flight IO and exits.\n",
-		IBNBD_DEFAULT_PORT);
+		IBNBD_DEFAULT_PORT, SERVER_DEFAULT_KEEPALIVE_TIMEOUT);
 }
 
 static void print_stats(struct worker *workers, unsigned int n, const char *when)
 {
 	struct server_stats sum = { 0 };
-	char line[512];
+	char line[768];
+	size_t len;
 
 	for (unsigned int i = 0; i < n; i++) {
 #define ADD(f) sum.f += stat_read(&workers[i].stats.f);
 		STATS_FIELDS(ADD)
 #undef ADD
 	}
-	snprintf(line, sizeof(line),
-		 "stats (%s): reads=%llu writes=%llu fua_writes=%llu flushes=%llu discards=%llu write_zeroes=%llu rejected=%llu dropped=%llu io_errors=%llu read_bytes=%llu write_bytes=%llu connections=%llu",
-		 when, (unsigned long long)sum.reads, (unsigned long long)sum.writes,
-		 (unsigned long long)sum.fua_writes, (unsigned long long)sum.flushes,
-		 (unsigned long long)sum.discards, (unsigned long long)sum.write_zeroes,
-		 (unsigned long long)sum.rejected, (unsigned long long)sum.dropped,
-		 (unsigned long long)sum.io_errors, (unsigned long long)sum.read_bytes,
-		 (unsigned long long)sum.write_bytes, (unsigned long long)sum.connections);
+	len = (size_t)snprintf(line, sizeof(line), "stats (%s):", when);
+#define PRINT(f)                                                                        \
+	if (len < sizeof(line))                                                        \
+		len += (size_t)snprintf(line + len, sizeof(line) - len, " " #f "=%llu", \
+					(unsigned long long)sum.f);
+	STATS_FIELDS(PRINT)
+#undef PRINT
 	log_info("%s", line);
 }
 
@@ -76,6 +80,7 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
 		{ "listen", required_argument, NULL, 'l' },
 		{ "export", required_argument, NULL, 'e' },
 		{ "workers", required_argument, NULL, 'w' },
+		{ "keepalive-timeout", required_argument, NULL, 'k' },
 		{ "debug", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -95,7 +100,7 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
 	}
 	cl.listen = listens;
 	cl.exports = exports;
-	while ((c = getopt_long(argc, argv, "c:l:e:w:d:hV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:l:e:w:k:d:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage(stdout);
@@ -116,6 +121,9 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
 			break;
 		case 'w':
 			cl.workers = optarg;
+			break;
+		case 'k':
+			cl.keepalive_timeout = optarg;
 			break;
 		case 'd':
 			if (log_debug_enable(optarg)) {
@@ -154,6 +162,7 @@ int main(int argc, char **argv)
 	static struct server_config cfg;
 	struct export *exports[SERVER_MAX_EXPORTS] = { 0 };
 	struct worker_shared shared = { 0 };
+	struct registry *registry = NULL;
 	struct worker *workers = NULL;
 	unsigned int nworkers = 0;
 	struct listener *l = NULL;
@@ -187,11 +196,18 @@ int main(int argc, char **argv)
 			log_err("%s", err);
 			goto out;
 		}
-		log_info("export '%s': %s, %llu bytes, logical block %u, physical block %u%s",
+		log_info("export '%s': %s, %llu bytes, logical block %u, physical block %u%s%s",
 			 exports[i]->name, exports[i]->path, (unsigned long long)exports[i]->size,
 			 exports[i]->logical_block_size, exports[i]->physical_block_size,
-			 exports[i]->ro ? ", read-only" : "");
+			 exports[i]->ro ? ", read-only" : "",
+			 exports[i]->shared ? ", shared (several writers)" : "");
 	}
+	if (registry_create(&registry)) {
+		log_err("out of memory");
+		goto out;
+	}
+	shared.registry = registry;
+	shared.keepalive_timeout_ms = cfg.keepalive_timeout * 1000;
 	shared.exports = exports;
 	shared.nexports = cfg.nexports;
 	shared.limits = (struct ibnbd_conn_limits){
@@ -219,7 +235,12 @@ int main(int argc, char **argv)
 	ret = listener_create(&cfg, workers, nworkers, &l);
 	if (ret)
 		goto out;
-	log_info("serving %u export(s) with %u worker(s)", cfg.nexports, nworkers);
+	if (cfg.keepalive_timeout)
+		snprintf(err, sizeof(err), "%u s", cfg.keepalive_timeout);
+	else
+		snprintf(err, sizeof(err), "off");
+	log_info("serving %u export(s) with %u worker(s), keepalive timeout %s", cfg.nexports,
+		 nworkers, err);
 	/* Under systemd (Type=notify) units ordered after us start now. */
 	ret = ibnbd_sd_notify("READY=1");
 	if (ret)
@@ -260,6 +281,7 @@ out:
 	free(workers);
 	for (unsigned int i = 0; i < cfg.nexports; i++)
 		export_destroy(exports[i]);
+	registry_destroy(registry);
 	if (sfd >= 0)
 		close(sfd);
 	return rc;

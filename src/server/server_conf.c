@@ -14,6 +14,7 @@ void config_init(struct server_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->queue_depth = 128;
 	cfg->max_io_size = 512 * 1024;
+	cfg->keepalive_timeout = SERVER_DEFAULT_KEEPALIVE_TIMEOUT;
 }
 
 static __attribute__((format(printf, 3, 4))) int fail(char *err, size_t errlen,
@@ -74,6 +75,7 @@ static int set_path(struct export_spec *e, const char *path, char *err, size_t e
 int config_add_export(struct server_config *cfg, const char *spec, char *err, size_t errlen)
 {
 	char buf[4096 + IBNBD_EXPORT_NAME_MAX + 8];
+	bool ro = false, shared = false, first;
 	char *eq, *comma;
 	int ret;
 
@@ -82,19 +84,31 @@ int config_add_export(struct server_config *cfg, const char *spec, char *err, si
 	snprintf(buf, sizeof(buf), "%s", spec);
 	eq = strchr(buf, '=');
 	if (!eq)
-		return fail(err, errlen, "export '%s' must be NAME=PATH[,ro]", spec);
+		return fail(err, errlen, "export '%s' must be NAME=PATH[,ro][,shared]", spec);
 	*eq = '\0';
-	comma = strrchr(eq + 1, ',');
-	if (comma) {
-		if (strcmp(comma + 1, "ro") && strcmp(comma + 1, "rw"))
-			return fail(err, errlen, "export '%s': unknown option '%s' (known: ro, rw)",
-				    buf, comma + 1);
+	/* Options trail the path, which may itself contain commas: the text
+	 * after the last comma must be an option, and options before it are
+	 * taken while they are options ("/srv/a,b,rw" is the path "/srv/a,b"). */
+	for (first = true; (comma = strrchr(eq + 1, ',')); first = false) {
+		const char *opt = comma + 1;
+
+		if (!strcmp(opt, "ro"))
+			ro = true;
+		else if (!strcmp(opt, "shared"))
+			shared = true;
+		else if (strcmp(opt, "rw") && first)
+			return fail(err, errlen,
+				    "export '%s': unknown option '%s' (known: ro, rw, shared)", buf,
+				    opt);
+		else if (strcmp(opt, "rw"))
+			break;
 		*comma = '\0';
 	}
 	ret = add_export(cfg, buf, err, errlen);
 	if (ret)
 		return ret;
-	cfg->exports[cfg->nexports - 1].ro = comma && !strcmp(comma + 1, "ro");
+	cfg->exports[cfg->nexports - 1].ro = ro;
+	cfg->exports[cfg->nexports - 1].shared = shared;
 	ret = set_path(&cfg->exports[cfg->nexports - 1], eq + 1, err, errlen);
 	if (ret)
 		cfg->nexports--;
@@ -166,6 +180,18 @@ static int parse_uint(const char *v, unsigned long min, unsigned long max, unsig
 	return 0;
 }
 
+int config_set_keepalive_timeout(struct server_config *cfg, const char *v, char *err,
+				 size_t errlen)
+{
+	unsigned long n;
+
+	if (parse_uint(v, 0, SERVER_MAX_KEEPALIVE_TIMEOUT, &n))
+		return fail(err, errlen, "keepalive_timeout must be 0 (never) to %d seconds, not '%s'",
+			    SERVER_MAX_KEEPALIVE_TIMEOUT, v);
+	cfg->keepalive_timeout = (unsigned int)n;
+	return 0;
+}
+
 /* One "key = value" (or bare "key") line of the file. */
 static int config_line(struct server_config *cfg, struct export_spec *sect, char *key,
 		       char *val, char *err, size_t errlen)
@@ -182,8 +208,14 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, char
 			sect->ro = b;
 			return 0;
 		}
-		return fail(err, errlen, "unknown key '%s' in an export section (known: path, ro)",
-			    key);
+		if (!strcmp(key, "shared")) {
+			if (parse_bool(val, &b))
+				return fail(err, errlen, "shared must be yes or no, not '%s'", val);
+			sect->shared = b;
+			return 0;
+		}
+		return fail(err, errlen,
+			    "unknown key '%s' in an export section (known: path, ro, shared)", key);
 	}
 	if (!strcmp(key, "listen"))
 		return config_add_listen(cfg, val, err, errlen);
@@ -206,8 +238,11 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, char
 		cfg->max_io_size = (uint32_t)n;
 		return 0;
 	}
+	if (!strcmp(key, "keepalive_timeout"))
+		return config_set_keepalive_timeout(cfg, val, err, errlen);
 	return fail(err, errlen,
-		    "unknown key '%s' (known: listen, workers, queue_depth, max_io_size)", key);
+		    "unknown key '%s' (known: listen, workers, queue_depth, max_io_size, keepalive_timeout)",
+		    key);
 }
 
 /* A section ends at the next header or at the end of the file: by then it
@@ -348,6 +383,9 @@ int config_from_cmdline(struct server_config *cfg, const struct server_cmdline *
 			return fail(err, errlen, "--export: %s", msg);
 	if (workers)
 		cfg->workers = (unsigned int)workers;
+	if (cl->keepalive_timeout &&
+	    config_set_keepalive_timeout(cfg, cl->keepalive_timeout, msg, sizeof(msg)))
+		return fail(err, errlen, "--keepalive-timeout: %s", msg);
 	if (!cfg->nlisten) {
 		const char *why;
 

@@ -8,9 +8,11 @@
  *   workers = 4                     (decimal, or hex after 0x)
  *   queue_depth = 128
  *   max_io_size = 524288
+ *   keepalive_timeout = 15          (seconds; 0 = never)
  *   [export NAME]
  *   path = /dev/nvme0n1
  *   ro                              (or: ro = yes|no|true|false|1|0)
+ *   shared                          (several client sessions may write)
  *
  * Errors name the file and line. docs/server-config.md and
  * ibnbd-server.conf(5) describe the format for operators.
@@ -34,6 +36,7 @@ struct export_spec {
 	char name[IBNBD_EXPORT_NAME_MAX];
 	char path[4096];
 	bool ro;
+	bool shared; /* no single-writer rule: several sessions may open it rw */
 };
 
 struct server_config {
@@ -44,6 +47,7 @@ struct server_config {
 	unsigned int workers;     /* 0: min(online CPUs, 4) */
 	unsigned int queue_depth; /* per-connection cap */
 	uint32_t max_io_size;     /* per-connection cap, bytes */
+	unsigned int keepalive_timeout; /* seconds of silence before a drop; 0 = never */
 };
 
 /* What the command line said, as main() collected it with getopt. */
@@ -51,16 +55,24 @@ struct server_cmdline {
 	const char *config;         /* --config FILE, or NULL */
 	const char *default_config; /* read when neither --config nor --export is given */
 	const char *workers;        /* --workers N, or NULL */
+	const char *keepalive_timeout; /* --keepalive-timeout S, or NULL */
 	const char *const *listen;  /* --listen values, in order */
 	unsigned int nlisten;
 	const char *const *exports; /* --export values, in order */
 	unsigned int nexports;
 };
 
-/* The defaults: no listeners or exports, queue_depth 128, max_io_size 512 KiB. */
+#define SERVER_DEFAULT_KEEPALIVE_TIMEOUT 15
+#define SERVER_MAX_KEEPALIVE_TIMEOUT 3600
+
+/* The defaults: no listeners or exports, queue_depth 128, max_io_size 512 KiB,
+ * keepalive_timeout 15 s. */
 void config_init(struct server_config *cfg);
-/* "NAME=PATH[,ro|,rw]". 0 or -EINVAL with a sentence in err. */
+/* "NAME=PATH[,ro|,rw][,shared]". 0 or -EINVAL with a sentence in err. */
 int config_add_export(struct server_config *cfg, const char *spec, char *err, size_t errlen);
+/* "S" seconds, 0..SERVER_MAX_KEEPALIVE_TIMEOUT. */
+int config_set_keepalive_timeout(struct server_config *cfg, const char *v, char *err,
+				 size_t errlen);
 /* "ADDR[:PORT]" or "[IPv6]:PORT". 0 or -EINVAL with a sentence in err. */
 int config_add_listen(struct server_config *cfg, const char *addr, char *err, size_t errlen);
 /*

@@ -13,6 +13,7 @@
 #include "io_engine.h"
 #include "log.h"
 #include "rdma_conn.h"
+#include "registry.h"
 #include "worker.h"
 
 #define SESSION_MAX_OPENS 64
@@ -28,6 +29,13 @@ enum session_state { SESS_ACCEPTING, SESS_LIVE, SESS_DRAINING, SESS_CLOSING };
  * WAIT_SQ: done, waiting for send-queue credits to post the answer.
  */
 enum slot_state { SLOT_FREE, SLOT_BACKING, SLOT_WAIT_SQ };
+
+/*
+ * A control answer held back while other connections drain (registry.h):
+ * DEFER_HELLO  an earlier connection of the same (session, conn index)
+ * DEFER_OPEN   the writers of another session of the same host (takeover)
+ */
+enum deferred { DEFER_NONE, DEFER_HELLO, DEFER_OPEN };
 
 struct open_dev {
 	const struct export *exp; /* NULL: handle unused */
@@ -77,6 +85,20 @@ struct session {
 	unsigned int pend_head, pend_count;
 
 	struct open_dev opens[SESSION_MAX_OPENS];
+	struct reg_entry reg;
+	enum deferred deferred;
+	int64_t deferred_since_ms;
+	struct ibnbd_hello_params deferred_hello;
+	struct ibnbd_open_params deferred_open;
+
+	/*
+	 * Keepalive: receives are counted on the IO path (no clock there); the
+	 * 1 s tick notices the count moved and stamps rx_last_ms.
+	 */
+	uint64_t rx_count, rx_count_seen;
+	int64_t rx_last_ms;
+	bool keepalive_seen; /* it sent a KEEPALIVE: it is one that does */
+
 	uint64_t nrejects;
 	int64_t state_since_ms;
 	int cq_need;
@@ -127,6 +149,19 @@ static void set_state(struct session *s, enum session_state st)
 	s->state_since_ms = now_ms();
 }
 
+/*
+ * CLOSING and no backing IO in flight: nothing of ours can reach an export
+ * any more, so what we held (writer role, our (session, conn index)) is
+ * released and whoever waits for it may go on.
+ */
+static void session_check_drained(struct session *s)
+{
+	if (s->state == SESS_CLOSING && !s->io_inflight && s->reg.joined) {
+		registry_leave(s->w->shared->registry, &s->reg);
+		log_debug(LOG_CAT_PROTO, "%s: drained", s->name);
+	}
+}
+
 /* Disconnect and push the QP to error so every posted WR comes back. */
 static void session_close(struct session *s, const char *why)
 {
@@ -137,9 +172,14 @@ static void session_close(struct session *s, const char *why)
 	log_info("%s: closing: %s", s->name, why);
 	set_state(s, SESS_CLOSING);
 	s->w->nclosing++;
+	if (s->deferred) {
+		s->deferred = DEFER_NONE; /* the answer is never sent */
+		registry_stop_waiting(s->w->shared->registry, &s->reg);
+	}
 	rdma_disconnect(s->id); /* may fail if never connected; ERR below anyway */
 	if (s->qp_created)
 		ibv_modify_qp(s->id->qp, &attr, IBV_QP_STATE);
+	session_check_drained(s);
 }
 
 /* A message we cannot frame: only this connection pays. */
@@ -430,9 +470,21 @@ static int ctrl_post(struct session *s, size_t len)
 	return post_answer(s, s->qd, len, NULL, s->qd);
 }
 
-static void handle_hello(struct session *s, const void *msg, size_t len)
+static void uuid_tag(const struct session *s, char *buf, size_t len)
 {
-	struct ibnbd_hello_params h;
+	char u[REGISTRY_UUID_STR];
+
+	if (registry_uuid_is_zero(s->reg.uuid)) {
+		snprintf(buf, len, "no session uuid");
+		return;
+	}
+	registry_uuid_str(s->reg.uuid, u);
+	snprintf(buf, len, "session %s conn %u/%u", u, s->reg.conn_index, s->reg.conn_count);
+}
+
+/* Sends the HELLO_RSP for h (now, or after a deferral). */
+static void answer_hello(struct session *s, const struct ibnbd_hello_params *h)
+{
 	struct ibnbd_slot_desc d = {
 		.version = IBNBD_PROTO_VERSION,
 		.queue_depth = s->qd,
@@ -442,28 +494,55 @@ static void handle_hello(struct session *s, const void *msg, size_t len)
 		.slot_stride = s->stride,
 		.max_io_size = s->max_io_size,
 	};
+	char tag[96];
+
+	if (s->hello_done) {
+		d.status = -EALREADY;
+	} else if (h->version != IBNBD_PROTO_VERSION) {
+		d.status = -EPROTONOSUPPORT;
+	} else {
+		char *p = strstr(s->name, " host ");
+
+		/* IO is accepted from here on: after any fencing wait. */
+		s->hello_done = true;
+		if (p)
+			*p = '\0';
+		snprintf(s->name + strlen(s->name), sizeof(s->name) - strlen(s->name),
+			 " host '%s'", h->host_id);
+		uuid_tag(s, tag, sizeof(tag));
+		log_info("%s: HELLO, %s, queue depth %u, max IO %u bytes, features 0x%llx", s->name,
+			 tag, s->qd, s->max_io_size, (unsigned long long)s->features);
+	}
+	ibnbd_hello_rsp_encode((struct ibnbd_hello_rsp *)send_buf(s, s->qd), &d);
+	ctrl_post(s, sizeof(struct ibnbd_hello_rsp));
+}
+
+static void handle_hello(struct session *s, const void *msg, size_t len)
+{
+	struct ibnbd_hello_params h;
+	char tag[96];
 
 	if (ibnbd_hello_decode(msg, len, &h)) {
 		session_violation(s, "malformed HELLO");
 		return;
 	}
-	if (s->hello_done) {
-		d.status = -EALREADY;
-	} else if (h.version != IBNBD_PROTO_VERSION) {
-		d.status = -EPROTONOSUPPORT;
-	} else {
-		char *p = strstr(s->name, " host ");
-
-		s->hello_done = true;
-		if (p)
-			*p = '\0';
-		snprintf(s->name + strlen(s->name), sizeof(s->name) - strlen(s->name),
-			 " host '%s'", h.host_id);
-		log_info("%s: HELLO, queue depth %u, max IO %u bytes, features 0x%llx", s->name,
-			 s->qd, s->max_io_size, (unsigned long long)s->features);
+	if (!s->hello_done && h.version == IBNBD_PROTO_VERSION) {
+		registry_set_host(s->w->shared->registry, &s->reg, h.host_id);
+		if (registry_fence_pending(s->w->shared->registry, &s->reg)) {
+			/*
+			 * The connection this one replaces may still have backing IO
+			 * in flight: no IO of ours may run before that has landed.
+			 */
+			uuid_tag(s, tag, sizeof(tag));
+			log_info("%s: reconnect of %s host '%s': HELLO answered once the superseded connection has drained",
+				 s->name, tag, h.host_id);
+			s->deferred = DEFER_HELLO;
+			s->deferred_hello = h;
+			s->deferred_since_ms = now_ms();
+			return;
+		}
 	}
-	ibnbd_hello_rsp_encode((struct ibnbd_hello_rsp *)send_buf(s, s->qd), &d);
-	ctrl_post(s, sizeof(struct ibnbd_hello_rsp));
+	answer_hello(s, &h);
 }
 
 static const struct export *find_export(struct session *s, const char *name)
@@ -476,52 +555,83 @@ static const struct export *find_export(struct session *s, const char *name)
 	return NULL;
 }
 
+/*
+ * An OPEN, first time or retried after a deferral. Returns without
+ * answering when a takeover has to wait for the old session to drain.
+ */
+static void open_export(struct session *s, const struct ibnbd_open_params *o)
+{
+	const struct export *e = find_export(s, o->name);
+	struct ibnbd_dev_info d = { 0 };
+	char holder[256];
+	unsigned int h;
+	int ret;
+
+	for (h = 0; h < SESSION_MAX_OPENS && s->opens[h].exp; h++)
+		;
+	if (!s->hello_done) {
+		d.status = -ENOTCONN;
+	} else if (!e) {
+		d.status = -ENOENT;
+		log_warn("%s: OPEN of unknown export '%s'", s->name, o->name);
+	} else if (o->access == IBNBD_ACCESS_RW && e->ro) {
+		d.status = -EROFS;
+		log_warn("%s: OPEN read-write of read-only export '%s' refused", s->name, o->name);
+	} else if (h == SESSION_MAX_OPENS) {
+		d.status = -EMFILE;
+	} else if (o->access == IBNBD_ACCESS_RW &&
+		   (ret = registry_open_rw(s->w->shared->registry, &s->reg, e->index, e->shared,
+					   e->name, holder, sizeof(holder)))) {
+		if (ret > 0) {
+			if (s->deferred != DEFER_OPEN) {
+				log_info("%s: OPEN read-write of '%s': taking it over from %s; answered once that session has drained",
+					 s->name, e->name, holder);
+				s->deferred = DEFER_OPEN;
+				s->deferred_open = *o;
+				s->deferred_since_ms = now_ms();
+			}
+			return;
+		}
+		d.status = ret;
+		stat_add(&s->w->stats.busy_opens, 1);
+		log_warn("%s: OPEN read-write of '%s' refused: it is open read-write by %s (an export has one writing session unless it is shared)",
+			 s->name, e->name, holder);
+	} else {
+		s->opens[h].exp = e;
+		s->opens[h].writable = o->access == IBNBD_ACCESS_RW;
+		d.handle = h;
+		d.size = e->size;
+		d.logical_block_size = e->logical_block_size;
+		d.physical_block_size = e->physical_block_size;
+		d.max_discard_sectors =
+			(s->features & IBNBD_FEAT_DISCARD) ? e->max_discard_sectors : 0;
+		d.max_write_zeroes_sectors =
+			(s->features & IBNBD_FEAT_WRITE_ZEROES) ? e->max_write_zeroes_sectors : 0;
+		d.flags = e->flags | (s->opens[h].writable ? 0 : IBNBD_DEV_READ_ONLY);
+		if (!(s->features & IBNBD_FEAT_FUA))
+			d.flags &= ~IBNBD_DEV_FUA;
+		d.export_id = e->export_id;
+		log_info("%s: opened export '%s' (%s) %s as handle %u", s->name, e->name, e->path,
+			 s->opens[h].writable ? "read-write" : "read-only", h);
+	}
+	if (s->deferred == DEFER_OPEN)
+		log_info("%s: OPEN read-write of '%s' answered after %lld ms of waiting for the old session: %s",
+			 s->name, o->name, (long long)(now_ms() - s->deferred_since_ms),
+			 d.status ? strerror(-d.status) : "granted");
+	s->deferred = DEFER_NONE;
+	ibnbd_open_rsp_encode((struct ibnbd_open_rsp *)send_buf(s, s->qd), &d);
+	ctrl_post(s, sizeof(struct ibnbd_open_rsp));
+}
+
 static void handle_open(struct session *s, const void *msg, size_t len)
 {
 	struct ibnbd_open_params o;
-	struct ibnbd_dev_info d = { 0 };
-	const struct export *e;
-	unsigned int h;
 
 	if (ibnbd_open_decode(msg, len, &o)) {
 		session_violation(s, "malformed OPEN");
 		return;
 	}
-	e = find_export(s, o.name);
-	if (!s->hello_done) {
-		d.status = -ENOTCONN;
-	} else if (!e) {
-		d.status = -ENOENT;
-		log_warn("%s: OPEN of unknown export '%s'", s->name, o.name);
-	} else if (o.access == IBNBD_ACCESS_RW && e->ro) {
-		d.status = -EROFS;
-		log_warn("%s: OPEN read-write of read-only export '%s' refused", s->name, o.name);
-	} else {
-		for (h = 0; h < SESSION_MAX_OPENS && s->opens[h].exp; h++)
-			;
-		if (h == SESSION_MAX_OPENS) {
-			d.status = -EMFILE;
-		} else {
-			s->opens[h].exp = e;
-			s->opens[h].writable = o.access == IBNBD_ACCESS_RW;
-			d.handle = h;
-			d.size = e->size;
-			d.logical_block_size = e->logical_block_size;
-			d.physical_block_size = e->physical_block_size;
-			d.max_discard_sectors =
-				(s->features & IBNBD_FEAT_DISCARD) ? e->max_discard_sectors : 0;
-			d.max_write_zeroes_sectors =
-				(s->features & IBNBD_FEAT_WRITE_ZEROES) ? e->max_write_zeroes_sectors : 0;
-			d.flags = e->flags | (s->opens[h].writable ? 0 : IBNBD_DEV_READ_ONLY);
-			if (!(s->features & IBNBD_FEAT_FUA))
-				d.flags &= ~IBNBD_DEV_FUA;
-			d.export_id = e->export_id;
-			log_info("%s: opened export '%s' (%s) %s as handle %u", s->name, e->name,
-				 e->path, s->opens[h].writable ? "read-write" : "read-only", h);
-		}
-	}
-	ibnbd_open_rsp_encode((struct ibnbd_open_rsp *)send_buf(s, s->qd), &d);
-	ctrl_post(s, sizeof(struct ibnbd_open_rsp));
+	open_export(s, &o);
 }
 
 static void handle_close(struct session *s, const void *msg, size_t len)
@@ -540,6 +650,9 @@ static void handle_close(struct session *s, const void *msg, size_t len)
 		for (i = 0; i < s->qd; i++)
 			if (s->slots[i].state != SLOT_FREE && s->slots[i].dev == &s->opens[h])
 				status = -EBUSY;
+		if (!status && s->opens[h].writable)
+			registry_close_rw(s->w->shared->registry, &s->reg,
+					  s->opens[h].exp->index);
 		if (!status)
 			s->opens[h].exp = NULL;
 	}
@@ -557,6 +670,7 @@ static void handle_keepalive(struct session *s, const void *msg, size_t len)
 		session_violation(s, "malformed KEEPALIVE");
 		return;
 	}
+	s->keepalive_seen = true;
 	ibnbd_ctrl_rsp_encode((struct ibnbd_ctrl_rsp *)send_buf(s, s->qd),
 			      IBNBD_MSG_KEEPALIVE_RSP, 0, cookie);
 	ctrl_post(s, sizeof(struct ibnbd_ctrl_rsp));
@@ -570,6 +684,11 @@ static void handle_send(struct session *s, const uint8_t *msg, size_t len)
 
 	if (ibnbd_msg_peek(msg, len, &type)) {
 		session_violation(s, "message of %zu bytes with bad magic or length", len);
+		return;
+	}
+	if (type != IBNBD_MSG_IO_REQ && s->deferred) {
+		session_violation(s, "%s while the answer to the previous control message is pending (one control credit)",
+				  ibnbd_msg_name(type));
 		return;
 	}
 	switch (type) {
@@ -635,6 +754,7 @@ static void on_recv(struct session *s, const struct ibv_wc *wc)
 
 	if (s->state == SESS_CLOSING)
 		return;
+	s->rx_count++;
 	if (wc->opcode == IBV_WC_RECV_RDMA_WITH_IMM) {
 		/* The receive buffer is untouched; give it back first (credit). */
 		if (post_recv(s, i)) {
@@ -690,6 +810,8 @@ void session_on_io(struct session *s, uint32_t tag, int res)
 		return;
 	sl = &s->slots[tag];
 	s->io_inflight--;
+	if (s->state == SESS_CLOSING && !s->io_inflight)
+		session_check_drained(s);
 	sl->status = io_engine_status(&sl->io, res, sl->fallback, &retry);
 	if (retry && s->state != SESS_CLOSING) {
 		sl->fallback = true;
@@ -726,6 +848,61 @@ void session_on_cm_event(struct session *s, const struct rdma_cm_event *ev)
 		session_close(s, rdma_event_str(ev->event));
 		break;
 	}
+}
+
+void session_on_kick(struct session *s)
+{
+	struct registry *r = s->w->shared->registry;
+	char why[256];
+
+	if (s->state != SESS_CLOSING && s->reg.joined &&
+	    registry_superseded(r, &s->reg, why, sizeof(why))) {
+		log_warn("%s: %s; closing it, its in-flight IO finishes first", s->name, why);
+		stat_add(&s->w->stats.superseded, 1);
+		session_close(s, "superseded");
+		return;
+	}
+	if (s->deferred == DEFER_HELLO && !registry_fence_pending(r, &s->reg)) {
+		log_info("%s: the superseded connection drained after %lld ms", s->name,
+			 (long long)(now_ms() - s->deferred_since_ms));
+		s->deferred = DEFER_NONE;
+		answer_hello(s, &s->deferred_hello);
+	} else if (s->deferred == DEFER_OPEN) {
+		open_export(s, &s->deferred_open);
+	}
+}
+
+void session_tick(struct session *s)
+{
+	unsigned int timeout_ms = s->w->shared->keepalive_timeout_ms;
+	int64_t now = now_ms();
+
+	if (s->state == SESS_CLOSING || s->state == SESS_DRAINING)
+		return;
+	/*
+	 * Silence only counts while we owe the client nothing: with IO or a
+	 * control answer pending it waits for us, and a dead peer shows up as
+	 * a failed send of that answer.
+	 */
+	if (s->rx_count != s->rx_count_seen || s->busy || s->deferred) {
+		s->rx_count_seen = s->rx_count;
+		s->rx_last_ms = now;
+		return;
+	}
+	/*
+	 * Clients before reconnect offered the keepalive feature without
+	 * sending any: watch a connection once it has a session uuid (a client
+	 * that reconnects) or has sent a KEEPALIVE.
+	 */
+	if (!timeout_ms || !(s->features & IBNBD_FEAT_KEEPALIVE) ||
+	    (registry_uuid_is_zero(s->reg.uuid) && !s->keepalive_seen))
+		return;
+	if (now - s->rx_last_ms < timeout_ms)
+		return;
+	log_warn("%s: nothing received for %lld ms (keepalive timeout %u s): the client is presumed dead, dropping the connection",
+		 s->name, (long long)(now - s->rx_last_ms), timeout_ms / 1000);
+	stat_add(&s->w->stats.keepalive_timeouts, 1);
+	session_close(s, "keepalive timeout");
 }
 
 void session_shutdown(struct session *s)
@@ -799,6 +976,12 @@ int session_create(struct worker *w, unsigned int idx, struct rdma_cm_id *id,
 	s->gen = w->session_gen[idx];
 	s->id = id;
 	snprintf(s->name, sizeof(s->name), "worker %u conn %u from %s", w->index, idx, peer);
+	memcpy(s->reg.uuid, req->session_uuid, sizeof(s->reg.uuid));
+	s->reg.conn_index = req->conn_index;
+	s->reg.conn_count = req->conn_count;
+	s->reg.kick_fd = w->efd;
+	snprintf(s->reg.peer, sizeof(s->reg.peer), "%s", peer);
+	s->rx_last_ms = now_ms();
 	s->max_io_size = rep.max_io_size;
 	s->features = rep.features;
 	s->stride = (uint32_t)((rep.max_io_size + sizeof(struct ibnbd_io_req) + 4095) & ~4095u);
@@ -877,6 +1060,8 @@ int session_create(struct worker *w, unsigned int idx, struct rdma_cm_id *id,
 	cp.responder_resources = 1;
 	cp.initiator_depth = 1;
 	cp.rnr_retry_count = 7;
+	/* Before the accept: a connection it supersedes starts closing now. */
+	registry_join(w->shared->registry, &s->reg);
 	id->context = s;
 	if (rdma_accept(id, &cp)) {
 		ret = errno ? -errno : -EIO;
@@ -906,6 +1091,7 @@ void session_destroy(struct session *s)
 		log_info("%s: closed after %lld ms of draining%s", s->name,
 			 (long long)(now_ms() - s->state_since_ms),
 			 s->rq_posted ? " (receives were not flushed by the device)" : "");
+	registry_leave(s->w->shared->registry, &s->reg);
 	if (s->qp_created)
 		rdma_destroy_qp(s->id);
 	if (s->buf_registered) {

@@ -10,7 +10,11 @@
  *   DRAINING   server shutdown: new requests ignored, waiting for the busy
  *              slots to answer, then disconnect
  *   CLOSING    disconnected (or QP in error): waiting until no WR and no
- *              io_uring op refers to our memory, then destroyed
+ *              io_uring op refers to our memory, then destroyed; once no
+ *              backing IO is in flight it leaves the registry ("drained")
+ *
+ * Independent of the state, a HELLO or OPEN answer may be deferred while the
+ * connection waits for others to drain (registry.h: fencing, takeover).
  */
 #ifndef IBNBD_SERVER_SESSION_H
 #define IBNBD_SERVER_SESSION_H
@@ -38,6 +42,13 @@ void session_destroy(struct session *s);
 void session_on_wc(struct session *s, const struct ibv_wc *wc);
 void session_on_io(struct session *s, uint32_t slot, int res);
 void session_on_cm_event(struct session *s, const struct rdma_cm_event *ev);
+/*
+ * The worker's eventfd fired: close the session if the registry says it was
+ * superseded, retry a deferred HELLO/OPEN answer if it waits for another.
+ */
+void session_on_kick(struct session *s);
+/* Every second: keepalive enforcement. */
+void session_tick(struct session *s);
 /* Server shutdown: finish what is in flight, then disconnect. */
 void session_shutdown(struct session *s);
 /* Periodic: timeouts of DRAINING/CLOSING. True when it can be destroyed. */

@@ -23,12 +23,15 @@ struct server_stats {
 	uint64_t read_bytes;
 	uint64_t write_bytes;
 	uint64_t connections; /* accepted, total */
+	uint64_t keepalive_timeouts; /* connections dropped after keepalive_timeout of silence */
+	uint64_t superseded; /* connections closed for a reconnect or a writer takeover */
+	uint64_t busy_opens; /* read-write OPENs refused: another session writes */
 };
 
 #define STATS_FIELDS(X)                                                        \
 	X(reads) X(writes) X(fua_writes) X(flushes) X(discards) X(write_zeroes) \
 	X(rejected) X(dropped) X(io_errors) X(read_bytes) X(write_bytes)        \
-	X(connections)
+	X(connections) X(keepalive_timeouts) X(superseded) X(busy_opens)
 
 /* Single writer: a plain read of our own counter, a relaxed store. */
 static inline void stat_add(uint64_t *c, uint64_t n)

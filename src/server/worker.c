@@ -16,6 +16,7 @@
 
 #define WORKER_RING_ENTRIES 1024
 #define WORKER_CQ_POLL_BATCH 32
+#define WORKER_TICK_MS 1000
 
 /* A message from the main thread. id == NULL: stop. */
 struct handoff {
@@ -50,6 +51,20 @@ static int arm_poll(struct worker *w, int fd, enum wrid_type type)
 		return -EBUSY;
 	io_uring_prep_poll_multishot(sqe, fd, POLLIN);
 	io_uring_sqe_set_data64(sqe, wrid_make(type, 0, 0, 0));
+	return 0;
+}
+
+/* The periodic wakeup for deadlines measured in seconds (keepalive). */
+static int arm_tick(struct worker *w)
+{
+	struct io_uring_sqe *sqe = worker_get_sqe(w);
+
+	if (!sqe)
+		return -EBUSY;
+	w->tick_ts = (struct __kernel_timespec){ .tv_sec = WORKER_TICK_MS / 1000,
+						 .tv_nsec = (WORKER_TICK_MS % 1000) * 1000000L };
+	io_uring_prep_timeout(sqe, &w->tick_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, wrid_make(WRID_TICK, 0, 0, 0));
 	return 0;
 }
 
@@ -249,6 +264,21 @@ static void worker_reap(struct worker *w)
 				session_reapable(w->sessions[i]);
 }
 
+/* The eventfd fired: the registry may have news for any of our sessions. */
+static void worker_kicked(struct worker *w)
+{
+	for (unsigned int i = 0; i < WORKER_MAX_SESSIONS; i++)
+		if (w->sessions[i])
+			session_on_kick(w->sessions[i]);
+}
+
+static void worker_tick(struct worker *w)
+{
+	for (unsigned int i = 0; i < WORKER_MAX_SESSIONS; i++)
+		if (w->sessions[i])
+			session_tick(w->sessions[i]);
+}
+
 static void worker_handle_cqe(struct worker *w, const struct io_uring_cqe *cqe)
 {
 	uint64_t ud = io_uring_cqe_get_data64(cqe);
@@ -274,8 +304,14 @@ static void worker_handle_cqe(struct worker *w, const struct io_uring_cqe *cqe)
 		if (read(w->efd, &w->efd_buf, sizeof(w->efd_buf)) < 0 && errno != EAGAIN)
 			log_warn("worker %u: eventfd read: %s", w->index, strerror(errno));
 		worker_read_inbox(w);
+		worker_kicked(w);
 		if (!(cqe->flags & IORING_CQE_F_MORE))
 			arm_poll(w, w->efd, WRID_POLL_EVENTFD);
+		break;
+	case WRID_TICK:
+		worker_tick(w);
+		if (arm_tick(w))
+			log_err("worker %u: cannot re-arm the keepalive timer", w->index);
 		break;
 	default:
 		break;
@@ -348,6 +384,8 @@ static int worker_setup(struct worker *w)
 	ret = arm_poll(w, w->efd, WRID_POLL_EVENTFD);
 	if (!ret)
 		ret = arm_poll(w, w->cm_ch->fd, WRID_POLL_CM);
+	if (!ret)
+		ret = arm_tick(w);
 	if (!ret)
 		ret = io_uring_submit(&w->ring) < 0 ? -EIO : 0;
 	return ret;

@@ -4,8 +4,10 @@
  * buffers, plus multishot polls on its completion channel, its CM event
  * channel and its eventfd), one PD and one CQ shared by its sessions, and
  * the sessions the listener hands it. Nothing it owns is touched by another
- * thread, except the handoff inbox (a mutex-protected list, off the IO path)
- * and the counters (read with relaxed loads).
+ * thread, except the handoff inbox (a mutex-protected list, off the IO path),
+ * the registry entries of its sessions (registry.h, control path only) and
+ * the counters (read with relaxed loads). Its eventfd carries both handoffs
+ * and registry kicks; a 1 s io_uring timeout drives keepalive checks.
  */
 #ifndef IBNBD_SERVER_WORKER_H
 #define IBNBD_SERVER_WORKER_H
@@ -25,10 +27,14 @@
 
 struct session;
 
+struct registry;
+
 struct worker_shared {
 	struct export **exports; /* read-only while workers run */
 	unsigned int nexports;
 	struct ibnbd_conn_limits limits;
+	struct registry *registry;
+	unsigned int keepalive_timeout_ms; /* 0: never drop a silent connection */
 };
 
 struct handoff;
@@ -44,6 +50,7 @@ struct worker {
 	int efd;
 	uint64_t efd_buf;
 	struct rdma_event_channel *cm_ch;
+	struct __kernel_timespec tick_ts; /* read by the kernel at submission */
 
 	/* Created on the first connection, for its device. */
 	struct ibv_context *verbs;

@@ -22,7 +22,8 @@ enum wrid_type {
 	WRID_IO,         /* io_uring: backing IO for slot (index = slot) */
 	WRID_POLL_CQ,    /* io_uring: completion channel readable */
 	WRID_POLL_CM,    /* io_uring: CM event channel readable */
-	WRID_POLL_EVENTFD, /* io_uring: messages from the main thread */
+	WRID_POLL_EVENTFD, /* io_uring: messages from the main thread, registry kicks */
+	WRID_TICK,       /* io_uring: the 1 s timeout (keepalive, deferred answers) */
 };
 
 #define WRID_SESS_BITS 12

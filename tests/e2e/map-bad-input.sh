@@ -5,7 +5,8 @@
 PROBE=$BUILD/tests/e2e/server/ibnbd-probe
 
 truncate -s 256M "$WORK/vol.img"
-start_server srv --listen "$ADDR" --export "vol=$WORK/vol.img" || exit 1
+# shared: the garbage probe is a second writing session next to the client.
+start_server srv --listen "$ADDR" --export "vol=$WORK/vol.img,shared" || exit 1
 check "daemon starts" start_daemon
 
 check "an unknown export is named in the error" \

@@ -9,6 +9,8 @@
  * It speaks the protocol of include/ibnbd/proto.h the way a real client must:
  * connect with ibnbd_conn_req, HELLO, OPEN, then IO on tags (credits) with
  * WRITE as RDMA_WRITE_WITH_IMM [data | header] and the rest as SENDs.
+ * --session/--conn-index/--host-id make it one connection of a client
+ * session, as a reconnecting client would present itself.
  */
 #include <arpa/inet.h>
 #include <endian.h>
@@ -38,6 +40,11 @@ struct probe {
 	bool want_ro;
 	int timeout_ms;
 	uint64_t range_off, range_len; /* --range: where random IO may go (0: all) */
+	uint8_t session_uuid[16];      /* --session; zero: none */
+	uint16_t conn_index, conn_count;
+	const char *host_id;           /* --host-id; default ibnbd-probe-PID */
+	bool verbose;
+	unsigned int nowait; /* tags used by write-nowait */
 
 	struct rdma_event_channel *ch;
 	struct rdma_cm_id *id;
@@ -180,7 +187,8 @@ static int probe_connect_raw(struct probe *p, const void *pdata, uint8_t pdata_l
 {
 	struct ibnbd_conn_params cp = {
 		.version = IBNBD_PROTO_VERSION, .queue_depth = PROBE_QD,
-		.features = IBNBD_FEAT_ALL, .max_io_size = PROBE_MAX_IO, .conn_count = 1,
+		.features = IBNBD_FEAT_ALL, .max_io_size = PROBE_MAX_IO,
+		.conn_index = p->conn_index, .conn_count = p->conn_count,
 	};
 	struct rdma_conn_qp_caps caps = { 2 * PROBE_QD + 4, PROBE_QD + 2, 2, 1, 0 };
 	struct ibnbd_conn_req req;
@@ -188,6 +196,7 @@ static int probe_connect_raw(struct probe *p, const void *pdata, uint8_t pdata_l
 	size_t got = 0;
 	int ret;
 
+	memcpy(cp.session_uuid, p->session_uuid, sizeof(cp.session_uuid));
 	p->nbufs = PROBE_QD + IBNBD_CTRL_CREDITS;
 	ret = rdma_conn_channel_create(&p->ch);
 	if (ret) {
@@ -271,12 +280,21 @@ static int probe_hello(struct probe *p)
 {
 	struct ibnbd_hello_params h = { .version = IBNBD_PROTO_VERSION, .features = IBNBD_FEAT_ALL };
 	uint8_t rsp[IBNBD_MSG_MAX];
+	struct timespec t0, t1;
 	size_t len;
 	int ret;
 
-	snprintf(h.host_id, sizeof(h.host_id), "ibnbd-probe-%d", (int)getpid());
+	if (p->host_id)
+		snprintf(h.host_id, sizeof(h.host_id), "%s", p->host_id);
+	else
+		snprintf(h.host_id, sizeof(h.host_id), "ibnbd-probe-%d", (int)getpid());
 	ibnbd_hello_encode((struct ibnbd_hello *)sbuf(p, PROBE_QD), &h);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ret = ctrl_roundtrip(p, sizeof(struct ibnbd_hello), rsp, &len);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (p->verbose)
+		say("hello: answered after %ld ms",
+		    (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
 	if (ret)
 		return err("HELLO to %s port %u failed: %s", p->ep.host, p->ep.port, strerror(-ret)), ret;
 	if (ibnbd_hello_rsp_decode(rsp, len, &p->slots))
@@ -591,6 +609,137 @@ static int cmd_expect_zero(struct probe *p, uint64_t off, uint32_t len)
 	return 0;
 }
 
+/* ---- connection liveness: the server's keepalive timeout and fencing ---- */
+
+static long elapsed_ms(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long)((t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000);
+}
+
+/*
+ * Sends nothing for up to secs seconds (answers to requests still in
+ * flight are consumed). Returns 1 if the server dropped the connection,
+ * 0 if it was still up at the end, -errno on another failure.
+ */
+static int stay_silent(struct probe *p, long secs, long *dropped_after_ms)
+{
+	struct timespec t0;
+	size_t len;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		long left = secs * 1000 - elapsed_ms(&t0);
+		int i;
+
+		if (left <= 0)
+			return 0;
+		i = wait_recv(p, (int)left, &len);
+		if (i == -ETIMEDOUT)
+			return 0;
+		if (i == -ECONNRESET) {
+			*dropped_after_ms = elapsed_ms(&t0);
+			return 1;
+		}
+		if (i < 0)
+			return i;
+		post_recv(p, (unsigned int)i);
+	}
+}
+
+static int cmd_idle(struct probe *p, long secs)
+{
+	long after = 0;
+	int ret = stay_silent(p, secs, &after);
+
+	if (ret == 1)
+		return err("idle: the server dropped the connection after %ld ms", after), 1;
+	if (ret < 0)
+		return err("idle: %s", strerror(-ret)), 1;
+	say("idle: connection still up after %ld s", secs);
+	return 0;
+}
+
+static int cmd_expect_drop(struct probe *p, long secs)
+{
+	long after = 0;
+	int ret = stay_silent(p, secs, &after);
+
+	if (ret == 0)
+		return err("expect-drop: the connection is still up after %ld s", secs), 1;
+	if (ret < 0)
+		return err("expect-drop: %s", strerror(-ret)), 1;
+	say("expect-drop: dropped after %ld ms", after);
+	return 0;
+}
+
+static int keepalive_once(struct probe *p)
+{
+	struct ibnbd_ctrl_rsp *k = (struct ibnbd_ctrl_rsp *)sbuf(p, PROBE_QD);
+	uint8_t rsp[IBNBD_MSG_MAX];
+	size_t len;
+	int32_t st;
+	uint64_t cookie;
+
+	ibnbd_ctrl_rsp_encode(k, IBNBD_MSG_KEEPALIVE, 0, 42);
+	return ctrl_roundtrip(p, sizeof(*k), rsp, &len) ||
+	       ibnbd_ctrl_rsp_decode(rsp, len, IBNBD_MSG_KEEPALIVE_RSP, &st, &cookie) ||
+	       cookie != 42;
+}
+
+/* What the reconnecting client does on an idle connection: one a second. */
+static int cmd_keepalive_for(struct probe *p, long secs)
+{
+	struct timespec t0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (elapsed_ms(&t0) < secs * 1000) {
+		if (keepalive_once(p))
+			return err("keepalive-for: KEEPALIVE failed after %ld ms", elapsed_ms(&t0)), 1;
+		usleep(1000 * 1000);
+	}
+	say("keepalive-for: %ld s of keepalives answered", secs);
+	return 0;
+}
+
+/* A WRITE left in flight (tags 1, 2, ...): its answer is not awaited. */
+static int cmd_write_nowait(struct probe *p, uint64_t off, uint32_t len)
+{
+	unsigned int tag = ++p->nowait;
+	struct ibnbd_io io = mkio(p, tag, IBNBD_OP_WRITE, off, len, 0);
+
+	if (len > p->slots.max_io_size || tag >= p->slots.queue_depth)
+		return err("write-nowait: %u bytes on tag %u do not fit this connection", len, tag), 1;
+	fill_pattern(dbuf(p, tag), off, len, 11);
+	if (io_post(p, tag, &io, tag, tag))
+		return err("write-nowait: posting failed"), 1;
+	say("write-nowait: posted %u bytes at %" PRIu64, len, off);
+	return 0;
+}
+
+static int parse_uuid(const char *s, uint8_t out[16])
+{
+	unsigned int n = 0;
+
+	for (; *s && n < 32; s++) {
+		int v;
+
+		if (*s == '-')
+			continue;
+		if (*s >= '0' && *s <= '9')
+			v = *s - '0';
+		else if ((*s | 0x20) >= 'a' && (*s | 0x20) <= 'f')
+			v = (*s | 0x20) - 'a' + 10;
+		else
+			return -EINVAL;
+		out[n / 2] = (uint8_t)(n % 2 ? out[n / 2] | v : v << 4);
+		n++;
+	}
+	return n == 32 && !*s ? 0 : -EINVAL;
+}
+
 /* ---- garbage: every case must get an error status or a dropped connection ---- */
 
 enum expect { EXPECT_STATUS, EXPECT_DROP, EXPECT_EITHER };
@@ -861,7 +1010,9 @@ static int fill_pattern_file(const char *path, const char *seed_s)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: ibnbd-probe [--ro] [--timeout SECS] [--range START:LEN] ADDR[:PORT] EXPORT CMD [ARG]...\n"
+		"Usage: ibnbd-probe [--ro] [--timeout SECS] [--range START:LEN] [--session UUID]\n"
+		"                   [--conn-index I] [--conn-count N] [--host-id ID] [--verbose]\n"
+		"                   ADDR[:PORT] EXPORT CMD [ARG]...\n"
 		"       ibnbd-probe --fill-pattern PATH SEED\n"
 		"Commands (run in order):\n"
 		"  info                     print size, block sizes, flags\n"
@@ -870,7 +1021,11 @@ static void usage(FILE *f)
 		"  write OFF LEN | read OFF LEN | fua-write OFF LEN\n"
 		"  flush | discard OFF LEN | write-zeroes[-nounmap] OFF LEN | keepalive\n"
 		"  expect-zero OFF LEN      read back: every byte must be zero\n"
-		"  garbage                  malformed requests: each must fail cleanly\n");
+		"  garbage                  malformed requests: each must fail cleanly\n"
+		"  idle SECS                send nothing; fails if the server drops us\n"
+		"  expect-drop SECS         send nothing; fails unless the server drops us\n"
+		"  keepalive-for SECS       a KEEPALIVE every second\n"
+		"  write-nowait OFF LEN     a WRITE whose answer is not awaited\n");
 }
 
 int main(int argc, char **argv)
@@ -884,6 +1039,11 @@ int main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "range", required_argument, NULL, 'R' },
 		{ "fill-pattern", no_argument, NULL, 'F' },
+		{ "session", required_argument, NULL, 'S' },
+		{ "conn-index", required_argument, NULL, 'I' },
+		{ "conn-count", required_argument, NULL, 'N' },
+		{ "host-id", required_argument, NULL, 'H' },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -891,11 +1051,22 @@ int main(int argc, char **argv)
 
 	p->timeout_ms = PROBE_WAIT_MS;
 	srandom((unsigned int)(time(NULL) ^ getpid()));
-	while ((c = getopt_long(argc, argv, "+rt:h", opts, NULL)) != -1) {
+	p->conn_count = 1;
+	while ((c = getopt_long(argc, argv, "+rt:hv", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r': p->want_ro = true; break;
 		case 't': p->timeout_ms = atoi(optarg) * 1000; break;
 		case 'F': fill = true; break;
+		case 'S':
+			if (parse_uuid(optarg, p->session_uuid)) {
+				err("--session wants 32 hex digits (dashes allowed)");
+				return 2;
+			}
+			break;
+		case 'I': p->conn_index = (uint16_t)atoi(optarg); break;
+		case 'N': p->conn_count = (uint16_t)atoi(optarg); break;
+		case 'H': p->host_id = optarg; break;
+		case 'v': p->verbose = true; break;
 		case 'R':
 			if (sscanf(optarg, "%" SCNu64 ":%" SCNu64, &p->range_off, &p->range_len) != 2 ||
 			    !p->range_len) {
@@ -939,17 +1110,20 @@ int main(int argc, char **argv)
 		} else if (!strcmp(cmd, "flush")) {
 			rc = simple_op(p, IBNBD_OP_FLUSH, 0, 0, 0, "flush");
 		} else if (!strcmp(cmd, "keepalive")) {
-			struct ibnbd_ctrl_rsp *k = (struct ibnbd_ctrl_rsp *)sbuf(p, PROBE_QD);
-			uint8_t rsp[IBNBD_MSG_MAX];
-			size_t len;
-			int32_t st;
-			uint64_t cookie;
-
-			ibnbd_ctrl_rsp_encode(k, IBNBD_MSG_KEEPALIVE, 0, 42);
-			rc = ctrl_roundtrip(p, sizeof(*k), rsp, &len) ||
-			     ibnbd_ctrl_rsp_decode(rsp, len, IBNBD_MSG_KEEPALIVE_RSP, &st, &cookie) ||
-			     cookie != 42;
+			rc = keepalive_once(p);
 			say("keepalive: %s", rc ? "FAILED" : "ok");
+		} else if (!strcmp(cmd, "idle") && i + 1 < argc) {
+			rc = cmd_idle(p, (long)a);
+			i++;
+		} else if (!strcmp(cmd, "expect-drop") && i + 1 < argc) {
+			rc = cmd_expect_drop(p, (long)a);
+			i++;
+		} else if (!strcmp(cmd, "keepalive-for") && i + 1 < argc) {
+			rc = cmd_keepalive_for(p, (long)a);
+			i++;
+		} else if (!strcmp(cmd, "write-nowait") && i + 2 < argc) {
+			rc = cmd_write_nowait(p, a, b);
+			i += 2;
 		} else if (!strcmp(cmd, "garbage")) {
 			rc = cmd_garbage(p);
 		} else if (!strcmp(cmd, "expect-zero") && i + 2 < argc) {

@@ -272,17 +272,21 @@ static void test_add_export(void)
 	   "--export NAME=PATH,ro is read-only");
 	ok(config_add_export(&cfg, "rw=/srv/a,b,rw", err, sizeof(err)) == 0 &&
 	   !strcmp(cfg.exports[2].path, "/srv/a,b") && !cfg.exports[2].ro,
-	   "only the last comma starts an option: a path with a comma needs ,rw");
+	   "options end at the first non-option: a path with a comma needs ,rw");
 	ok(config_add_export(&cfg, "eq=/srv/a=b", err, sizeof(err)) == 0 &&
 	   !strcmp(cfg.exports[3].path, "/srv/a=b"), "the first '=' ends the name");
 
 	ok(config_add_export(&cfg, "vol=/dev/sdb", err, sizeof(err)) == -EINVAL &&
 	   strstr(err, "export 'vol' is defined twice") && cfg.nexports == 4,
 	   "duplicate --export rejected (%s)", err);
+	ok(config_add_export(&cfg, "gfs=/srv/g,b,ro,shared", err, sizeof(err)) == 0 &&
+	   !strcmp(cfg.exports[4].path, "/srv/g,b") && cfg.exports[4].ro && cfg.exports[4].shared,
+	   "several options: ,ro,shared");
+	cfg.nexports--;
 	ok(config_add_export(&cfg, "/dev/sdb", err, sizeof(err)) == -EINVAL &&
 	   strstr(err, "must be NAME=PATH[,ro]"), "--export without a name (%s)", err);
 	ok(config_add_export(&cfg, "x=/a,noatime", err, sizeof(err)) == -EINVAL &&
-	   strstr(err, "unknown option 'noatime' (known: ro, rw)"), "unknown option (%s)", err);
+	   strstr(err, "unknown option 'noatime' (known: ro, rw, shared)"), "unknown option (%s)", err);
 	ok(config_add_export(&cfg, "=/a", err, sizeof(err)) == -EINVAL &&
 	   strstr(err, "name is empty"), "empty name (%s)", err);
 	ok(config_add_export(&cfg, "a b=/a", err, sizeof(err)) == -EINVAL &&

@@ -51,8 +51,10 @@ truncate -s 64M "$work/ro.img"
 check "pattern written into the read-only backing file" "$probe" --fill-pattern "$work/ro.img" "$seed"
 loopdev=$(losetup --show -f --direct-io=on "$work/ro.img") || { flunk "losetup"; exit 1; }
 
+# disk is shared: verifying clients and garbage senders write it at once,
+# each from its own session (server-resil.sh covers the single-writer rule).
 "$server_bin" --listen "$addr:$port" --workers 2 \
-	--export "disk=$work/disk.img" --export "rodisk=$loopdev,ro" > "$log" 2>&1 &
+	--export "disk=$work/disk.img,shared" --export "rodisk=$loopdev,ro" > "$log" 2>&1 &
 srv=$!
 for _ in $(seq 100); do
 	grep -q "serving 2 export" "$log" && break

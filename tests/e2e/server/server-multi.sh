@@ -37,8 +37,9 @@ check "pattern written into the read-only file" "$probe" --fill-pattern "$work/r
 loopdev=$(losetup --show -f --direct-io=on --sector-size 4096 "$work/loop.img") ||
 	{ flunk "losetup --sector-size 4096"; exit 1; }
 
-"$server_bin" --listen "$addr:$port" --workers 3 --export "a=$work/a.img" \
-	--export "blk=$loopdev" --export "ro=$work/ro.img,ro" > "$log" 2>&1 &
+# a and blk are shared: several probe sessions write them at once.
+"$server_bin" --listen "$addr:$port" --workers 3 --export "a=$work/a.img,shared" \
+	--export "blk=$loopdev,shared" --export "ro=$work/ro.img,ro" > "$log" 2>&1 &
 srv=$!
 for _ in $(seq 100); do grep -q "serving 3 export" "$log" && break; sleep 0.1; done
 grep -q "serving 3 export" "$log" && pass "server started" || { flunk "server started"; exit 1; }

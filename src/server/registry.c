@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "registry.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct registry {
+	pthread_mutex_t lock;
+	struct reg_entry *head;
+};
+
+int registry_create(struct registry **out)
+{
+	struct registry *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return -ENOMEM;
+	pthread_mutex_init(&r->lock, NULL);
+	*out = r;
+	return 0;
+}
+
+void registry_destroy(struct registry *r)
+{
+	if (!r)
+		return;
+	pthread_mutex_destroy(&r->lock);
+	free(r);
+}
+
+bool registry_uuid_is_zero(const uint8_t uuid[16])
+{
+	for (unsigned int i = 0; i < 16; i++)
+		if (uuid[i])
+			return false;
+	return true;
+}
+
+void registry_uuid_str(const uint8_t u[16], char out[REGISTRY_UUID_STR])
+{
+	snprintf(out, REGISTRY_UUID_STR,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
+		 u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14],
+		 u[15]);
+}
+
+/* An eventfd write: the owner thread will ask us what changed. */
+static void kick(const struct reg_entry *e)
+{
+	uint64_t one = 1;
+
+	if (write(e->kick_fd, &one, sizeof(one)) < 0) {
+		/* EAGAIN: the counter is saturated, so a wakeup is pending anyway. */
+	}
+}
+
+static bool same_conn(const struct reg_entry *a, const struct reg_entry *b)
+{
+	return !registry_uuid_is_zero(a->uuid) && !memcmp(a->uuid, b->uuid, 16) &&
+	       a->conn_index == b->conn_index;
+}
+
+/* Same client session for the writer rule (see registry.h). */
+static bool same_writer(const struct reg_entry *a, const struct reg_entry *b)
+{
+	if (a == b)
+		return true;
+	if (registry_uuid_is_zero(a->uuid) != registry_uuid_is_zero(b->uuid))
+		return false;
+	if (!registry_uuid_is_zero(a->uuid))
+		return !memcmp(a->uuid, b->uuid, 16);
+	return a->host_id[0] && !strcmp(a->host_id, b->host_id);
+}
+
+static void describe(const struct reg_entry *e, char *buf, size_t len)
+{
+	char u[REGISTRY_UUID_STR];
+
+	if (registry_uuid_is_zero(e->uuid)) {
+		snprintf(buf, len, "a connection without session uuid from %s host '%s'", e->peer,
+			 e->host_id);
+		return;
+	}
+	registry_uuid_str(e->uuid, u);
+	snprintf(buf, len, "session %s from %s host '%s'", u, e->peer, e->host_id);
+}
+
+/* Caller holds the lock. */
+static void supersede(struct reg_entry *old, const char *why)
+{
+	if (old->superseded)
+		return;
+	old->superseded = true;
+	snprintf(old->fence_reason, sizeof(old->fence_reason), "%s", why);
+	kick(old);
+}
+
+void registry_join(struct registry *r, struct reg_entry *e)
+{
+	char u[REGISTRY_UUID_STR], why[256];
+
+	registry_uuid_str(e->uuid, u);
+	snprintf(why, sizeof(why), "superseded by a reconnect of session %s conn %u/%u from %s", u,
+		 e->conn_index, e->conn_count, e->peer);
+	pthread_mutex_lock(&r->lock);
+	for (struct reg_entry *o = r->head; o; o = o->next)
+		if (same_conn(o, e))
+			supersede(o, why);
+	e->prev = NULL;
+	e->next = r->head;
+	if (r->head)
+		r->head->prev = e;
+	r->head = e;
+	e->joined = true;
+	pthread_mutex_unlock(&r->lock);
+}
+
+void registry_leave(struct registry *r, struct reg_entry *e)
+{
+	pthread_mutex_lock(&r->lock);
+	if (e->joined) {
+		if (e->prev)
+			e->prev->next = e->next;
+		else
+			r->head = e->next;
+		if (e->next)
+			e->next->prev = e->prev;
+		e->joined = false;
+		e->waiting = false;
+		memset(e->rw, 0, sizeof(e->rw));
+		/* Whoever waits may wait for us: let them look again. */
+		for (struct reg_entry *o = r->head; o; o = o->next)
+			if (o->waiting)
+				kick(o);
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+void registry_set_host(struct registry *r, struct reg_entry *e, const char *host_id)
+{
+	pthread_mutex_lock(&r->lock);
+	snprintf(e->host_id, sizeof(e->host_id), "%s", host_id);
+	pthread_mutex_unlock(&r->lock);
+}
+
+bool registry_fence_pending(struct registry *r, struct reg_entry *e)
+{
+	bool pending = false;
+
+	pthread_mutex_lock(&r->lock);
+	for (struct reg_entry *o = r->head; o && !pending; o = o->next)
+		pending = o != e && o->superseded && same_conn(o, e);
+	e->waiting = pending;
+	pthread_mutex_unlock(&r->lock);
+	return pending;
+}
+
+int registry_open_rw(struct registry *r, struct reg_entry *e, unsigned int idx, bool shared,
+		     const char *export_name, char *holder, size_t holder_len)
+{
+	bool conflict = false, takeover = !registry_uuid_is_zero(e->uuid) && e->host_id[0];
+	char u[REGISTRY_UUID_STR], why[256];
+	int ret = 0;
+
+	pthread_mutex_lock(&r->lock);
+	for (struct reg_entry *o = r->head; o && !shared; o = o->next) {
+		if (!o->rw[idx] || same_writer(o, e))
+			continue;
+		if (!conflict)
+			describe(o, holder, holder_len);
+		conflict = true;
+		if (strcmp(o->host_id, e->host_id))
+			takeover = false;
+	}
+	if (!conflict) {
+		e->rw[idx]++;
+		e->waiting = false;
+	} else if (!takeover) {
+		ret = -EBUSY;
+		e->waiting = false;
+	} else {
+		/*
+		 * The client daemon of the same host restarted with a new session:
+		 * every connection of the old session goes, and the export is
+		 * granted once none of its writers has backing IO in flight.
+		 */
+		registry_uuid_str(e->uuid, u);
+		snprintf(why, sizeof(why),
+			 "taken over by session %s of the same host '%s' (read-write OPEN of '%s' from %s)",
+			 u, e->host_id, export_name, e->peer);
+		for (struct reg_entry *o = r->head; o; o = o->next) {
+			if (!o->rw[idx] || same_writer(o, e))
+				continue;
+			for (struct reg_entry *p = r->head; p; p = p->next)
+				if (same_writer(p, o))
+					supersede(p, why);
+		}
+		e->waiting = true;
+		ret = 1;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return ret;
+}
+
+void registry_close_rw(struct registry *r, struct reg_entry *e, unsigned int idx)
+{
+	pthread_mutex_lock(&r->lock);
+	if (e->rw[idx])
+		e->rw[idx]--;
+	pthread_mutex_unlock(&r->lock);
+}
+
+void registry_stop_waiting(struct registry *r, struct reg_entry *e)
+{
+	pthread_mutex_lock(&r->lock);
+	e->waiting = false;
+	pthread_mutex_unlock(&r->lock);
+}
+
+bool registry_superseded(struct registry *r, struct reg_entry *e, char *why, size_t why_len)
+{
+	bool s;
+
+	pthread_mutex_lock(&r->lock);
+	s = e->superseded;
+	if (s)
+		snprintf(why, why_len, "%s", e->fence_reason);
+	pthread_mutex_unlock(&r->lock);
+	return s;
+}

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The registry: what every connection of the server holds, across workers.
+ * It answers the two questions one worker cannot answer alone:
+ *
+ *   - Fencing: is an earlier connection with the same (session uuid, conn
+ *     index) still around? A client reconnects with the same pair after it
+ *     lost a connection the server may not have noticed (a cut cable). The
+ *     old one is marked superseded and must drain its backing IO before the
+ *     new one may start IO, so no stale write lands after a newer one.
+ *   - Writers: which client session holds an export read-write? One session
+ *     at a time (unless the export is shared); a new session of the same host
+ *     (a restarted client daemon) takes the role over from the old one.
+ *
+ * A client session is its session uuid; a connection with an all-zero uuid
+ * (a client without reconnect) is a session by itself, except that for the
+ * writer rule zero-uuid connections with the same host id count as one
+ * (such clients open one zero-uuid connection per device queue).
+ *
+ * One mutex guards everything here; it is taken only on control events
+ * (connect, HELLO, OPEN, CLOSE, drained, kicks), never per IO. An entry lives
+ * inside its session and is touched by other threads only under the mutex.
+ * Cross-thread requests ("close that connection", "the connection you wait
+ * for is gone") are kicks: a write to the owning worker's eventfd, after
+ * which that worker asks the registry what changed.
+ */
+#ifndef IBNBD_SERVER_REGISTRY_H
+#define IBNBD_SERVER_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ibnbd/proto.h"
+#include "server_conf.h"
+
+#define REGISTRY_UUID_STR 37 /* "01234567-89ab-cdef-0123-456789abcdef" + NUL */
+
+struct registry;
+
+struct reg_entry {
+	/* Set by the owner before registry_join(), then constant. */
+	uint8_t uuid[16];
+	uint16_t conn_index, conn_count;
+	int kick_fd; /* the owning worker's eventfd */
+	char peer[64];
+
+	/* Under the registry mutex. */
+	bool joined;
+	bool superseded; /* someone waits for this connection to drain */
+	bool waiting;    /* this connection waits for others to drain */
+	char host_id[IBNBD_HOST_ID_MAX];
+	char fence_reason[256]; /* why it was superseded, for its owner's log */
+	uint8_t rw[SERVER_MAX_EXPORTS]; /* read-write handles per export index */
+	struct reg_entry *prev, *next;
+};
+
+int registry_create(struct registry **out);
+/* Tolerates NULL. Every entry must have left. */
+void registry_destroy(struct registry *r);
+
+/*
+ * A new connection (owner thread, before it is accepted). Earlier
+ * connections with the same non-zero session uuid and conn index are marked
+ * superseded and their owners kicked.
+ */
+void registry_join(struct registry *r, struct reg_entry *e);
+/*
+ * The connection is closing and no backing IO of it is in flight, or it is
+ * being destroyed: it holds nothing any more. Wakes the waiters. Idempotent.
+ */
+void registry_leave(struct registry *r, struct reg_entry *e);
+void registry_set_host(struct registry *r, struct reg_entry *e, const char *host_id);
+
+/*
+ * True while an earlier connection this one superseded has not drained; the
+ * HELLO_RSP waits for that. Marks e as waiting (it will be kicked).
+ */
+bool registry_fence_pending(struct registry *r, struct reg_entry *e);
+
+/*
+ * A read-write OPEN of export index idx by e: 0 granted (counted in e->rw),
+ * -EBUSY another session writes it (holder describes it), or 1: a takeover
+ * is under way (the old session of the same host has been told to close);
+ * call again when kicked.
+ */
+int registry_open_rw(struct registry *r, struct reg_entry *e, unsigned int idx, bool shared,
+		     const char *export_name, char *holder, size_t holder_len);
+/* A read-write handle of export idx was closed. */
+void registry_close_rw(struct registry *r, struct reg_entry *e, unsigned int idx);
+/* e no longer waits (its deferred answer was sent, or it is closing). */
+void registry_stop_waiting(struct registry *r, struct reg_entry *e);
+
+/* True if someone superseded e; why gets the reason. */
+bool registry_superseded(struct registry *r, struct reg_entry *e, char *why, size_t why_len);
+
+bool registry_uuid_is_zero(const uint8_t uuid[16]);
+void registry_uuid_str(const uint8_t uuid[16], char out[REGISTRY_UUID_STR]);
+
+#endif

@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The server's registry (src/server/registry.c): which connection a
+ * reconnect supersedes, who may open an export read-write, takeover by a
+ * new session of the same host, and the kicks that wake the owners.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "registry.h"
+#include "tap.h"
+
+static int efd;
+
+/* Kicks since the last call (the eventfd counter). */
+static uint64_t kicks(void)
+{
+	uint64_t n = 0;
+
+	if (read(efd, &n, sizeof(n)) != sizeof(n))
+		return 0;
+	return n;
+}
+
+static struct reg_entry *conn(struct registry *r, uint8_t uuid_byte, uint16_t index,
+			      const char *host)
+{
+	struct reg_entry *e = calloc(1, sizeof(*e));
+
+	if (!e)
+		exit(99);
+	memset(e->uuid, uuid_byte, sizeof(e->uuid));
+	e->conn_index = index;
+	e->conn_count = 2;
+	e->kick_fd = efd;
+	snprintf(e->peer, sizeof(e->peer), "192.0.2.1:%u", 1000u + uuid_byte * 10 + index);
+	registry_join(r, e);
+	registry_set_host(r, e, host);
+	return e;
+}
+
+static int open_rw(struct registry *r, struct reg_entry *e, bool shared)
+{
+	char holder[256];
+
+	return registry_open_rw(r, e, 3, shared, "vol", holder, sizeof(holder));
+}
+
+int main(void)
+{
+	struct registry *r;
+	struct reg_entry *a0, *a1, *a0b, *b, *c, *z1, *z2, *z3, *d;
+	char why[256], u[REGISTRY_UUID_STR];
+	uint8_t id[16];
+
+	efd = eventfd(0, EFD_NONBLOCK);
+	if (efd < 0 || registry_create(&r))
+		return 99;
+
+	for (unsigned int i = 0; i < 16; i++)
+		id[i] = (uint8_t)(i * 17);
+	registry_uuid_str(id, u);
+	ok(!strcmp(u, "00112233-4455-6677-8899-aabbccddeeff"), "uuid printed as %s", u);
+	memset(id, 0, sizeof(id));
+	ok(registry_uuid_is_zero(id), "all-zero uuid is none");
+
+	/* Fencing. */
+	a0 = conn(r, 0xa, 0, "hostA");
+	a1 = conn(r, 0xa, 1, "hostA");
+	kicks();
+	ok(!registry_fence_pending(r, a0), "a first connection waits for nobody");
+	a0b = conn(r, 0xa, 0, "hostA");
+	ok(kicks() >= 1, "the owner of the superseded connection is kicked");
+	ok(registry_superseded(r, a0, why, sizeof(why)) && strstr(why, "superseded by a reconnect"),
+	   "conn 0 superseded: %s", why);
+	ok(!registry_superseded(r, a1, why, sizeof(why)), "conn 1 of the session is left alone");
+	ok(registry_fence_pending(r, a0b), "the reconnect waits for the old conn 0");
+	registry_leave(r, a0);
+	ok(kicks() >= 1, "a drained connection wakes the waiter");
+	ok(!registry_fence_pending(r, a0b), "the reconnect goes on once the old one left");
+	registry_leave(r, a0);
+	ok(1, "leaving twice is harmless");
+
+	/* Writers. */
+	ok(open_rw(r, a1, false) == 0, "session A opens read-write");
+	ok(open_rw(r, a0b, false) == 0, "another connection of session A shares the role");
+	b = conn(r, 0xb, 0, "hostB");
+	ok(open_rw(r, b, false) == -EBUSY, "session B of another host is refused");
+	ok(open_rw(r, b, true) == 0, "... unless the export is shared");
+	registry_close_rw(r, b, 3);
+	z1 = conn(r, 0, 0, "hostA");
+	ok(open_rw(r, z1, false) == -EBUSY,
+	   "a zero-uuid connection cannot take over, even from the same host");
+	kicks();
+	c = conn(r, 0xc, 0, "hostA");
+	ok(open_rw(r, c, false) == 1, "session C of host A takes over: it waits");
+	ok(kicks() >= 2, "the old session's connections are kicked");
+	ok(registry_superseded(r, a1, why, sizeof(why)) && strstr(why, "taken over by session"),
+	   "A conn 1: %s", why);
+	ok(registry_superseded(r, a0b, why, sizeof(why)), "A conn 0 too");
+	ok(open_rw(r, b, false) == -EBUSY, "B is still refused while A drains");
+	registry_leave(r, a1);
+	ok(open_rw(r, c, false) == 1, "C still waits for A's other connection");
+	registry_leave(r, a0b);
+	ok(open_rw(r, c, false) == 0, "C is granted once A has drained");
+	ok(open_rw(r, b, false) == -EBUSY, "now C holds it against B");
+	registry_close_rw(r, c, 3);
+	ok(open_rw(r, b, false) == 0, "after C closed its handle B may write");
+	registry_leave(r, b);
+
+	/* Zero-uuid connections: each its own session, one writer per host. */
+	z2 = conn(r, 0, 0, "hostZ");
+	z3 = conn(r, 0, 0, "hostZ");
+	ok(!registry_superseded(r, z1, why, sizeof(why)),
+	   "zero-uuid connections never supersede each other");
+	ok(open_rw(r, z2, false) == 0, "zero-uuid connection of host Z writes");
+	ok(open_rw(r, z3, false) == 0, "another zero-uuid connection of host Z shares");
+	ok(open_rw(r, z1, false) == -EBUSY, "a zero-uuid connection of host A is refused");
+	d = conn(r, 0xd, 0, "hostZ");
+	ok(open_rw(r, d, false) == 1, "a session of host Z takes over from its zero-uuid writers");
+	registry_leave(r, z2);
+	registry_leave(r, z3);
+	ok(open_rw(r, d, false) == 0, "... once they have drained");
+
+	registry_leave(r, c);
+	registry_leave(r, z1);
+	registry_leave(r, d);
+	registry_destroy(r);
+	close(efd);
+	return tap_done();
+}
