@@ -1,0 +1,509 @@
+#!/usr/bin/env python3
+"""The guest side of bench/run: sets up a backing, serves it through ibnbd,
+kernel NVMe-oF over RDMA and kernel NBD over TCP, runs fio on all of them and
+on the backing itself, interleaved, and records every run in results.json.
+Then bench/report.py writes summary.md and chart.png. See docs/benchmarks.md.
+
+Any failure to set up or measure a system ends the run with an error; the
+set-up done so far is taken down in reverse order either way."""
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+BUILD = os.environ.get("IBNBD_BUILD_DIR", "build")
+SERVER = os.path.join(BUILD, "src/server/ibnbd-server")
+CLIENT = os.path.join(BUILD, "src/client/ibnbd-client")
+ADDR = os.environ.get("IBNBD_VM_ADDR", "")
+NQN = "nqn.2014-08.org.ibnbd:bench"
+NVMET = "/sys/kernel/config/nvmet"
+NULLB = "/sys/kernel/config/nullb"
+NULLB_NAME = "ibnbdbench"
+NVME_PORT = 4420
+NBD_PORT = 10809
+BLOCK = 4096  # null_blk block size and the NBD device's block size
+SYSTEMS = ["local", "ibnbd", "nvmeof", "nbd"]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+WORK = "/tmp/ibnbd-bench"
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd, timeout=120):
+    """Runs cmd; returns its stdout; raises with its output when it fails."""
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"'{shlex.join(cmd)}' did not finish in {timeout} s")
+    except OSError as e:
+        raise BenchError(f"cannot run '{cmd[0]}': {e.strerror}")
+    if p.returncode != 0:
+        raise BenchError(f"'{shlex.join(cmd)}' failed (exit {p.returncode}):\n"
+                         f"{(p.stdout + p.stderr).strip()}")
+    return p.stdout
+
+
+def write(path, value):
+    try:
+        with open(path, "w") as f:
+            f.write(str(value))
+    except OSError as e:
+        raise BenchError(f"cannot write '{value}' to {path}: {e.strerror}")
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def wait_for(what, pred, timeout=10.0, proc=None, logfile=None):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    tail = ""
+    if logfile and os.path.exists(logfile):
+        tail = "\n" + "".join(open(logfile).readlines()[-20:])
+    state = f" (it exited with {proc.returncode})" if proc is not None and proc.poll() is not None else ""
+    raise BenchError(f"timed out waiting for {what}{state}{tail}")
+
+
+def proc_cpu(pid):
+    """utime + stime of a process (all its threads), in seconds."""
+    stat = read(f"/proc/{pid}/stat")
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_rss_kib(pid):
+    m = re.search(r"^VmRSS:\s+(\d+) kB", read(f"/proc/{pid}/status"), re.M)
+    return int(m.group(1))
+
+
+def guest_cpu():
+    """(busy, total) seconds of all CPUs from /proc/stat."""
+    v = [int(x) for x in read("/proc/stat").splitlines()[0].split()[1:9]]
+    idle = v[3] + v[4]
+    return (sum(v) - idle) / CLK_TCK, sum(v) / CLK_TCK
+
+
+def disk_sectors(dev):
+    """Sectors read + written by a block device, or None for a file."""
+    if dev is None:
+        return None
+    f = read(f"/sys/block/{os.path.basename(os.path.realpath(dev))}/stat").split()
+    return int(f[2]) + int(f[6])
+
+
+def stop(proc, what, timeout=20):
+    """SIGTERM and wait; a process that needs SIGKILL or fails is an error."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise BenchError(f"{what} did not exit within {timeout} s of SIGTERM; killed")
+    if proc.returncode != 0:
+        raise BenchError(f"{what} exited with status {proc.returncode}")
+
+
+class Cleanup:
+    """Undo actions, run in reverse order; every failure is reported."""
+
+    def __init__(self):
+        self.actions = []
+        self.failed = False
+
+    def push(self, what, fn, *args):
+        self.actions.append((what, fn, args))
+
+    def run(self):
+        while self.actions:
+            what, fn, args = self.actions.pop()
+            try:
+                fn(*args)
+            except Exception as e:  # report, and go on taking the rest down
+                self.failed = True
+                log(f"clean-up: {what}: {e}")
+
+
+# --- backings ---------------------------------------------------------------
+
+def setup_backing(kind, size_mib, cleanup):
+    if kind == "nullb":
+        d = f"{NULLB}/{NULLB_NAME}"
+        if not os.path.isdir(NULLB):
+            raise BenchError(f"{NULLB} is missing: null_blk is not loaded or configfs not mounted")
+        try:
+            os.mkdir(d)
+        except OSError as e:
+            raise BenchError(f"cannot create {d}: {e.strerror}")
+        cleanup.push("remove the null_blk device", remove_nullb, d)
+        write(f"{d}/size", size_mib)
+        write(f"{d}/blocksize", BLOCK)
+        write(f"{d}/memory_backed", 1)
+        write(f"{d}/power", 1)
+        dev = f"/dev/{NULLB_NAME}"
+        wait_for(f"{dev} to appear", lambda: os.path.exists(dev))
+        path = dev
+    else:
+        path = f"{WORK}/backing.img"
+        with open(path, "wb") as f:
+            f.truncate(size_mib << 20)
+        cleanup.push("remove the backing file", os.unlink, path)
+    # Reads must read data, not holes: fill it all once.
+    run(["fio", "--name=fill", f"--filename={path}", "--rw=write", "--bs=1M",
+         f"--size={size_mib}M", "--direct=1", "--ioengine=io_uring", "--iodepth=4",
+         "--output-format=terse"], timeout=600)
+    return path
+
+
+def remove_nullb(d):
+    if read(f"{d}/power").strip() == "1":
+        write(f"{d}/power", 0)
+    os.rmdir(d)
+
+
+# --- ibnbd ------------------------------------------------------------------
+
+class Ibnbd:
+    def __init__(self, backing_path, logdir, cleanup):
+        self.logdir = logdir
+        self.slog = f"{logdir}/ibnbd-server.log"
+        self.clog = f"{logdir}/ibnbd-client.log"
+        self.server = subprocess.Popen(
+            [SERVER, "--listen", ADDR, "--export", f"bench={backing_path}"],
+            stdout=open(self.slog, "w"), stderr=subprocess.STDOUT)
+        cleanup.push("stop ibnbd-server", stop, self.server, "ibnbd-server")
+        wait_for("ibnbd-server to listen", lambda: "listening" in read(self.slog),
+                 proc=self.server, logfile=self.slog)
+        time.sleep(0.5)
+        self.rss_idle_kib = proc_rss_kib(self.server.pid)
+        self.daemon = subprocess.Popen([CLIENT, "daemon", "--foreground"],
+                                       stdout=open(self.clog, "w"), stderr=subprocess.STDOUT)
+        cleanup.push("stop the ibnbd-client daemon", stop, self.daemon, "ibnbd-client daemon")
+        wait_for("the ibnbd-client daemon", lambda: "ready" in read(self.clog),
+                 proc=self.daemon, logfile=self.clog)
+        self.dev = run([CLIENT, "map", ADDR, "bench"]).strip()
+        cleanup.push(f"unmap {self.dev}", run, [CLIENT, "unmap", self.dev])
+        if not os.path.exists(self.dev):
+            raise BenchError(f"ibnbd-client map printed '{self.dev}', not a device")
+        time.sleep(1)
+        self.rss_mapped_kib = proc_rss_kib(self.server.pid)
+        self.connections = self.server_stats()["connections"]
+        if self.connections < 1:
+            raise BenchError("ibnbd-server counts no connection after a map")
+
+    def server_stats(self):
+        before = read(self.slog).count("stats (SIGUSR1)")
+        self.server.send_signal(signal.SIGUSR1)
+        wait_for("ibnbd-server's counters", lambda: read(self.slog).count("stats (SIGUSR1)") > before,
+                 proc=self.server, logfile=self.slog)
+        line = [l for l in read(self.slog).splitlines() if "stats (SIGUSR1)" in l][-1]
+        return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+
+    def cpu(self):
+        return proc_cpu(self.daemon.pid), proc_cpu(self.server.pid)
+
+
+# --- kernel NVMe-oF over RDMA -------------------------------------------------
+
+def setup_nvmeof(backing_path, cleanup):
+    subsys = f"{NVMET}/subsystems/{NQN}"
+    port = f"{NVMET}/ports/1"
+    if not os.path.isdir(NVMET):
+        raise BenchError(f"{NVMET} is missing: nvmet is not loaded")
+    for d in (subsys, port):
+        if os.path.exists(d):
+            raise BenchError(f"{d} already exists: another NVMe-oF target is set up")
+    os.mkdir(subsys)
+    cleanup.push("remove the nvmet subsystem", os.rmdir, subsys)
+    write(f"{subsys}/attr_allow_any_host", 1)
+    ns = f"{subsys}/namespaces/1"
+    os.mkdir(ns)
+    cleanup.push("remove the nvmet namespace", os.rmdir, ns)
+    write(f"{ns}/device_path", backing_path)
+    write(f"{ns}/enable", 1)
+    cleanup.push("disable the nvmet namespace", write, f"{ns}/enable", 0)
+    os.mkdir(port)
+    cleanup.push("remove the nvmet port", os.rmdir, port)
+    write(f"{port}/addr_trtype", "rdma")
+    write(f"{port}/addr_adrfam", "ipv4")
+    write(f"{port}/addr_traddr", ADDR)
+    write(f"{port}/addr_trsvcid", NVME_PORT)
+    link = f"{port}/subsystems/{NQN}"
+    os.symlink(subsys, link)
+    cleanup.push("unlink the nvmet subsystem from its port", os.unlink, link)
+    before = set(os.listdir("/sys/block"))
+    run(["nvme", "connect", "-t", "rdma", "-a", ADDR, "-s", str(NVME_PORT), "-n", NQN])
+    cleanup.push("nvme disconnect", run, ["nvme", "disconnect", "-n", NQN])
+
+    def find():
+        for b in sorted(set(os.listdir("/sys/block")) - before):
+            try:
+                # The multipath head, not the hidden per-controller path.
+                if (b.startswith("nvme") and read(f"/sys/block/{b}/device/subsysnqn").strip() == NQN
+                        and read(f"/sys/block/{b}/hidden").strip() != "1"
+                        and os.path.exists(f"/dev/{b}")):
+                    return f"/dev/{b}"
+            except OSError:
+                pass
+        return None
+    wait_for("the NVMe-oF namespace's block device", lambda: find() is not None)
+    return find()
+
+
+# --- kernel NBD over TCP ------------------------------------------------------
+
+def setup_nbd(backing_path, nconn, logdir, cleanup):
+    conf = f"{WORK}/nbd-server.conf"
+    with open(conf, "w") as f:
+        f.write(f"[generic]\nlistenaddr = {ADDR}\nport = {NBD_PORT}\n"
+                f"[bench]\nexportname = {backing_path}\n")
+    nlog = f"{logdir}/nbd-server.log"
+    # It daemonizes (its -d mode serves a single connection): its processes
+    # are the ones running with this configuration file.
+    with open(nlog, "w") as f:
+        p = subprocess.run(["nbd-server", "-C", conf], stdout=f, stderr=subprocess.STDOUT)
+    if p.returncode != 0:
+        raise BenchError(f"nbd-server exited with {p.returncode}:\n{read(nlog)}")
+    cleanup.push("stop nbd-server", stop_nbd_server, conf)
+    wait_for("nbd-server to run", lambda: nbd_server_pids(conf))
+    dev = None
+    for i in range(16):
+        if read(f"/sys/block/nbd{i}/size").strip() == "0" and not os.path.exists(f"/sys/block/nbd{i}/pid"):
+            dev = f"/dev/nbd{i}"
+            break
+    if dev is None:
+        raise BenchError("no free /dev/nbdN")
+    run(["nbd-client", ADDR, str(NBD_PORT), dev, "-N", "bench", "-b", str(BLOCK),
+         "-C", str(nconn)])
+    cleanup.push(f"nbd-client -d {dev}", run, ["nbd-client", "-d", dev])
+    return dev
+
+
+def nbd_server_pids(conf):
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = read(f"/proc/{pid}/cmdline").split("\0")
+        except OSError:
+            continue
+        if os.path.basename(argv[0]) == "nbd-server" and conf in argv:
+            pids.append(int(pid))
+    return pids
+
+
+def stop_nbd_server(conf):
+    for pid in nbd_server_pids(conf):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    end = time.monotonic() + 20
+    while nbd_server_pids(conf):
+        if time.monotonic() > end:
+            raise BenchError(f"nbd-server still runs 20 s after SIGTERM: pids {nbd_server_pids(conf)}")
+        time.sleep(0.1)
+
+
+# --- workloads and one point ----------------------------------------------------
+
+def workloads(ncpu):
+    rr = ["--rw=randread", "--bs=4k"]
+    return [
+        ("4k-randread-qd1", rr + ["--iodepth=1"]),
+        ("4k-randread-qd32", rr + ["--iodepth=32"]),
+        (f"4k-randread-qd32-{ncpu}jobs", rr + ["--iodepth=32", f"--numjobs={ncpu}", "--group_reporting"]),
+        ("4k-randwrite-qd32", ["--rw=randwrite", "--bs=4k", "--iodepth=32"]),
+        ("4k-randrw70-qd32", ["--rw=randrw", "--rwmixread=70", "--bs=4k", "--iodepth=32"]),
+        ("128k-read-qd8", ["--rw=read", "--bs=128k", "--iodepth=8"]),
+        ("128k-write-qd8", ["--rw=write", "--bs=128k", "--iodepth=8"]),
+    ]
+
+
+def fio_dir(j):
+    lat = j["lat_ns"]
+    pct = lat.get("percentile", {})
+    us = lambda ns: ns / 1000.0
+    return {
+        "ios": j["total_ios"], "iops": j["iops"], "bw_MiBps": j["bw_bytes"] / 2**20,
+        "lat_mean_us": us(lat["mean"]), "lat_p50_us": us(pct.get("50.000000", 0)),
+        "lat_p99_us": us(pct.get("99.000000", 0)), "lat_p999_us": us(pct.get("99.900000", 0)),
+    }
+
+
+def point(opts, system, dev, wl, args, fio_json, ibnbd, stat_dev):
+    cmd = ["fio", f"--name={wl}", f"--filename={dev}", "--direct=1", "--ioengine=io_uring",
+           "--time_based", f"--runtime={opts.runtime}", f"--ramp_time={opts.ramp}",
+           "--lat_percentiles=1", "--clat_percentiles=0", "--percentile_list=50:99:99.9",
+           "--output-format=json", f"--output={fio_json}"] + args
+    s0, g0 = disk_sectors(stat_dev), guest_cpu()
+    d0 = ibnbd.cpu() if ibnbd else None
+    run(cmd, timeout=opts.runtime + opts.ramp + 120)
+    d1 = ibnbd.cpu() if ibnbd else None
+    s1, g1 = disk_sectors(stat_dev), guest_cpu()
+    j = json.load(open(fio_json))
+    job = j["jobs"][0]
+    if job.get("error"):
+        raise BenchError(f"fio on {system} ({wl}) reported error {job['error']}")
+    r, w = fio_dir(job["read"]), fio_dir(job["write"])
+    if r["ios"] + w["ios"] == 0:
+        raise BenchError(f"fio on {system} ({wl}) did no IO")
+    # Latencies: the direction with the most IOs (reads in the 70/30 mix).
+    main = r if r["ios"] >= w["ios"] else w
+    rec = {k: main[k] for k in ("lat_mean_us", "lat_p50_us", "lat_p99_us", "lat_p999_us")}
+    rec.update(iops=r["iops"] + w["iops"], bw_MiBps=r["bw_MiBps"] + w["bw_MiBps"],
+               ios=r["ios"] + w["ios"], read=r, write=w)
+    # CPU per million IOs over the whole fio run (ramp included): the IOs
+    # counted by the block device over the same window, in fio-sized units.
+    cpu = {"window_s": g1[1] / os.cpu_count() - g0[1] / os.cpu_count()}
+    bs = 131072 if wl.startswith("128k") else 4096
+    if s0 is not None:
+        dev_ios = (s1 - s0) * 512 / bs
+        cpu["device_ios"] = dev_ios
+        if dev_ios > 0:
+            mio = dev_ios / 1e6
+            cpu["guest_busy_s_per_mio"] = (g1[0] - g0[0]) / mio
+            if ibnbd:
+                cpu["client_s_per_mio"] = (d1[0] - d0[0]) / mio
+                cpu["server_s_per_mio"] = (d1[1] - d0[1]) / mio
+    rec["cpu"] = cpu
+    return rec
+
+
+# --- main -----------------------------------------------------------------------
+
+def parse_args():
+    p = argparse.ArgumentParser(prog="bench/run (guest)")
+    p.add_argument("--backing", choices=["nullb", "file", "both"], default="nullb")
+    p.add_argument("--size", type=int, default=1024, help="MiB")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--runtime", type=int, default=10)
+    p.add_argument("--ramp", type=int, default=2)
+    p.add_argument("--idle", type=int, default=10)
+    p.add_argument("--only", default="")
+    p.add_argument("--out", required=True)
+    o = p.parse_args()
+    if o.repeat < 1 or o.runtime < 1 or o.idle < 1 or o.size < 64:
+        p.error("--repeat, --runtime, --idle must be >= 1 and --size >= 64")
+    return o
+
+
+def main():
+    opts = parse_args()
+    if not ADDR:
+        raise BenchError("IBNBD_VM_ADDR is not set: run bench/run on the host")
+    ncpu = os.cpu_count()
+    wls = workloads(ncpu)
+    if opts.only:
+        want = opts.only.split(",")
+        unknown = set(want) - {n for n, _ in wls}
+        if unknown:
+            raise BenchError(f"unknown workload(s) {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(n for n, _ in wls)}")
+        wls = [w for w in wls if w[0] in want]
+    backings = ["nullb", "file"] if opts.backing == "both" else [opts.backing]
+    os.makedirs(WORK, exist_ok=True)
+    os.makedirs(f"{opts.out}/fio", exist_ok=True)
+    os.makedirs(f"{opts.out}/logs", exist_ok=True)
+    fio_ver = run(["fio", "--version"]).strip()
+    results = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": os.environ.get("IBNBD_BENCH_CMDLINE", "bench/run " + shlex.join(sys.argv[1:])),
+        "guest": {"kernel": os.uname().release, "cpus": ncpu, "fio": fio_ver,
+                  "mem_MiB": int(re.search(r"MemTotal:\s+(\d+)", read("/proc/meminfo")).group(1)) // 1024},
+        "options": {k: v for k, v in vars(opts).items() if k != "out"},
+        "block_size": BLOCK, "systems": SYSTEMS, "workloads": [n for n, _ in wls],
+        "backings": backings, "ibnbd": {}, "runs": [],
+    }
+    resfile = f"{opts.out}/results.json"
+
+    def save():
+        tmp = resfile + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(results, f, indent=1)
+        os.replace(tmp, resfile)
+
+    for backing in backings:
+        cleanup = Cleanup()
+        try:
+            logdir = f"{opts.out}/logs/{backing}"
+            os.makedirs(logdir, exist_ok=True)
+            log(f"{backing}: setting up the backing ({opts.size} MiB) and filling it")
+            path = setup_backing(backing, opts.size, cleanup)
+            log(f"{backing}: ibnbd")
+            ib = Ibnbd(path, logdir, cleanup)
+            log(f"{backing}: NVMe-oF over RDMA")
+            nvme = setup_nvmeof(path, cleanup)
+            log(f"{backing}: NBD over TCP")
+            nbd = setup_nbd(path, ncpu, logdir, cleanup)
+            devs = {"local": path, "ibnbd": ib.dev, "nvmeof": nvme, "nbd": nbd}
+            log(f"{backing}: " + ", ".join(f"{s} {d}" for s, d in devs.items()))
+            res = {"devices": devs, "server_rss_idle_KiB": ib.rss_idle_kib,
+                   "server_rss_mapped_KiB": ib.rss_mapped_kib, "connections": ib.connections}
+            results["ibnbd"][backing] = res
+            log(f"{backing}: idle CPU of both ibnbd daemons over {opts.idle} s, device mapped, no IO")
+            c0 = ib.cpu()
+            time.sleep(opts.idle)
+            c1 = ib.cpu()
+            res["idle_client_cpu_pct"] = 100 * (c1[0] - c0[0]) / opts.idle
+            res["idle_server_cpu_pct"] = 100 * (c1[1] - c0[1]) / opts.idle
+            save()
+            total = opts.repeat * len(wls) * len(SYSTEMS)
+            n = 0
+            for rep in range(1, opts.repeat + 1):
+                for wl, args in wls:
+                    for system in SYSTEMS:
+                        n += 1
+                        fj = f"{opts.out}/fio/{backing}-{wl}-{system}-r{rep}.json"
+                        stat_dev = None if system == "local" and backing == "file" else devs[system]
+                        rec = point(opts, system, devs[system], wl, args, fj,
+                                    ib if system == "ibnbd" else None, stat_dev)
+                        rec = {"system": system, "backing": backing, "workload": wl,
+                               "repetition": rep, **rec}
+                        results["runs"].append(rec)
+                        save()
+                        log(f"[{n}/{total}] {backing} {wl} {system} r{rep}: "
+                            f"{rec['iops']:.0f} IOPS {rec['bw_MiBps']:.1f} MiB/s "
+                            f"mean {rec['lat_mean_us']:.0f} us p99 {rec['lat_p99_us']:.0f} us")
+            res["server_rss_after_KiB"] = proc_rss_kib(ib.server.pid)
+            res["server_stats_after"] = ib.server_stats()
+            save()
+        finally:
+            log(f"{backing}: taking everything down")
+            cleanup.run()
+        if cleanup.failed:
+            raise BenchError(f"{backing}: clean-up failed (see above)")
+    save()
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "report.py"), opts.out],
+                   check=True)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        main()
+    except BenchError as e:
+        log(f"FAILED: {e}")
+        sys.exit(1)
+    except subprocess.CalledProcessError as e:
+        log(f"FAILED: {e}")
+        sys.exit(1)

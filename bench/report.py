@@ -1,0 +1,245 @@
+#!/usr/bin/env python3
+"""bench/report.py DIR: reads DIR/results.json (written by bench/run), writes
+DIR/summary.md and DIR/chart.png, and prints the summary. Runs at the end of
+bench/run; run it by hand to redo a report. See docs/benchmarks.md."""
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+
+NAMES = {"local": "local", "ibnbd": "ibnbd", "nvmeof": "NVMe-oF", "nbd": "NBD"}
+BACKING = {"nullb": "a memory-backed null_blk device, {size} MiB, {block}-byte blocks",
+           "file": "a {size} MiB file on the guest's tmpfs"}
+
+
+def is_bw(wl):
+    return wl.startswith("128k")
+
+
+def metric(wl):
+    return "bw_MiBps" if is_bw(wl) else "iops"
+
+
+def unit(wl):
+    return "MiB/s" if is_bw(wl) else "IOPS"
+
+
+def fmt(v):
+    if v is None:
+        return "–"
+    if v >= 100:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+class Results:
+    def __init__(self, path):
+        self.r = json.load(open(path))
+        self.idx = {}
+        for run in self.r["runs"]:
+            self.idx.setdefault((run["backing"], run["workload"], run["system"]), []).append(run)
+
+    def values(self, backing, wl, system, key):
+        out = []
+        for run in self.idx.get((backing, wl, system), []):
+            v = run
+            for k in key.split("."):
+                v = v.get(k) if isinstance(v, dict) else None
+            if v is not None:
+                out.append(v)
+        return out
+
+    def med(self, backing, wl, system, key):
+        v = self.values(backing, wl, system, key)
+        return statistics.median(v) if v else None
+
+    def cell(self, backing, wl, system, key):
+        v = self.values(backing, wl, system, key)
+        if not v:
+            return "–"
+        if len(v) == 1:
+            return fmt(v[0])
+        return f"{fmt(statistics.median(v))} ({fmt(min(v))}–{fmt(max(v))})"
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def targets(res, backing):
+    """(target, measured, verdict) rows for one backing."""
+    wls = res.r["workloads"]
+    rows = []
+
+    def r(wl, key, other="nvmeof"):
+        if wl not in wls:
+            return None
+        return ratio(res.med(backing, wl, "ibnbd", key), res.med(backing, wl, other, key))
+
+    def row(name, v, ok, shown=None):
+        if v is None:
+            rows.append((name, "not measured", "NOT met (not measured)"))
+        else:
+            rows.append((name, shown or f"{v:.2f}×", "met" if ok(v) else "NOT met"))
+
+    for wl in [w for w in wls if w.startswith("4k-randread-qd32")] + ["4k-randwrite-qd32"]:
+        row(f"{wl}: ibnbd IOPS ≥ 1.0× NVMe-oF", r(wl, "iops"), lambda v: v >= 1.0)
+    row("4k-randread-qd1: ibnbd mean latency ≤ 1.1× NVMe-oF", r("4k-randread-qd1", "lat_mean_us"),
+        lambda v: v <= 1.1)
+    row("4k-randread-qd1: ibnbd p99 latency ≤ 1.1× NVMe-oF", r("4k-randread-qd1", "lat_p99_us"),
+        lambda v: v <= 1.1)
+    for wl in ("128k-read-qd8", "128k-write-qd8"):
+        row(f"{wl}: ibnbd bandwidth ≥ 1.0× NVMe-oF", r(wl, "bw_MiBps"), lambda v: v >= 1.0)
+    nbd = {wl: r(wl, metric(wl), "nbd") for wl in wls}
+    short = [f"{wl} {v:.2f}×" for wl, v in nbd.items() if v is not None and v < 3.0]
+    if any(v is None for v in nbd.values()):
+        row("every workload: ibnbd ≥ 3× NBD", None, None)
+    else:
+        low = min(nbd.values())
+        rows.append(("every workload: ibnbd ≥ 3× NBD", f"lowest {low:.2f}×",
+                     "met" if not short else "NOT met: " + ", ".join(short)))
+    ib = res.r["ibnbd"].get(backing, {})
+    for who in ("client", "server"):
+        v = ib.get(f"idle_{who}_cpu_pct")
+        row(f"idle ibnbd {who} daemon < 1% of a CPU", v, lambda v: v < 1.0,
+            None if v is None else f"{v:.2f}%")
+    per = per_conn_mib(ib)
+    row("ibnbd-server memory per connection ≤ 16 MiB", per, lambda v: v <= 16.0,
+        None if per is None else f"{per:.2f} MiB")
+    return rows
+
+
+def per_conn_mib(ib):
+    """RSS growth from before any client to the largest seen with the device
+    mapped (right after the map, and after all the IO), per connection."""
+    if "server_rss_idle_KiB" not in ib or not ib.get("connections"):
+        return None
+    peak = max(ib.get("server_rss_mapped_KiB", 0), ib.get("server_rss_after_KiB", 0))
+    return (peak - ib["server_rss_idle_KiB"]) / 1024 / ib["connections"]
+
+
+def summary(res):
+    r = res.r
+    o = r["options"]
+    g = r["guest"]
+    out = [f"# ibnbd benchmark, {r['date']}", "",
+           f"Command: `{r['command']}`  ",
+           f"Guest: Linux {g['kernel']}, {g['cpus']} vCPUs (qemu TCG), {g['mem_MiB']} MiB, {g['fio']}; "
+           f"one guest, every system over the same rxe0 device.  ",
+           f"Each point: fio io_uring, direct, {o['runtime']} s after {o['ramp']} s of ramp; "
+           f"{o['repeat']} repetition(s), systems interleaved. "
+           "Cells: median (min–max) over the repetitions; ratios are of medians.", ""]
+    for backing in r["backings"]:
+        desc = BACKING[backing].format(size=o["size"], block=r["block_size"])
+        out += [f"## Backing: {backing}, {desc}", "",
+                "| workload | unit | local | ibnbd | NVMe-oF | NBD | ibnbd/NVMe-oF | ibnbd/NBD | ibnbd/local |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for wl in r["workloads"]:
+            k = metric(wl)
+            m = {s: res.med(backing, wl, s, k) for s in NAMES}
+            rs = [ratio(m["ibnbd"], m[o2]) for o2 in ("nvmeof", "nbd", "local")]
+            out.append(f"| {wl} | {unit(wl)} | " + " | ".join(res.cell(backing, wl, s, k) for s in NAMES)
+                       + " | " + " | ".join("–" if x is None else f"{x:.2f}" for x in rs) + " |")
+        if "4k-randread-qd1" in r["workloads"]:
+            out += ["", "4k-randread-qd1 latency, µs (submission to completion):", "",
+                    "| system | mean | p50 | p99 | p99.9 |", "|---|---|---|---|---|"]
+            for s, name in NAMES.items():
+                out.append(f"| {name} | " + " | ".join(
+                    res.cell(backing, "4k-randread-qd1", s, k)
+                    for k in ("lat_mean_us", "lat_p50_us", "lat_p99_us", "lat_p999_us")) + " |")
+        out += ["", "CPU seconds per million IOs (median): the ibnbd daemons, and the whole "
+                "guest busy (fio and the kernel included) for each system:", "",
+                "| workload | ibnbd client | ibnbd server | guest: local | guest: ibnbd | guest: NVMe-oF | guest: NBD |",
+                "|---|---|---|---|---|---|---|"]
+        for wl in r["workloads"]:
+            cells = [res.med(backing, wl, "ibnbd", "cpu.client_s_per_mio"),
+                     res.med(backing, wl, "ibnbd", "cpu.server_s_per_mio")]
+            cells += [res.med(backing, wl, s, "cpu.guest_busy_s_per_mio") for s in NAMES]
+            out.append(f"| {wl} | " + " | ".join(fmt(c) for c in cells) + " |")
+        ib = r["ibnbd"].get(backing, {})
+        if ib:
+            per = per_conn_mib(ib)
+            out += ["", f"ibnbd daemons idle (device mapped, no IO, {o['idle']} s): client "
+                    f"{ib.get('idle_client_cpu_pct', float('nan')):.2f}%, server "
+                    f"{ib.get('idle_server_cpu_pct', float('nan')):.2f}% of one CPU.  ",
+                    f"ibnbd-server VmRSS: {ib['server_rss_idle_KiB'] / 1024:.1f} MiB before any client, "
+                    f"{ib['server_rss_mapped_KiB'] / 1024:.1f} MiB with the device mapped "
+                    f"({ib['connections']} connections)"
+                    + (f", {ib['server_rss_after_KiB'] / 1024:.1f} MiB after all the IO"
+                       if "server_rss_after_KiB" in ib else "")
+                    + ("" if per is None else f": {per:.2f} MiB per connection") + "."]
+        out += ["", f"Targets ({backing}):", "", "| target | measured | result |", "|---|---|---|"]
+        out += [f"| {a} | {b} | {c} |" for a, b, c in targets(res, backing)]
+        out.append("")
+    return "\n".join(out)
+
+
+def chart(res, d):
+    """chart.png: per workload, each system's median normalized to local,
+    with the min–max range, one panel per backing (log scale)."""
+    gp = shutil.which("gnuplot")
+    if not gp:
+        raise SystemExit("report: gnuplot is not installed (scripts/install-deps)")
+    r = res.r
+    panels = []
+    vals = []
+    for backing in r["backings"]:
+        dat = os.path.join(d, f"chart-{backing}.dat")
+        with open(dat, "w") as f:
+            f.write("# workload " + " ".join(f"{s} {s}_min {s}_max" for s in NAMES) + "\n")
+            for wl in r["workloads"]:
+                k = metric(wl)
+                loc = res.med(backing, wl, "local", k)
+                row = [wl]
+                for s in NAMES:
+                    v = res.values(backing, wl, s, k)
+                    if not v or not loc:
+                        row += ["NaN"] * 3
+                    else:
+                        row += [f"{statistics.median(v) / loc:.4f}", f"{min(v) / loc:.4f}",
+                                f"{max(v) / loc:.4f}"]
+                        vals += [min(v) / loc, max(v) / loc]
+                f.write(" ".join(row) + "\n")
+        plots = ", ".join(
+            f"'{dat}' using {2 + 3 * i}:{3 + 3 * i}:{4 + 3 * i}"
+            + (":xtic(1)" if i == 0 else "") + f" title '{name}'"
+            for i, name in enumerate(NAMES.values()))
+        panels.append(f"set title 'backing: {backing} (IOPS, or MiB/s for 128k, relative to local; "
+                      f"median and min-max)'\nplot {plots}\n")
+    script = f"""set terminal pngcairo size 1400,{520 * len(panels)} font ',10'
+set output '{os.path.join(d, "chart.png")}'
+set multiplot layout {len(panels)},1
+set style data histograms
+set style histogram errorbars gap 2 lw 1
+set style fill solid 0.8 border -1
+set logscale y
+set yrange [{min([x for x in vals if x > 0] or [0.01]) / 2:.4g}:{max(vals or [1]) * 2:.4g}]
+set ylabel 'relative to local (log)'
+set grid ytics
+set key top right
+set xtics rotate by -20
+""" + "".join(panels) + "unset multiplot\n"
+    p = subprocess.run([gp], input=script, text=True, capture_output=True)
+    if p.returncode != 0:
+        raise SystemExit(f"report: gnuplot failed:\n{p.stderr}")
+
+
+def main():
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: bench/report.py RESULTS_DIR")
+    d = sys.argv[1]
+    res = Results(os.path.join(d, "results.json"))
+    text = summary(res)
+    with open(os.path.join(d, "summary.md"), "w") as f:
+        f.write(text)
+    chart(res, d)
+    print(text)
+    print(f"results: {d}/results.json, {d}/summary.md, {d}/chart.png")
+
+
+if __name__ == "__main__":
+    main()
