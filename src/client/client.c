@@ -106,7 +106,7 @@ int client_create(const struct client_opts *opts, struct client **out)
 		.io_timeout_ms = opts->io_timeout_s < 0 ? 0 :
 				 (unsigned int)(opts->io_timeout_s ? opts->io_timeout_s : 30) * 1000,
 		.connect_ms = 10000,
-		.backoff_max_ms = 500,
+		.backoff_max_ms = 250,
 		.queue_depth = QUEUE_DEPTH,
 		.conn_depth = CONN_DEPTH,
 		.max_io_bytes = MAX_IO_BYTES,

@@ -124,24 +124,59 @@ static int worker_msg(struct session *s, unsigned int q, enum wmsg_type type, st
 	return worker_call(s->cfg.workers[q], &m);
 }
 
-/* Connects all W connections into conns[]; on failure none is left. */
+struct connect_job {
+	struct conn_params p;
+	struct conn **out;
+	char err[256];
+	int ret;
+	pthread_t thread;
+	bool started;
+};
+
+static void *connect_thread(void *arg)
+{
+	struct connect_job *j = arg;
+
+	j->ret = conn_connect(&j->p, j->out, j->err, sizeof(j->err));
+	return NULL;
+}
+
+/* Connects all W connections into conns[], at the same time (a reconnect
+ * waits for the slowest, not for the sum); on failure none is left. */
 static int connect_all(struct session *s, struct conn **conns, unsigned int timeout_ms,
 		       char *err, size_t errlen)
 {
-	struct conn_params p = {
-		.host = s->host, .port = s->port,
-		.queue_depth = s->t.conn_depth, .max_io_size = s->t.max_io_bytes,
-		.timeout_ms = timeout_ms, .host_id = s->host_id, .session_uuid = s->uuid,
-		.conn_count = (uint16_t)s->nr_conns,
-		.get_pd = s->cfg.get_pd, .get_pd_ctx = s->cfg.get_pd_ctx,
-	};
+	struct connect_job *jobs = calloc(s->nr_conns, sizeof(*jobs));
 	unsigned int q;
 	int ret = 0;
 
-	for (q = 0; q < s->nr_conns && !ret; q++) {
-		p.conn_index = (uint16_t)q;
-		ret = conn_connect(&p, &conns[q], err, errlen);
+	if (!jobs)
+		return -ENOMEM;
+	for (q = 0; q < s->nr_conns; q++) {
+		jobs[q].p = (struct conn_params){
+			.host = s->host, .port = s->port,
+			.queue_depth = s->t.conn_depth, .max_io_size = s->t.max_io_bytes,
+			.timeout_ms = timeout_ms, .host_id = s->host_id, .session_uuid = s->uuid,
+			.conn_index = (uint16_t)q, .conn_count = (uint16_t)s->nr_conns,
+			.get_pd = s->cfg.get_pd, .get_pd_ctx = s->cfg.get_pd_ctx,
+		};
+		jobs[q].out = &conns[q];
+		/* Connection 0 on this thread; the others on their own. */
+		if (q && !pthread_create(&jobs[q].thread, NULL, connect_thread, &jobs[q]))
+			jobs[q].started = true;
+		else if (q)
+			connect_thread(&jobs[q]);
 	}
+	connect_thread(&jobs[0]);
+	for (q = 0; q < s->nr_conns; q++) {
+		if (jobs[q].started)
+			pthread_join(jobs[q].thread, NULL);
+		if (jobs[q].ret && !ret) {
+			ret = jobs[q].ret;
+			snprintf(err, errlen, "%s", jobs[q].err);
+		}
+	}
+	free(jobs);
 	if (ret)
 		for (q = 0; q < s->nr_conns; q++) {
 			conn_destroy(conns[q]);

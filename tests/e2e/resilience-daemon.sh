@@ -32,13 +32,6 @@ crash_and_restart() {
 	"$CLIENT" list | grep -q "^$dev .* live" || { "$CLIENT" list; return 1; }
 }
 
-fio_pause() {
-	python3 -c '
-import json, sys
-j = json.load(open(sys.argv[1]))["jobs"][0]
-print(max(j[d]["clat_ns"]["max"] for d in ("read", "write")) // 1000000)' "$1"
-}
-
 crashes_under_fio() {
 	local i fio_pid ok=0
 	fio --name=load --filename="$dev" --direct=1 --ioengine=io_uring --rw=randwrite \

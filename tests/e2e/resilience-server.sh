@@ -44,14 +44,6 @@ outage() {
 	[ "$how" = kill ] || [ $((t_back - t_up)) -le 1000 ]
 }
 
-# fio_pause JSON: the longest completion latency fio saw, in ms.
-fio_pause() {
-	python3 -c '
-import json, sys
-j = json.load(open(sys.argv[1]))["jobs"][0]
-print(max(j[d]["clat_ns"]["max"] for d in ("read", "write")) // 1000000)' "$1"
-}
-
 # load_with_outages HOW N: N outages during a 256 MiB verified random write.
 load_with_outages() {
 	local how=$1 n=$2 i fio_pid ok=0

@@ -3,27 +3,13 @@
 # Exports a 256 MiB file (rw) and a loop device (ro); checks IO with data
 # verification, malformed requests while another client does verified IO,
 # clear client errors, the flush/FUA counters and a clean SIGTERM exit.
-set -u
-build=${IBNBD_BUILD_DIR:-build}
-server_bin=$build/src/server/ibnbd-server
-probe=$build/tests/e2e/server/ibnbd-probe
-addr=${IBNBD_VM_ADDR:?run me inside tests/vm/run}
+name=server-basic
+. "$(dirname "$0")/lib.sh"
 port=4422
-fail=0
-work=$(mktemp -d /tmp/server-basic.XXXXXX)
 log=$work/server.log
 srv=
 loopdev=
 
-pass() { echo "ok - $1"; }
-flunk() { echo "not ok - $1"; fail=1; }
-check() { # check DESCRIPTION COMMAND...
-	if "${@:2}" > "$work/check.out" 2>&1; then
-		pass "$1"
-	else
-		flunk "$1"; sed 's/^/#   /' "$work/check.out"
-	fi
-}
 check_fails() { # check_fails DESCRIPTION COMMAND...: COMMAND must fail
 	if "${@:2}" > "$work/check.out" 2>&1; then
 		flunk "$1 (it succeeded)"; sed 's/^/#   /' "$work/check.out"

@@ -2,24 +2,13 @@
 # In the guest: one ibnbd-server, several exports (a file, a 4 KiB-sector
 # loop device read-write, a read-only file), several clients at once spread
 # over the workers, each verifying its data; then a clean SIGTERM.
-set -u
-build=${IBNBD_BUILD_DIR:-build}
-server_bin=$build/src/server/ibnbd-server
-probe=$build/tests/e2e/server/ibnbd-probe
-addr=${IBNBD_VM_ADDR:?run me inside tests/vm/run}
+name=server-multi
+. "$(dirname "$0")/lib.sh"
 port=4422
-fail=0
-work=$(mktemp -d /tmp/server-multi.XXXXXX)
 log=$work/server.log
 srv=
 loopdev=
 
-pass() { echo "ok - $1"; }
-flunk() { echo "not ok - $1"; fail=1; }
-check() {
-	if "${@:2}" > "$work/check.out" 2>&1; then pass "$1"; else
-		flunk "$1"; sed 's/^/#   /' "$work/check.out"; fi
-}
 cleanup() {
 	[ -n "$srv" ] && kill -0 "$srv" 2>/dev/null && kill -KILL "$srv"
 	[ -n "$loopdev" ] && losetup -d "$loopdev"

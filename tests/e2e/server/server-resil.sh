@@ -7,30 +7,16 @@
 # slow null_blk) before its own HELLO is answered; one writing session per
 # export, shared by the connections of a session, taken over by a new
 # session of the same host; shared exports with several writers.
-set -u
-build=${IBNBD_BUILD_DIR:-build}
-server_bin=$build/src/server/ibnbd-server
-probe=$build/tests/e2e/server/ibnbd-probe
-addr=${IBNBD_VM_ADDR:?run me inside tests/vm/run}
+name=server-resil
+. "$(dirname "$0")/lib.sh"
 kport=4422 # keepalive timeout 3 s
 port=4423  # keepalive off: idle holders stay until something else drops them
-fail=0
-work=$(mktemp -d /tmp/server-resil.XXXXXX)
 klog=$work/srvk.log
 log=$work/srv.log
 nullb=/sys/kernel/config/nullb/resilnb
 srvk=
 srv=
 
-pass() { echo "ok - $1"; }
-flunk() { echo "not ok - $1"; fail=1; }
-check() { # check DESCRIPTION COMMAND...
-	if "${@:2}" > "$work/check.out" 2>&1; then
-		pass "$1"
-	else
-		flunk "$1"; sed 's/^/#   /' "$work/check.out"
-	fi
-}
 check_fails_with() { # check_fails_with DESCRIPTION TEXT COMMAND...: fails, saying TEXT
 	if "${@:3}" > "$work/check.out" 2>&1; then
 		flunk "$1 (it succeeded)"; sed 's/^/#   /' "$work/check.out"
