@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * The verbs of ibnbd-client that talk to the daemon: map, unmap, list.
+ * The verbs of ibnbd-client that talk to the daemon: map, unmap, list, show.
  * Each builds one control request (ctl.h), prints the answer for a person
  * (or as JSON), and exits non-zero with a sentence on any error.
  */
@@ -236,6 +236,40 @@ static int cmd_list(const struct cli_args *a)
 	return 0;
 }
 
+/* One device, every field the daemon reports, one per line: the state of
+ * its session (attempt, how long down, next try, last error) and the
+ * counters of reconnects, re-issued requests and timeouts. */
+static int cmd_show(const struct cli_args *a)
+{
+	json_object *req = json_object_new_object(), *resp, *devs, *d = NULL;
+	size_t i;
+
+	json_object_object_add(req, "cmd", json_object_new_string("list"));
+	if (call(req, &resp, CTL_TIMEOUT_MS))
+		return 1;
+	devs = json_object_object_get(resp, "devices");
+	for (i = 0; devs && i < json_object_array_length(devs) && !d; i++) {
+		json_object *o = json_object_array_get_idx(devs, i);
+
+		if (!strcmp(jstr(o, "device"), a->device) || !strcmp(jstr(o, "name"), a->device))
+			d = o;
+	}
+	if (!d) {
+		log_err("no mapped device is called '%s' (see 'ibnbd-client list')", a->device);
+		json_object_put(resp);
+		return 1;
+	}
+	if (a->json) {
+		printf("%s\n", json_object_to_json_string_ext(d, JSON_C_TO_STRING_PRETTY |
+								  JSON_C_TO_STRING_NOSLASHESCAPE));
+	} else {
+		json_object_object_foreach(d, key, val)
+			printf("%-15s %s\n", key, json_object_get_string(val));
+	}
+	json_object_put(resp);
+	return 0;
+}
+
 int cli_main(int argc, char **argv)
 {
 	struct cli_args a;
@@ -252,6 +286,8 @@ int cli_main(int argc, char **argv)
 		return cmd_unmap(&a);
 	case CLI_LIST:
 		return cmd_list(&a);
+	case CLI_SHOW:
+		return cmd_show(&a);
 	}
 	return 2;
 }

@@ -44,6 +44,8 @@ static const struct verb_syntax verbs[] = {
 	{ "unmap", CLI_UNMAP, ":f", unmap_opts, 1, { "DEVICE|NAME" },
 	  "ibnbd-client unmap DEVICE|NAME [--force]" },
 	{ "list", CLI_LIST, ":", list_opts, 0, { NULL }, "ibnbd-client list [--json]" },
+	{ "show", CLI_SHOW, ":", list_opts, 1, { "DEVICE|NAME" },
+	  "ibnbd-client show DEVICE|NAME [--json]" },
 };
 
 static __attribute__((format(printf, 3, 4))) int fail(char *err, size_t errlen,
@@ -166,9 +168,10 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, char *err, size_t 
 			return cli_name_check(a->name, err, errlen);
 		break;
 	case CLI_UNMAP:
+	case CLI_SHOW:
 		a->device = argv[optind];
 		if (!*a->device)
-			return fail(err, errlen, "unmap: the device is empty");
+			return fail(err, errlen, "%s: the device is empty", v->name);
 		break;
 	case CLI_LIST:
 		break;

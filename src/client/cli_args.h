@@ -6,6 +6,7 @@
  *   map ADDR[:PORT] EXPORT [--ro|-r] [--name|-n NAME]
  *   unmap DEVICE|NAME [--force|-f]
  *   list [--json]
+ *   show DEVICE|NAME [--json]
  *
  * Options may come before, between or after the operands (GNU getopt
  * order); "--" ends them, so an export named "-x" is "map ADDR -- -x".
@@ -25,6 +26,7 @@ enum cli_verb {
 	CLI_MAP,
 	CLI_UNMAP,
 	CLI_LIST,
+	CLI_SHOW,
 };
 
 /* Strings point into argv. */
@@ -35,10 +37,10 @@ struct cli_args {
 	const char *export_name;
 	const char *name;       /* --name, or NULL: the daemon names it ublkbN */
 	bool read_only;         /* --ro */
-	/* unmap */
+	/* unmap, show */
 	const char *device;     /* a /dev/ublkbN path or a --name */
 	bool force;             /* --force */
-	/* list */
+	/* list, show */
 	bool json;              /* --json */
 };
 

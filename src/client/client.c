@@ -100,12 +100,13 @@ int client_create(const struct client_opts *opts, struct client **out)
 	c->t = (struct client_tunables){
 		.workers = opts->workers ? opts->workers : default_workers(),
 		.keepalive_ms = 1000,
-		.dead_ms = opts->dead_timeout_ms ? opts->dead_timeout_ms : 5000,
+		.dead_ms = opts->dead_timeout_ms ? opts->dead_timeout_ms : 4000,
 		.loss_ms = opts->loss_timeout_s < 0 ? 0 :
 			   (unsigned int)(opts->loss_timeout_s ? opts->loss_timeout_s : 120) * 1000,
 		.io_timeout_ms = opts->io_timeout_s < 0 ? 0 :
 				 (unsigned int)(opts->io_timeout_s ? opts->io_timeout_s : 30) * 1000,
 		.connect_ms = 10000,
+		.reconnect_ms = 3000,
 		.backoff_max_ms = 250,
 		.queue_depth = QUEUE_DEPTH,
 		.conn_depth = CONN_DEPTH,

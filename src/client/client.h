@@ -16,7 +16,7 @@ struct client;
 /* Zero means the default for every field. */
 struct client_opts {
 	unsigned int workers;        /* default min(online CPUs, 4) */
-	unsigned int dead_timeout_ms; /* silence that declares a server dead; 5000 */
+	unsigned int dead_timeout_ms; /* silence that declares a server dead; 4000 */
 	int loss_timeout_s;          /* down this long: IO fails; 120; -1 = never */
 	int io_timeout_s;            /* unanswered request: reconnect; 30; -1 = never */
 	const char *state_path;      /* mapped devices are recorded there; NULL: not */

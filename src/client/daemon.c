@@ -202,7 +202,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: ibnbd-client daemon [--config FILE] [--foreground] [--workers N]\n"
 		"         [--dead-timeout SECS] [--loss-timeout SECS] [--io-timeout SECS]\n"
-		"  --dead-timeout   silence after which a server is declared dead (default 5)\n"
+		"  --dead-timeout   silence after which a server is declared dead (default 4)\n"
 		"  --loss-timeout   how long IO waits for a lost server before failing\n"
 		"                   (default 120; 0 = wait forever)\n"
 		"  --io-timeout     unanswered request: reconnect and send it again\n"

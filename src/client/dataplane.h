@@ -119,7 +119,10 @@ struct client_tunables {
 	unsigned int dead_ms;          /* silence that declares a peer dead */
 	unsigned int loss_ms;          /* down this long: IO fails; 0 = never */
 	unsigned int io_timeout_ms;    /* unanswered request: reconnect; 0 = never */
-	unsigned int connect_ms;       /* one connect attempt */
+	unsigned int connect_ms;       /* connecting a new session (map) */
+	unsigned int reconnect_ms;     /* one reconnect attempt: short, so that
+					* an attempt that started while the wire
+					* was down does not delay the next one */
 	unsigned int backoff_max_ms;   /* cap of the reconnect backoff */
 	uint16_t queue_depth;          /* ublk tags per device queue */
 	uint16_t conn_depth;           /* slots per connection */

@@ -12,11 +12,13 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: ibnbd-client COMMAND [ARGS]\n"
-		"  daemon [--foreground] [--workers N]   run the client daemon\n"
+		"  daemon [--foreground] [--workers N] [--dead-timeout S]\n"
+		"         [--loss-timeout S] [--io-timeout S]   run the client daemon\n"
 		"  map ADDR[:PORT] EXPORT [--ro] [--name NAME]\n"
 		"                                     map an export; prints /dev/ublkbN\n"
 		"  unmap DEVICE|NAME [--force]        unmap (refuses a device in use)\n"
 		"  list [--json]                      mapped devices\n"
+		"  show DEVICE|NAME [--json]          one device: state, reconnects, errors\n"
 		"  --help, --version\n"
 		"The default port is 4422. The verbs talk to the daemon on\n"
 		"/run/ibnbd/client.sock ($IBNBD_CLIENT_SOCKET overrides).\n");

@@ -442,7 +442,7 @@ static int reopen_devices(struct session *s, struct conn **conns, char *err, siz
 			struct dev_queue *dq = &d->queues[q];
 			struct ibnbd_dev_info info;
 
-			ret = conn_open_sync(conns[q], d->export_name, access, s->t.connect_ms,
+			ret = conn_open_sync(conns[q], d->export_name, access, s->t.reconnect_ms,
 					     &info, err, errlen);
 			if (ret)
 				return ret;
@@ -502,7 +502,7 @@ static int reconnect_once(struct session *s, char *err, size_t errlen)
 	if (!conns)
 		return -ENOMEM;
 	pthread_mutex_lock(&s->op_lock);
-	ret = connect_all(s, conns, s->t.connect_ms, err, errlen);
+	ret = connect_all(s, conns, s->t.reconnect_ms, err, errlen);
 	if (!ret)
 		ret = reopen_devices(s, conns, err, errlen);
 	if (ret) {
@@ -551,7 +551,7 @@ static void wait_ms(struct session *s, int64_t ms)
 /* Detaches every connection, then tries until they are all back. */
 static void session_reconnect(struct session *s)
 {
-	int64_t delay = 0, now = clock_now_ms();
+	int64_t delay = 0, now = clock_now_ms(), t0 = now;
 	char err[256];
 	unsigned int q;
 
@@ -581,6 +581,7 @@ static void session_reconnect(struct session *s)
 		}
 		s->attempt++;
 		pthread_mutex_unlock(&s->lock);
+		t0 = clock_now_ms();
 		ret = reconnect_once(s, err, sizeof(err));
 		now = clock_now_ms();
 		if (!ret)
@@ -592,8 +593,8 @@ static void session_reconnect(struct session *s)
 		snprintf(s->why, sizeof(s->why), "%s", err);
 		s->next_try_ms = now + delay;
 		pthread_mutex_unlock(&s->lock);
-		log_warn("%s: reconnect attempt %u failed: %s; next in %lld ms", s->peer,
-			 s->attempt, err, (long long)delay);
+		log_warn("%s: reconnect attempt %u failed after %lld ms: %s; next in %lld ms",
+			 s->peer, s->attempt, (long long)(now - t0), err, (long long)delay);
 		set_expired(s, now);
 		wait_ms(s, delay);
 		set_expired(s, clock_now_ms());
@@ -603,8 +604,8 @@ static void session_reconnect(struct session *s)
 	s->reconnects++;
 	s->last_outage_ms = now - s->down_since_ms;
 	pthread_mutex_unlock(&s->lock);
-	log_info("%s: reconnected after %lld ms (attempt %u)", s->peer,
-		 (long long)s->last_outage_ms, s->attempt);
+	log_info("%s: reconnected after %lld ms (attempt %u, which took %lld ms)", s->peer,
+		 (long long)s->last_outage_ms, s->attempt, (long long)(now - t0));
 }
 
 static void *session_thread(void *arg)

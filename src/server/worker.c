@@ -236,12 +236,15 @@ static void worker_cm_events(struct worker *w)
 	}
 }
 
+/* One event per wakeup: an armed CQ raises one, and the read re-arms it.
+ * Reading until EAGAIN cost a second read() per wakeup; should another
+ * event be pending, the channel stays readable and the next loop takes it. */
 static void worker_cq_events(struct worker *w)
 {
 	struct ibv_cq *cq;
 
-	while (w->comp_ch && rdma_conn_cq_event(w->comp_ch, &cq) == 0)
-		;
+	if (w->comp_ch)
+		rdma_conn_cq_event(w->comp_ch, &cq);
 }
 
 static void worker_reap(struct worker *w)

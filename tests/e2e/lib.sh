@@ -46,13 +46,13 @@ start_daemon() { # start_daemon [daemon options...]
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
-# wait_for SECONDS COMMAND...: polls COMMAND every 0.1 s until it succeeds.
+# wait_for SECONDS COMMAND...: polls COMMAND every 0.05 s until it succeeds.
 wait_for() {
 	local end=$(($(now_ms) + $1 * 1000))
 	shift
 	until "$@" > /dev/null 2>&1; do
 		[ "$(now_ms)" -ge "$end" ] && return 1
-		sleep 0.1
+		sleep 0.05
 	done
 }
 

@@ -71,6 +71,8 @@ check "the data written survives: a verify-only pass over it" \
 	--minimal
 check "3 x graceful stop of the server: no error, back within 1 s of it listening" \
 	load_with_outages term 3
+check "show says how often it reconnected and what it re-issued" \
+	sh -c "$CLIENT show vol | grep -E '^reconnects +[1-9]' && $CLIENT show vol | grep -q '^reissued'"
 check "list counts the reconnects" \
 	sh -c "$CLIENT list --json | python3 -c 'import json,sys; d=json.load(sys.stdin)[0]; sys.exit(0 if d[\"reconnects\"] >= 8 and d[\"state\"] == \"live\" else 1)'"
 
@@ -95,3 +97,5 @@ check "and verified IO works on the same device" \
 check "unmap" "$CLIENT" unmap vol
 echo "# ---- times ----"
 cat "$WORK/times"
+echo "# the daemon's own account (from losing a connection to all live again):"
+grep "reconnected after" "$WORK/daemon.log" | sed 's/^/#   /'

@@ -79,7 +79,7 @@ done
 out=$($cluster wait client "$job")
 rc=$?
 result $rc "5 wire cuts of 15 s during verified random writes: no IO or verify error"
-[ $rc = 0 ] || echo "$out" | tail -20 | sed 's/^/#   /'
+[ $rc = 0 ] || echo "$out" | grep -iE '"error"|fio:|verify|err=' | head -20 | sed 's/^/#   /'
 echo "# longest IO latency during the cuts: $(echo "$out" | pause_of) ms" |
 	tee -a "$IBNBD_CLUSTER/times"
 
@@ -107,7 +107,7 @@ echo "# server host crash: noticed after $((t1 - t0)) ms, host and server back a
 out=$($cluster wait client "$job")
 rc=$?
 result $rc "server host crash and reboot during verified reads: no IO or verify error"
-[ $rc = 0 ] || echo "$out" | tail -20 | sed 's/^/#   /'
+[ $rc = 0 ] || echo "$out" | grep -iE '"error"|fio:|verify|err=' | head -20 | sed 's/^/#   /'
 echo "# longest IO latency across the crash: $(echo "$out" | pause_of) ms" |
 	tee -a "$IBNBD_CLUSTER/times"
 client "$BUILD/src/client/ibnbd-client" unmap "$dev"
@@ -120,3 +120,5 @@ if [ "$fail" != 0 ]; then
 fi
 echo "# ---- times ----"
 cat "$IBNBD_CLUSTER/times"
+echo "# the daemon's own account (from losing a connection to all live again):"
+client sh -c 'grep -E "lost:|reconnected after" $IBNBD_VM_OUT/daemon.log' | sed 's/^/#   /'

@@ -177,6 +177,17 @@ static void test_list(void)
 	    "--json twice is fine, an argument is not");
 }
 
+static void test_show(void)
+{
+	ok(parse("show", "vol", NULL) == 0 && args.verb == CLI_SHOW &&
+	   !strcmp(args.device, "vol") && !args.json, "show NAME");
+	ok(parse("show", "--json", "/dev/ublkb0", NULL) == 0 && args.json &&
+	   !strcmp(args.device, "/dev/ublkb0"), "show --json DEVICE");
+	bad(parse("show", NULL), "show: missing DEVICE|NAME", "show without a device");
+	bad(parse("show", "a", "b", NULL), "show: unexpected argument 'b'", "show two devices");
+	bad(parse("show", "", NULL), "show: the device is empty", "show an empty name");
+}
+
 static void test_verbs(void)
 {
 	bad(parse("mount", "x", NULL), "unknown command 'mount' (see ibnbd-client --help)",
@@ -195,6 +206,7 @@ int main(void)
 	test_names();
 	test_unmap();
 	test_list();
+	test_show();
 	test_verbs();
 	return tap_done();
 }
