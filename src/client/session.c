@@ -548,6 +548,22 @@ static void wait_ms(struct session *s, int64_t ms)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/*
+ * The pause before the next attempt: the first retry is fast, then the
+ * pause doubles up to a cap that grows with the outage. A server restarting
+ * is back within seconds, and an attempt against a port nobody listens on
+ * costs a rejected connect, so the first 10 s are tried every 100 ms; a
+ * longer outage is tried every backoff_max_ms (250 ms), and one past a
+ * minute every second, so a dead server does not cost a busy loop.
+ */
+static int64_t next_delay(const struct session *s, int64_t delay, int64_t down_ms)
+{
+	int64_t cap = down_ms < 10000 ? 100 : down_ms < 60000 ? s->t.backoff_max_ms : 1000;
+
+	delay = delay ? delay * 2 : 50;
+	return delay > cap ? cap : delay;
+}
+
 /* Detaches every connection, then tries until they are all back. */
 static void session_reconnect(struct session *s)
 {
@@ -586,9 +602,7 @@ static void session_reconnect(struct session *s)
 		now = clock_now_ms();
 		if (!ret)
 			break;
-		delay = delay ? delay * 2 : 100;
-		if (delay > s->t.backoff_max_ms)
-			delay = s->t.backoff_max_ms;
+		delay = next_delay(s, delay, now - s->down_since_ms);
 		pthread_mutex_lock(&s->lock);
 		snprintf(s->why, sizeof(s->why), "%s", err);
 		s->next_try_ms = now + delay;

@@ -15,6 +15,9 @@
 #include "tap.h"
 
 static int efd;
+/* Every entry made, freed at the end (the registry never owns them). */
+static struct reg_entry *made[64];
+static unsigned int nmade;
 
 /* Kicks since the last call (the eventfd counter). */
 static uint64_t kicks(void)
@@ -31,8 +34,9 @@ static struct reg_entry *conn(struct registry *r, uint8_t uuid_byte, uint16_t in
 {
 	struct reg_entry *e = calloc(1, sizeof(*e));
 
-	if (!e)
+	if (!e || nmade == sizeof(made) / sizeof(made[0]))
 		exit(99);
+	made[nmade++] = e;
 	memset(e->uuid, uuid_byte, sizeof(e->uuid));
 	e->conn_index = index;
 	e->conn_count = 2;
@@ -131,5 +135,7 @@ int main(void)
 	registry_leave(r, d);
 	registry_destroy(r);
 	close(efd);
+	while (nmade)
+		free(made[--nmade]);
 	return tap_done();
 }
