@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "errmsg.h"
+
 /* One verb's grammar: its getopt options, its operands (all required) and
  * the usage line its errors end with. */
 struct verb_syntax {
@@ -48,37 +50,26 @@ static const struct verb_syntax verbs[] = {
 	  "ibnbd-client show DEVICE|NAME [--json]" },
 };
 
-static __attribute__((format(printf, 3, 4))) int fail(char *err, size_t errlen,
-						      const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
 int cli_name_check(const char *name, char *err, size_t errlen)
 {
 	const char *p;
 
 	if (!*name)
-		return fail(err, errlen, "--name: the name is empty");
+		return errmsg(err, errlen, "--name: the name is empty");
 	if (strlen(name) > CLI_NAME_MAX)
-		return fail(err, errlen, "--name '%.32s...' is longer than %d characters", name,
+		return errmsg(err, errlen, "--name '%.32s...' is longer than %d characters", name,
 			    CLI_NAME_MAX);
 	for (p = name; *p; p++)
 		if (!isalnum((unsigned char)*p) && !strchr("-_.:", *p))
-			return fail(err, errlen,
+			return errmsg(err, errlen,
 				    "--name '%s' may only use letters, digits and - _ . :", name);
 	if (name[0] == '-')
-		return fail(err, errlen, "--name '%s' must not start with '-'", name);
+		return errmsg(err, errlen, "--name '%s' must not start with '-'", name);
 	/* Devices mapped without --name are called ublkbN: a name of that
 	 * form could later stand for two devices. */
 	if (!strncmp(name, "ublkb", 5) && name[5] && strspn(name + 5, "0123456789") ==
 							  strlen(name + 5))
-		return fail(err, errlen,
+		return errmsg(err, errlen,
 			    "--name '%s' is reserved: ublkbN names the devices mapped without --name",
 			    name);
 	return 0;
@@ -97,17 +88,17 @@ static void bad_option(const struct verb_syntax *v, int c, char **argv, char *er
 		if (optopt && o->val == optopt)
 			break;
 	if (c == ':') {
-		fail(err, errlen, "%s: --%s needs a value (usage: %s)", v->name,
+		errmsg(err, errlen, "%s: --%s needs a value (usage: %s)", v->name,
 		     o->name ? o->name : "?", v->usage);
 	} else if (o->name) {
 		/* Only a long option can be given a value it does not take. */
-		fail(err, errlen, "%s: --%s takes no value (usage: %s)", v->name, o->name, v->usage);
+		errmsg(err, errlen, "%s: --%s takes no value (usage: %s)", v->name, o->name, v->usage);
 	} else if (optopt) {
-		fail(err, errlen, "%s: unknown option '-%c' (usage: %s)", v->name, optopt, v->usage);
+		errmsg(err, errlen, "%s: unknown option '-%c' (usage: %s)", v->name, optopt, v->usage);
 	} else {
 		const char *arg = argv[optind - 1];
 
-		fail(err, errlen, "%s: unknown option '%.*s' (usage: %s)", v->name,
+		errmsg(err, errlen, "%s: unknown option '%.*s' (usage: %s)", v->name,
 		     (int)strcspn(arg, "="), arg, v->usage);
 	}
 }
@@ -123,7 +114,7 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, char *err, size_t 
 		if (!strcmp(argv[0], verbs[i].name))
 			v = &verbs[i];
 	if (!v)
-		return fail(err, errlen, "unknown command '%s' (see ibnbd-client --help)", argv[0]);
+		return errmsg(err, errlen, "unknown command '%s' (see ibnbd-client --help)", argv[0]);
 	a->verb = v->verb;
 
 	/* 0, not 1: a full reset, even after a parse that stopped inside
@@ -151,19 +142,19 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, char *err, size_t 
 	}
 	n = argc - optind;
 	if (n > v->noperands)
-		return fail(err, errlen, "%s: unexpected argument '%s' (usage: %s)", v->name,
+		return errmsg(err, errlen, "%s: unexpected argument '%s' (usage: %s)", v->name,
 			    argv[optind + v->noperands], v->usage);
 	if (n < v->noperands)
-		return fail(err, errlen, "%s: missing %s (usage: %s)", v->name, v->operands[n],
+		return errmsg(err, errlen, "%s: missing %s (usage: %s)", v->name, v->operands[n],
 			    v->usage);
 
 	switch (a->verb) {
 	case CLI_MAP:
 		if (endpoint_parse(argv[optind], IBNBD_DEFAULT_PORT, &a->server, &why))
-			return fail(err, errlen, "bad server address '%s': %s", argv[optind], why);
+			return errmsg(err, errlen, "bad server address '%s': %s", argv[optind], why);
 		a->export_name = argv[optind + 1];
 		if (!*a->export_name)
-			return fail(err, errlen, "map: the export name is empty");
+			return errmsg(err, errlen, "map: the export name is empty");
 		if (a->name)
 			return cli_name_check(a->name, err, errlen);
 		break;
@@ -171,7 +162,7 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, char *err, size_t 
 	case CLI_SHOW:
 		a->device = argv[optind];
 		if (!*a->device)
-			return fail(err, errlen, "%s: the device is empty", v->name);
+			return errmsg(err, errlen, "%s: the device is empty", v->name);
 		break;
 	case CLI_LIST:
 		break;

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "errmsg.h"
+
 void config_init(struct server_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
@@ -17,29 +19,18 @@ void config_init(struct server_config *cfg)
 	cfg->keepalive_timeout = SERVER_DEFAULT_KEEPALIVE_TIMEOUT;
 }
 
-static __attribute__((format(printf, 3, 4))) int fail(char *err, size_t errlen,
-						      const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
 static int check_name(const char *name, char *err, size_t errlen)
 {
 	const char *p;
 
 	if (!*name)
-		return fail(err, errlen, "the export name is empty");
+		return errmsg(err, errlen, "the export name is empty");
 	if (strlen(name) >= IBNBD_EXPORT_NAME_MAX)
-		return fail(err, errlen, "export name '%.32s...' is longer than %d characters",
+		return errmsg(err, errlen, "export name '%.32s...' is longer than %d characters",
 			    name, IBNBD_EXPORT_NAME_MAX - 1);
 	for (p = name; *p; p++)
 		if (!isalnum((unsigned char)*p) && !strchr("-_.:", *p))
-			return fail(err, errlen,
+			return errmsg(err, errlen,
 				    "export name '%s' may only use letters, digits and - _ . :",
 				    name);
 	return 0;
@@ -54,9 +45,9 @@ static int add_export(struct server_config *cfg, const char *name, char *err, si
 		return ret;
 	for (i = 0; i < cfg->nexports; i++)
 		if (!strcmp(cfg->exports[i].name, name))
-			return fail(err, errlen, "export '%s' is defined twice", name);
+			return errmsg(err, errlen, "export '%s' is defined twice", name);
 	if (cfg->nexports == SERVER_MAX_EXPORTS)
-		return fail(err, errlen, "more than %d exports", SERVER_MAX_EXPORTS);
+		return errmsg(err, errlen, "more than %d exports", SERVER_MAX_EXPORTS);
 	snprintf(cfg->exports[cfg->nexports].name, IBNBD_EXPORT_NAME_MAX, "%s", name);
 	cfg->nexports++;
 	return 0;
@@ -65,9 +56,9 @@ static int add_export(struct server_config *cfg, const char *name, char *err, si
 static int set_path(struct export_spec *e, const char *path, char *err, size_t errlen)
 {
 	if (path[0] != '/')
-		return fail(err, errlen, "export '%s': path '%s' must be absolute", e->name, path);
+		return errmsg(err, errlen, "export '%s': path '%s' must be absolute", e->name, path);
 	if (strlen(path) >= sizeof(e->path))
-		return fail(err, errlen, "export '%s': path is too long", e->name);
+		return errmsg(err, errlen, "export '%s': path is too long", e->name);
 	snprintf(e->path, sizeof(e->path), "%s", path);
 	return 0;
 }
@@ -80,11 +71,11 @@ int config_add_export(struct server_config *cfg, const char *spec, char *err, si
 	int ret;
 
 	if (strlen(spec) >= sizeof(buf))
-		return fail(err, errlen, "export '%.32s...' is too long", spec);
+		return errmsg(err, errlen, "export '%.32s...' is too long", spec);
 	snprintf(buf, sizeof(buf), "%s", spec);
 	eq = strchr(buf, '=');
 	if (!eq)
-		return fail(err, errlen, "export '%s' must be NAME=PATH[,ro][,shared]", spec);
+		return errmsg(err, errlen, "export '%s' must be NAME=PATH[,ro][,shared]", spec);
 	*eq = '\0';
 	/* Options trail the path, which may itself contain commas: the text
 	 * after the last comma must be an option, and options before it are
@@ -97,7 +88,7 @@ int config_add_export(struct server_config *cfg, const char *spec, char *err, si
 		else if (!strcmp(opt, "shared"))
 			shared = true;
 		else if (strcmp(opt, "rw") && first)
-			return fail(err, errlen,
+			return errmsg(err, errlen,
 				    "export '%s': unknown option '%s' (known: ro, rw, shared)", buf,
 				    opt);
 		else if (strcmp(opt, "rw"))
@@ -120,9 +111,9 @@ int config_add_listen(struct server_config *cfg, const char *addr, char *err, si
 	const char *why = NULL;
 
 	if (cfg->nlisten == SERVER_MAX_LISTEN)
-		return fail(err, errlen, "more than %d listen addresses", SERVER_MAX_LISTEN);
+		return errmsg(err, errlen, "more than %d listen addresses", SERVER_MAX_LISTEN);
 	if (endpoint_parse(addr, IBNBD_DEFAULT_PORT, &cfg->listen[cfg->nlisten], &why))
-		return fail(err, errlen, "listen address '%s': %s", addr, why);
+		return errmsg(err, errlen, "listen address '%s': %s", addr, why);
 	cfg->nlisten++;
 	return 0;
 }
@@ -186,7 +177,7 @@ int config_set_keepalive_timeout(struct server_config *cfg, const char *v, char 
 	unsigned long n;
 
 	if (parse_uint(v, 0, SERVER_MAX_KEEPALIVE_TIMEOUT, &n))
-		return fail(err, errlen, "keepalive_timeout must be 0 (never) to %d seconds, not '%s'",
+		return errmsg(err, errlen, "keepalive_timeout must be 0 (never) to %d seconds, not '%s'",
 			    SERVER_MAX_KEEPALIVE_TIMEOUT, v);
 	cfg->keepalive_timeout = (unsigned int)n;
 	return 0;
@@ -204,43 +195,43 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, char
 			return set_path(sect, val, err, errlen);
 		if (!strcmp(key, "ro")) {
 			if (parse_bool(val, &b))
-				return fail(err, errlen, "ro must be yes or no, not '%s'", val);
+				return errmsg(err, errlen, "ro must be yes or no, not '%s'", val);
 			sect->ro = b;
 			return 0;
 		}
 		if (!strcmp(key, "shared")) {
 			if (parse_bool(val, &b))
-				return fail(err, errlen, "shared must be yes or no, not '%s'", val);
+				return errmsg(err, errlen, "shared must be yes or no, not '%s'", val);
 			sect->shared = b;
 			return 0;
 		}
-		return fail(err, errlen,
+		return errmsg(err, errlen,
 			    "unknown key '%s' in an export section (known: path, ro, shared)", key);
 	}
 	if (!strcmp(key, "listen"))
 		return config_add_listen(cfg, val, err, errlen);
 	if (!strcmp(key, "workers")) {
 		if (parse_uint(val, 1, SERVER_MAX_WORKERS, &n))
-			return fail(err, errlen, "workers must be 1..%d", SERVER_MAX_WORKERS);
+			return errmsg(err, errlen, "workers must be 1..%d", SERVER_MAX_WORKERS);
 		cfg->workers = (unsigned int)n;
 		return 0;
 	}
 	if (!strcmp(key, "queue_depth")) {
 		if (parse_uint(val, 1, IBNBD_MAX_QUEUE_DEPTH, &n))
-			return fail(err, errlen, "queue_depth must be 1..%d", IBNBD_MAX_QUEUE_DEPTH);
+			return errmsg(err, errlen, "queue_depth must be 1..%d", IBNBD_MAX_QUEUE_DEPTH);
 		cfg->queue_depth = (unsigned int)n;
 		return 0;
 	}
 	if (!strcmp(key, "max_io_size")) {
 		if (parse_uint(val, IBNBD_MIN_IO_SIZE, IBNBD_MAX_IO_SIZE, &n) || n % 4096)
-			return fail(err, errlen, "max_io_size must be a multiple of 4096 from %u to %u",
+			return errmsg(err, errlen, "max_io_size must be a multiple of 4096 from %u to %u",
 				    IBNBD_MIN_IO_SIZE, IBNBD_MAX_IO_SIZE);
 		cfg->max_io_size = (uint32_t)n;
 		return 0;
 	}
 	if (!strcmp(key, "keepalive_timeout"))
 		return config_set_keepalive_timeout(cfg, val, err, errlen);
-	return fail(err, errlen,
+	return errmsg(err, errlen,
 		    "unknown key '%s' (known: listen, workers, queue_depth, max_io_size, keepalive_timeout)",
 		    key);
 }
@@ -250,7 +241,7 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, char
 static int section_end(const struct export_spec *sect, char *err, size_t errlen)
 {
 	if (sect && !sect->path[0])
-		return fail(err, errlen, "export '%s' has no 'path =' line", sect->name);
+		return errmsg(err, errlen, "export '%s' has no 'path =' line", sect->name);
 	return 0;
 }
 
@@ -267,7 +258,7 @@ int config_parse(struct server_config *cfg, FILE *f, const char *path, char *err
 
 		lineno++;
 		if (!strchr(line, '\n') && !feof(f)) {
-			ret = fail(msg, sizeof(msg), "line too long");
+			ret = errmsg(msg, sizeof(msg), "line too long");
 			break;
 		}
 		s = trim(line);
@@ -279,7 +270,7 @@ int config_parse(struct server_config *cfg, FILE *f, const char *path, char *err
 			char *close = strchr(s, ']');
 
 			if (!close || *trim(close + 1)) {
-				ret = fail(msg, sizeof(msg), "a section header must look like [export NAME]");
+				ret = errmsg(msg, sizeof(msg), "a section header must look like [export NAME]");
 				break;
 			}
 			ret = section_end(sect, msg, sizeof(msg));
@@ -294,11 +285,11 @@ int config_parse(struct server_config *cfg, FILE *f, const char *path, char *err
 			if (!strcmp(s, "server"))
 				continue;
 			if (!strcmp(s, "export")) {
-				ret = fail(msg, sizeof(msg), "an export section needs a name: [export NAME]");
+				ret = errmsg(msg, sizeof(msg), "an export section needs a name: [export NAME]");
 				break;
 			}
 			if (strncmp(s, "export", 6) || !isspace((unsigned char)s[6])) {
-				ret = fail(msg, sizeof(msg),
+				ret = errmsg(msg, sizeof(msg),
 					   "unknown section [%s] (known: [server], [export NAME])", s);
 				break;
 			}
@@ -321,7 +312,7 @@ int config_parse(struct server_config *cfg, FILE *f, const char *path, char *err
 			break;
 	}
 	if (!ret && ferror(f)) {
-		fail(err, errlen, "%s: read error", path);
+		errmsg(err, errlen, "%s: read error", path);
 		return -EIO;
 	}
 	if (!ret) {
@@ -329,7 +320,7 @@ int config_parse(struct server_config *cfg, FILE *f, const char *path, char *err
 		lineno = sect_line;
 	}
 	if (ret)
-		return fail(err, errlen, "%s:%u: %s", path, lineno, msg);
+		return errmsg(err, errlen, "%s:%u: %s", path, lineno, msg);
 	return 0;
 }
 
@@ -340,7 +331,7 @@ int config_load(struct server_config *cfg, const char *path, char *err, size_t e
 
 	if (!f) {
 		ret = -errno;
-		fail(err, errlen, "%s: %s", path, strerror(-ret));
+		errmsg(err, errlen, "%s: %s", path, strerror(-ret));
 		return ret;
 	}
 	ret = config_parse(cfg, f, path, err, errlen);
@@ -362,7 +353,7 @@ int config_from_cmdline(struct server_config *cfg, const struct server_cmdline *
 
 		workers = strtoul(cl->workers, &end, 10);
 		if (*end || !*cl->workers || workers < 1 || workers > SERVER_MAX_WORKERS)
-			return fail(err, errlen, "--workers must be a number from 1 to %d",
+			return errmsg(err, errlen, "--workers must be a number from 1 to %d",
 				    SERVER_MAX_WORKERS);
 	}
 	/* The default file is for a server described by it alone: given
@@ -377,15 +368,15 @@ int config_from_cmdline(struct server_config *cfg, const struct server_cmdline *
 	}
 	for (unsigned int i = 0; i < cl->nlisten; i++)
 		if (config_add_listen(cfg, cl->listen[i], msg, sizeof(msg)))
-			return fail(err, errlen, "--listen: %s", msg);
+			return errmsg(err, errlen, "--listen: %s", msg);
 	for (unsigned int i = 0; i < cl->nexports; i++)
 		if (config_add_export(cfg, cl->exports[i], msg, sizeof(msg)))
-			return fail(err, errlen, "--export: %s", msg);
+			return errmsg(err, errlen, "--export: %s", msg);
 	if (workers)
 		cfg->workers = (unsigned int)workers;
 	if (cl->keepalive_timeout &&
 	    config_set_keepalive_timeout(cfg, cl->keepalive_timeout, msg, sizeof(msg)))
-		return fail(err, errlen, "--keepalive-timeout: %s", msg);
+		return errmsg(err, errlen, "--keepalive-timeout: %s", msg);
 	if (!cfg->nlisten) {
 		const char *why;
 
@@ -393,7 +384,7 @@ int config_from_cmdline(struct server_config *cfg, const struct server_cmdline *
 		cfg->nlisten = 1;
 	}
 	if (!cfg->nexports)
-		return fail(err, errlen,
+		return errmsg(err, errlen,
 			    "nothing to export: give --export NAME=PATH or an [export NAME] section in %s",
 			    config ? config : cl->default_config ? cl->default_config : "a --config file");
 	return 0;
