@@ -3,12 +3,18 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 unsigned int log_debug_mask;
 static const char *log_prog = "ibnbd";
+/* IBNBD_LOG_TIME=1: each line starts with the monotonic time in seconds,
+ * so that two daemons' logs on one host can be lined up (the tests measure
+ * how long after a server listens its clients are back). */
+static bool log_time;
 
 static const struct {
 	const char *name;
@@ -24,6 +30,7 @@ void log_init(const char *progname)
 	const char *env = getenv("IBNBD_DEBUG");
 
 	log_prog = progname;
+	log_time = getenv("IBNBD_LOG_TIME") && strcmp(getenv("IBNBD_LOG_TIME"), "0");
 	if (env && log_debug_enable(env) < 0)
 		log_warn("IBNBD_DEBUG: unknown category in '%s' (known: io, rdma, ublk, ctl, proto, all)",
 			 env);
@@ -72,5 +79,13 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	if (n < 0)
 		return;
 	/* One write per line, so lines of concurrent threads don't interleave. */
-	fprintf(stderr, "%s: %s%s\n", log_prog, tag[lvl], buf);
+	if (log_time) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		fprintf(stderr, "[%lld.%03ld] %s: %s%s\n", (long long)ts.tv_sec,
+			ts.tv_nsec / 1000000, log_prog, tag[lvl], buf);
+	} else {
+		fprintf(stderr, "%s: %s%s\n", log_prog, tag[lvl], buf);
+	}
 }
