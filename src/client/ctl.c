@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 
@@ -33,18 +34,10 @@ const char *ctl_socket_path(void)
 	return env && *env ? env : IBNBD_RUNDIR "/client.sock";
 }
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
 /* Reads one '\n'-terminated line (or up to EOF) into a new buffer. */
 static int read_line(int fd, int timeout_ms, char **out)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = clock_now_ms() + timeout_ms;
 	size_t len = 0, cap = 4096;
 	char *buf = malloc(cap);
 
@@ -52,7 +45,7 @@ static int read_line(int fd, int timeout_ms, char **out)
 		return -ENOMEM;
 	for (;;) {
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		long long left = deadline - now_ms();
+		long long left = deadline - clock_now_ms();
 		ssize_t n;
 		int ret;
 

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
+
 static int set_nonblock(int fd)
 {
 	int fl = fcntl(fd, F_GETFL);
@@ -54,18 +56,10 @@ int rdma_conn_get_event(struct rdma_event_channel *ch, struct rdma_cm_event **ev
 	return 0;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int rdma_conn_wait_event(struct rdma_event_channel *ch, int timeout_ms,
 			 struct rdma_cm_event **ev)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = clock_now_ms() + timeout_ms;
 
 	for (;;) {
 		struct pollfd pfd = { .fd = ch->fd, .events = POLLIN };
@@ -75,7 +69,7 @@ int rdma_conn_wait_event(struct rdma_event_channel *ch, int timeout_ms,
 		if (ret != -EAGAIN)
 			return ret;
 		if (timeout_ms >= 0) {
-			left = (int)(deadline - now_ms());
+			left = (int)(deadline - clock_now_ms());
 			if (left <= 0)
 				return -ETIMEDOUT;
 		}

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "clock.h"
 #include "io_engine.h"
 #include "log.h"
 #include "rdma_conn.h"
@@ -105,14 +106,6 @@ struct session {
 	bool cq_charged; /* cq_need taken from the worker's CQ budget */
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static uint8_t *recv_buf(struct session *s, unsigned int i)
 {
 	return s->msg_mem + (size_t)i * IBNBD_MSG_MAX;
@@ -146,7 +139,7 @@ int session_cq_need(const struct ibnbd_conn_params *p)
 static void set_state(struct session *s, enum session_state st)
 {
 	s->state = st;
-	s->state_since_ms = now_ms();
+	s->state_since_ms = clock_now_ms();
 }
 
 /*
@@ -538,7 +531,7 @@ static void handle_hello(struct session *s, const void *msg, size_t len)
 				 s->name, tag, h.host_id);
 			s->deferred = DEFER_HELLO;
 			s->deferred_hello = h;
-			s->deferred_since_ms = now_ms();
+			s->deferred_since_ms = clock_now_ms();
 			return;
 		}
 	}
@@ -588,7 +581,7 @@ static void open_export(struct session *s, const struct ibnbd_open_params *o)
 					 s->name, e->name, holder);
 				s->deferred = DEFER_OPEN;
 				s->deferred_open = *o;
-				s->deferred_since_ms = now_ms();
+				s->deferred_since_ms = clock_now_ms();
 			}
 			return;
 		}
@@ -616,7 +609,7 @@ static void open_export(struct session *s, const struct ibnbd_open_params *o)
 	}
 	if (s->deferred == DEFER_OPEN)
 		log_info("%s: OPEN read-write of '%s' answered after %lld ms of waiting for the old session: %s",
-			 s->name, o->name, (long long)(now_ms() - s->deferred_since_ms),
+			 s->name, o->name, (long long)(clock_now_ms() - s->deferred_since_ms),
 			 d.status ? strerror(-d.status) : "granted");
 	s->deferred = DEFER_NONE;
 	ibnbd_open_rsp_encode((struct ibnbd_open_rsp *)send_buf(s, s->qd), &d);
@@ -864,7 +857,7 @@ void session_on_kick(struct session *s)
 	}
 	if (s->deferred == DEFER_HELLO && !registry_fence_pending(r, &s->reg)) {
 		log_info("%s: the superseded connection drained after %lld ms", s->name,
-			 (long long)(now_ms() - s->deferred_since_ms));
+			 (long long)(clock_now_ms() - s->deferred_since_ms));
 		s->deferred = DEFER_NONE;
 		answer_hello(s, &s->deferred_hello);
 	} else if (s->deferred == DEFER_OPEN) {
@@ -875,7 +868,7 @@ void session_on_kick(struct session *s)
 void session_tick(struct session *s)
 {
 	unsigned int timeout_ms = s->w->shared->keepalive_timeout_ms;
-	int64_t now = now_ms();
+	int64_t now = clock_now_ms();
 
 	if (s->state == SESS_CLOSING || s->state == SESS_DRAINING)
 		return;
@@ -925,7 +918,7 @@ bool session_closing(const struct session *s)
 
 bool session_reapable(struct session *s)
 {
-	int64_t age = now_ms() - s->state_since_ms;
+	int64_t age = clock_now_ms() - s->state_since_ms;
 
 	if (s->state == SESS_DRAINING && age > SESSION_DRAIN_TIMEOUT_MS)
 		session_close(s, "shutdown: in-flight IO did not finish in time");
@@ -981,7 +974,7 @@ int session_create(struct worker *w, unsigned int idx, struct rdma_cm_id *id,
 	s->reg.conn_count = req->conn_count;
 	s->reg.kick_fd = w->efd;
 	snprintf(s->reg.peer, sizeof(s->reg.peer), "%s", peer);
-	s->rx_last_ms = now_ms();
+	s->rx_last_ms = clock_now_ms();
 	s->max_io_size = rep.max_io_size;
 	s->features = rep.features;
 	s->stride = (uint32_t)((rep.max_io_size + sizeof(struct ibnbd_io_req) + 4095) & ~4095u);
@@ -1089,7 +1082,7 @@ void session_destroy(struct session *s)
 		return;
 	if (s->state == SESS_CLOSING)
 		log_info("%s: closed after %lld ms of draining%s", s->name,
-			 (long long)(now_ms() - s->state_since_ms),
+			 (long long)(clock_now_ms() - s->state_since_ms),
 			 s->rq_posted ? " (receives were not flushed by the device)" : "");
 	registry_leave(s->w->shared->registry, &s->reg);
 	if (s->qp_created)
