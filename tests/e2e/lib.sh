@@ -90,9 +90,4 @@ no_ublk_devices() { ! ls /dev/ublkb* /dev/ublkc* > /dev/null 2>&1; }
 
 # fio_pause JSON: the longest completion latency fio saw (the application's
 # longest pause), in ms, from fio's --output-format=json output.
-fio_pause() {
-	python3 -c '
-import json, sys
-j = json.load(open(sys.argv[1]))["jobs"][0]
-print(max(j[d]["clat_ns"]["max"] for d in ("read", "write")) // 1000000)' "$1"
-}
+fio_pause() { python3 "$(dirname "${BASH_SOURCE[0]}")/fio_pause.py" "$1"; }

@@ -31,13 +31,7 @@ wait_state() { # wait_state STATE SECONDS: 0 once the device is in STATE
 	done
 	return 1
 }
-pause_of() { # pause_of FIO_JSON_OUTPUT: the longest IO latency, ms
-	python3 -c '
-import json, sys
-t = sys.stdin.read()
-j = json.loads(t[t.index("{"):])["jobs"][0]
-print(max(j[d]["clat_ns"]["max"] for d in ("read", "write")) // 1000000)'
-}
+pause_of() { python3 tests/e2e/fio_pause.py; } # the longest IO latency, ms
 
 $cluster start || { fail=1; exit; }
 # The backing lives on the host's scratch share, so it survives the server
