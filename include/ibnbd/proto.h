@@ -229,7 +229,7 @@ struct ibnbd_open_rsp {
 	ibnbd_le32 max_write_zeroes_sectors; /* 512-byte units, 0 = unsupported */
 	ibnbd_le32 flags;                    /* IBNBD_DEV_* */
 	ibnbd_le32 reserved;
-	ibnbd_le64 export_id; /* stable per export and server run */
+	ibnbd_le64 export_id; /* the backing's identity, stable across restarts (never 0) */
 };
 _Static_assert(sizeof(struct ibnbd_open_rsp) == 56, "ibnbd_open_rsp size");
 

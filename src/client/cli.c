@@ -204,6 +204,33 @@ static void print_size(uint64_t bytes, char *buf, size_t len)
 	snprintf(buf, len, u ? "%.1f%s" : "%.0f%s", v, unit[u]);
 }
 
+static int64_t jint(json_object *o, const char *key)
+{
+	json_object *v = json_object_object_get(o, key);
+
+	return v ? json_object_get_int64(v) : 0;
+}
+
+/* The STATE column: the state, and what an operator asks next about it. */
+static void state_text(json_object *d, char *buf, size_t len)
+{
+	const char *state = jstr(d, "state");
+
+	if (!strcmp(state, "reconnecting") ||
+	    (!strcmp(state, "failed") && !jint(d, "export_changed") &&
+	     json_object_object_get(d, "attempt")))
+		snprintf(buf, len, "%s (attempt %lld, down %.1f s, next try in %.1f s): %s", state,
+			 (long long)jint(d, "attempt"), jint(d, "down_for_ms") / 1000.0,
+			 jint(d, "next_try_ms") / 1000.0, jstr(d, "last_error"));
+	else if (!strcmp(state, "recovering"))
+		snprintf(buf, len, "recovering (%lld request(s) to answer again)",
+			 (long long)jint(d, "resending"));
+	else if (!strcmp(state, "failed"))
+		snprintf(buf, len, "failed: %s", jstr(d, "last_error"));
+	else
+		snprintf(buf, len, "%s", state);
+}
+
 static int cmd_list(const struct cli_args *a)
 {
 	json_object *req = json_object_new_object(), *resp, *devs;
@@ -221,15 +248,16 @@ static int cmd_list(const struct cli_args *a)
 		       "EXPORT", "SIZE", "RW", "STATE");
 		for (i = 0; devs && i < json_object_array_length(devs); i++) {
 			json_object *d = json_object_array_get_idx(devs, i);
-			char server[300], size[32];
+			char server[300], size[32], state[1024];
 
 			snprintf(server, sizeof(server), "%s:%d", jstr(d, "server"),
 				 json_object_get_int(json_object_object_get(d, "port")));
 			print_size((uint64_t)json_object_get_int64(json_object_object_get(d, "size")),
 				   size, sizeof(size));
+			state_text(d, state, sizeof(state));
 			printf("%-14s %-12s %-22s %-16s %9s %-3s %s\n", jstr(d, "device"),
 			       jstr(d, "name"), server, jstr(d, "export"), size, jstr(d, "access"),
-			       jstr(d, "state"));
+			       state);
 		}
 	}
 	json_object_put(resp);

@@ -350,6 +350,8 @@ static void save_state(struct client *c)
 		json_object_object_add(o, "size", json_object_new_int64((int64_t)d->info.size));
 		json_object_object_add(o, "logical_block_size",
 				       json_object_new_int((int)d->info.logical_block_size));
+		json_object_object_add(o, "export_id",
+				       json_object_new_int64((int64_t)d->info.export_id));
 		json_object_array_add(arr, o);
 	}
 	snprintf(tmp, sizeof(tmp), "%s.tmp", c->state_path);
@@ -477,6 +479,7 @@ struct saved_device {
 	bool read_only;
 	uint64_t size;
 	uint32_t logical_block_size;
+	uint64_t export_id; /* 0: not recorded */
 };
 
 static bool saved_device_parse(json_object *o, struct saved_device *sd)
@@ -508,6 +511,7 @@ static bool saved_device_parse(json_object *o, struct saved_device *sd)
 	if (!FIELD("logical_block_size", json_type_int))
 		return false;
 	sd->logical_block_size = (uint32_t)json_object_get_int(v);
+	sd->export_id = FIELD("export_id", json_type_int) ? (uint64_t)json_object_get_int64(v) : 0;
 #undef FIELD
 	return sd->id >= 0 && sd->port > 0 && sd->port < 65536 &&
 	       strlen(sd->export_name) < IBNBD_EXPORT_NAME_MAX;
@@ -531,6 +535,7 @@ static int recover_device(struct client *c, const struct saved_device *sd, char 
 		return -ENOMEM;
 	d->info.size = sd->size;
 	d->info.logical_block_size = sd->logical_block_size;
+	d->info.export_id = sd->export_id;
 	ret = ublk_dev_attach(c->ctrl, sd->id, &d->ublk);
 	if (ret) {
 		snprintf(err, errlen, "/dev/ublkb%d is gone", sd->id);
@@ -635,6 +640,8 @@ json_object *client_list(struct client *c)
 	for (d = c->devices; d; d = d->next) {
 		json_object *o = json_object_new_object();
 		const char *state;
+		uint64_t resending;
+		uint16_t q;
 
 		json_object_object_add(o, "device", json_object_new_string(d->path));
 		json_object_object_add(o, "name", json_object_new_string(d->name));
@@ -648,10 +655,17 @@ json_object *client_list(struct client *c)
 		/* The device's state is its session's, unless the export
 		 * itself went away. */
 		state = json_object_get_string(json_object_object_get(o, "session"));
+		resending = 0;
+		for (q = 0; q < d->nr_queues; q++)
+			resending += atomic_load(&d->queues[q].resending);
+		json_object_object_add(o, "resending", json_object_new_int64((int64_t)resending));
+		if (resending && !strcmp(state, "live"))
+			state = "recovering"; /* connected; what was lost is not all answered */
 		if (atomic_load(&d->gone)) {
 			state = "failed";
+			json_object_object_add(o, "export_changed", json_object_new_boolean(true));
 			json_object_object_add(o, "last_error",
-					       json_object_new_string("the export changed on the server"));
+					       json_object_new_string(d->gone_why));
 		}
 		json_object_object_add(o, "state", json_object_new_string(state));
 		json_object_array_add(arr, o);

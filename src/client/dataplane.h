@@ -72,6 +72,9 @@ struct dev_queue {
 	uint32_t handle;
 	struct creq *reqs;       /* per tag */
 	bool stopping;           /* unmapping: fail what waits (worker) */
+	/* Requests lost with a connection and not yet answered on a new one
+	 * (written by the worker; `list` shows the device recovering). */
+	atomic_uint resending;
 	sem_t removed;           /* posted by the worker when it let go */
 };
 
@@ -89,6 +92,7 @@ struct device {
 	char export_name[IBNBD_EXPORT_NAME_MAX];
 	bool read_only;
 	atomic_bool gone;        /* the export changed under us: IO fails */
+	char gone_why[768];      /* written before gone is set */
 };
 
 /* Worker q's side of a session: its connection q and what waits for it. */
@@ -170,6 +174,7 @@ int worker_call(struct worker *w, struct wmsg *m);
 enum session_state {
 	SESSION_LIVE,         /* every connection attached */
 	SESSION_RECONNECTING, /* lost; IO waits while the thread reconnects */
+	SESSION_RECOVERING,   /* connected again; re-opening the devices */
 	SESSION_FAILED,       /* down longer than the loss timeout: IO fails,
 			       * reconnecting goes on */
 };

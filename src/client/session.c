@@ -51,6 +51,7 @@ struct session {
 static const char *const state_names[] = {
 	[SESSION_LIVE] = "live",
 	[SESSION_RECONNECTING] = "reconnecting",
+	[SESSION_RECOVERING] = "recovering",
 	[SESSION_FAILED] = "failed",
 };
 
@@ -316,9 +317,25 @@ void session_destroy(struct session *s)
 	free(s);
 }
 
-static bool same_export(const struct ibnbd_dev_info *a, const struct ibnbd_dev_info *b)
+/* Whether the server's export is still the one a device was mapped from:
+ * same geometry and same backing (an identity of 0 is unknown, as in a
+ * state file written before identities were recorded). */
+static bool same_export(const struct ibnbd_dev_info *now, const struct ibnbd_dev_info *was)
 {
-	return a->size == b->size && a->logical_block_size == b->logical_block_size;
+	return now->size == was->size && now->logical_block_size == was->logical_block_size &&
+	       (!was->export_id || now->export_id == was->export_id);
+}
+
+static void describe_change(const struct ibnbd_dev_info *now, const struct ibnbd_dev_info *was,
+			    char *buf, size_t len)
+{
+	if (now->size != was->size || now->logical_block_size != was->logical_block_size)
+		snprintf(buf, len, "size %llu with %u-byte blocks, was %llu with %u-byte blocks",
+			 (unsigned long long)now->size, now->logical_block_size,
+			 (unsigned long long)was->size, was->logical_block_size);
+	else
+		snprintf(buf, len, "backing identity %016llx, was %016llx",
+			 (unsigned long long)now->export_id, (unsigned long long)was->export_id);
 }
 
 int session_open_device(struct session *s, struct device *d, bool may_wait, char *err,
@@ -365,14 +382,20 @@ int session_open_device(struct session *s, struct device *d, bool may_wait, char
 		}
 		opened++;
 		d->queues[q].handle = m.info.handle;
-		if (q == 0) {
+		/* A device taken over from a previous daemon knows what it
+		 * was mapped from; a new one learns it from the first open. */
+		if (q == 0 && !d->info.size) {
 			d->info = m.info;
-		} else if (!same_export(&m.info, &d->info) ||
-			   m.info.export_id != d->info.export_id) {
-			snprintf(err, errlen, "export '%s' on %s changed while mapping",
-				 d->export_name, s->peer);
+		} else if (!same_export(&m.info, &d->info)) {
+			char what[160];
+
+			describe_change(&m.info, &d->info, what, sizeof(what));
+			snprintf(err, errlen, "export '%s' on %s is not the one %s was mapped from "
+				 "(%s)", d->export_name, s->peer, q ? "the device" : d->path, what);
 			ret = -ESTALE;
 			break;
+		} else if (q == 0) {
+			d->info = m.info;
 		}
 	}
 	if (ret) {
@@ -447,18 +470,16 @@ static int reopen_devices(struct session *s, struct conn **conns, char *err, siz
 			if (ret)
 				return ret;
 			if (!same_export(&info, &d->info)) {
-				log_err("%s: export '%s' is no longer the one %s was mapped from "
-					"(size %llu, was %llu): %s now fails every IO",
-					s->peer, d->export_name, d->path,
-					(unsigned long long)info.size,
-					(unsigned long long)d->info.size, d->path);
+				char what[160];
+
+				describe_change(&info, &d->info, what, sizeof(what));
+				snprintf(d->gone_why, sizeof(d->gone_why), "export '%s' on %s is "
+					 "no longer the one this device was mapped from (%s)",
+					 d->export_name, s->peer, what);
+				log_err("%s: %s: it now fails every IO", d->path, d->gone_why);
 				atomic_store(&d->gone, true);
 				break;
 			}
-			if (info.export_id != d->info.export_id && q == 0)
-				log_warn("%s: export '%s' has the same geometry but a new identity "
-					 "(the server's backing was recreated?)", s->peer,
-					 d->export_name);
 			dq->handle = info.handle;
 			if (dq->buf && (!dq->mr || dq->mr->pd != conn_pd(conns[q]))) {
 				struct ibv_mr *mr;
@@ -477,6 +498,13 @@ static int reopen_devices(struct session *s, struct conn **conns, char *err, siz
 		}
 	}
 	return 0;
+}
+
+static void set_state(struct session *s, enum session_state state)
+{
+	pthread_mutex_lock(&s->lock);
+	s->state = state;
+	pthread_mutex_unlock(&s->lock);
 }
 
 static void set_expired(struct session *s, int64_t now)
@@ -503,8 +531,12 @@ static int reconnect_once(struct session *s, char *err, size_t errlen)
 		return -ENOMEM;
 	pthread_mutex_lock(&s->op_lock);
 	ret = connect_all(s, conns, s->t.reconnect_ms, err, errlen);
-	if (!ret)
+	if (!ret) {
+		set_state(s, SESSION_RECOVERING);
 		ret = reopen_devices(s, conns, err, errlen);
+		if (ret)
+			set_state(s, session_expired(s) ? SESSION_FAILED : SESSION_RECONNECTING);
+	}
 	if (ret) {
 		for (q = 0; q < s->nr_conns; q++)
 			conn_destroy(conns[q]);

@@ -166,6 +166,10 @@ static void complete(struct worker *w, struct creq *r, int status)
 			dq->dev->path, dq->q_id, r->io.tag, ublk_io_op_name(r->io.op),
 			(unsigned long long)r->io.offset, r->io.len, strerror(-status));
 	r->state = CREQ_IDLE;
+	if (r->resent) {
+		r->resent = false;
+		atomic_fetch_sub_explicit(&dq->resending, 1, memory_order_relaxed);
+	}
 	if (ublk_queue_commit(dq->uq, &w->ring, r->io.tag, result))
 		log_err("%s: queue %u tag %u: cannot commit", dq->dev->path, dq->q_id, r->io.tag);
 }
@@ -254,7 +258,6 @@ static void serve(struct worker *w, struct dev_queue *dq, const struct ublk_io *
 	r->io = *io;
 	r->opcode = ibnbd_opcode(io, &r->flags);
 	r->queued_ms = clock_now_ms();
-	r->resent = false;
 	if (r->opcode == 0xff) {
 		complete(w, r, -EOPNOTSUPP);
 		return;
@@ -419,6 +422,8 @@ static unsigned int ws_detach(struct worker *w, struct wsess *ws)
 			continue;
 		ws->inflight[slot] = NULL;
 		r->state = CREQ_WAITING;
+		if (!r->resent)
+			atomic_fetch_add_explicit(&r->dq->resending, 1, memory_order_relaxed);
 		r->resent = true;
 		r->next = NULL;
 		if (tail)

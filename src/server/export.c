@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -65,6 +66,53 @@ static int bdev_geometry(struct export *e, const struct stat *st, char *err, siz
 	if (bdev_queue_attr(st->st_rdev, "rotational"))
 		e->flags |= IBNBD_DEV_ROTATIONAL;
 	return 0;
+}
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+
+	while (len--)
+		h = (h ^ *p++) * 0x100000001b3ull;
+	return h;
+}
+
+/*
+ * What makes an export the same one after a server restart or reboot, so
+ * that a client never carries on against another disk under the same name:
+ * a file's filesystem (its fsid, which ext4, xfs and btrfs derive from the
+ * filesystem UUID) and inode; a disk's WWID where the kernel knows one,
+ * else its device number. Never 0, which clients read as "unknown".
+ */
+static uint64_t export_identity(int fd, const struct stat *st)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	char path[128], wwid[256];
+	size_t n = 0;
+	struct statfs sfs;
+	FILE *f;
+
+	if (S_ISBLK(st->st_mode)) {
+		static const char *const where[] = { "wwid", "device/wwid" };
+
+		for (size_t i = 0; i < sizeof(where) / sizeof(where[0]) && !n; i++) {
+			snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/%s",
+				 major(st->st_rdev), minor(st->st_rdev), where[i]);
+			f = fopen(path, "re");
+			if (!f)
+				continue;
+			n = fread(wwid, 1, sizeof(wwid), f);
+			fclose(f);
+		}
+		h = n ? fnv1a(h, wwid, n) : fnv1a(h, &st->st_rdev, sizeof(st->st_rdev));
+	} else {
+		if (fstatfs(fd, &sfs) == 0)
+			h = fnv1a(h, &sfs.f_fsid, sizeof(sfs.f_fsid));
+		else
+			h = fnv1a(h, &st->st_dev, sizeof(st->st_dev));
+		h = fnv1a(h, &st->st_ino, sizeof(st->st_ino));
+	}
+	return h ? h : 1;
 }
 
 int export_create(const struct export_spec *spec, unsigned int index, struct export **out,
@@ -125,8 +173,7 @@ int export_create(const struct export_spec *spec, unsigned int index, struct exp
 	e->flags |= IBNBD_DEV_VOLATILE_CACHE | IBNBD_DEV_FUA;
 	if (e->ro)
 		e->flags |= IBNBD_DEV_READ_ONLY;
-	e->export_id = ((uint64_t)st.st_dev << 32) ^ (uint64_t)st.st_ino ^
-		       ((uint64_t)st.st_rdev << 16);
+	e->export_id = export_identity(e->fd, &st);
 	*out = e;
 	return 0;
 out_destroy:

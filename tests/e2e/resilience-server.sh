@@ -118,6 +118,8 @@ echo "# the write failed after $((t1 - t0)) ms (loss timeout $LOSS s)" | tee -a 
 check "... not before the loss timeout" test $((t1 - t0)) -ge $((LOSS * 1000 - 1500))
 check "list shows the device failed" \
 	sh -c "$CLIENT list --json | grep -q '\"state\": *\"failed\"'"
+check "... with the attempt, how long the server is away and when it tries next" \
+	sh -c "$CLIENT list | grep -E 'failed \(attempt [0-9]+, down [0-9.]+ s, next try in [0-9.]+ s\)'"
 check "new IO fails at once while failed" \
 	timeout 5 sh -c "! dd if=$dev of=/dev/null bs=4k count=1 iflag=direct"
 start_server srv "${srv_args[@]}" || exit 1
@@ -125,6 +127,20 @@ check "the server back: the device is live again without remapping" \
 	wait_for 10 sh -c "$CLIENT list --json | grep -q '\"state\": *\"live\"'"
 check "and verified IO works on the same device" \
 	fio_verify "$dev" --ioengine=io_uring --size=64M --bs=64k --iodepth=8
+
+# 4. Another disk under the same export name and size: the device must not
+# carry on against it.
+kill -9 "$srv_pid"
+wait "$srv_pid" 2>/dev/null
+mv "$WORK/vol.img" "$WORK/old.img"
+truncate -s 1G "$WORK/vol.img"
+start_server srv "${srv_args[@]}" || exit 1
+check "another backing under the same name and size: the device fails" \
+	wait_for 15 sh -c "$CLIENT list --json | grep -q '\"state\": *\"failed\"'"
+check "... show says why" sh -c "$CLIENT show vol | grep 'no longer the one' | grep -q identity"
+check "... and list too" sh -c "$CLIENT list | grep -q \"failed: export 'vol' on .* is no longer\""
+check "... its IO fails" timeout 5 sh -c "! dd if=/dev/zero of=$dev bs=4k count=1 oflag=direct"
+check "... and nothing was written to the other backing" test "$(stat -c %b "$WORK/vol.img")" = 0
 check "unmap" "$CLIENT" unmap vol
 echo "# ---- times ----"
 cat "$WORK/times"
