@@ -7,7 +7,9 @@
  *   UD_UBLK     FETCH / COMMIT_AND_FETCH of each device queue (ublk_queue.c)
  *   UD_MAILBOX  a read on the eventfd other threads write after posting a
  *               struct wmsg (worker_call())
- *   UD_TICK     a timeout every TICK_MS: keepalives, dead peers, timeouts
+ *   UD_TICK     a timeout for keepalives, dead peers and timeouts: every
+ *               TICK_MS while a connection is busy or down, else when the
+ *               next keepalive is due (an idle daemon wakes once a second)
  *   UD_CONN_CQ  a poll on each attached connection's completion channel
  *   UD_CONN_CM  a poll on its CM event channel (disconnects)
  *
@@ -495,8 +497,9 @@ static int ws_attach(struct worker *w, struct wsess *ws, struct conn *c)
 	return 0;
 }
 
-/* Every TICK_MS: keepalives, dead peers, request timeouts, the loss timeout. */
-static void ws_tick(struct worker *w, struct wsess *ws, int64_t now)
+/* Keepalives, dead peers, request timeouts, the loss timeout. Returns how
+ * soon (ms) it wants to be called again. */
+static int64_t ws_tick(struct worker *w, struct wsess *ws, int64_t now)
 {
 	const struct client_tunables *t = &w->t;
 	unsigned int slot;
@@ -515,7 +518,7 @@ static void ws_tick(struct worker *w, struct wsess *ws, int64_t now)
 		} else if (t->loss_ms) {
 			wait_fail_if(w, ws, -EIO, creq_older_than, &deadline);
 		}
-		return;
+		return TICK_MS;
 	}
 	ka = conn_features(ws->conn) & IBNBD_FEAT_KEEPALIVE;
 	if (now - conn_last_rx_ms(ws->conn) > t->dead_ms && (ka || ws->ctrl_busy ||
@@ -523,7 +526,7 @@ static void ws_tick(struct worker *w, struct wsess *ws, int64_t now)
 		snprintf(why, sizeof(why), "no answer for %lld ms",
 			 (long long)(now - conn_last_rx_ms(ws->conn)));
 		ws_lost(w, ws, why);
-		return;
+		return TICK_MS;
 	}
 	for (slot = 0; t->io_timeout_ms && slot < ws->slots.size; slot++) {
 		struct creq *r = ws->inflight[slot];
@@ -534,21 +537,38 @@ static void ws_tick(struct worker *w, struct wsess *ws, int64_t now)
 				 ublk_io_op_name(r->io.op), r->dq->dev->path,
 				 (unsigned long long)r->io.offset, t->io_timeout_ms / 1000);
 			ws_lost(w, ws, why);
-			return;
+			return TICK_MS;
 		}
 	}
 	if (ka && !ws->ctrl_busy && now - conn_last_rx_ms(ws->conn) >= t->keepalive_ms)
 		send_keepalive(w, ws);
+	if (ws->ctrl_busy || ws->wait_head || slot_pool_free(&ws->slots) < ws->slots.size)
+		return TICK_MS;
+	/* Idle: nothing to watch until the next keepalive is due. */
+	return ka ? conn_last_rx_ms(ws->conn) + t->keepalive_ms - now : t->keepalive_ms;
 }
 
+/*
+ * Runs every connection's checks and sets the timer for the soonest one
+ * that wants to run again: at most keepalive_ms away, so a connection that
+ * became busy (or was attached) meanwhile is checked in time, and at least
+ * TICK_MS, which is the precision every deadline is kept to.
+ */
 static void tick(struct worker *w)
 {
-	int64_t now = clock_now_ms();
+	int64_t now = clock_now_ms(), next = w->t.keepalive_ms;
 	uint32_t i;
 
-	for (i = 0; i < w->nr_sess; i++)
-		if (w->sess[i])
-			ws_tick(w, w->sess[i], now);
+	for (i = 0; i < w->nr_sess; i++) {
+		if (w->sess[i]) {
+			int64_t n = ws_tick(w, w->sess[i], now);
+
+			next = n < next ? n : next;
+		}
+	}
+	next = next < TICK_MS ? TICK_MS : next;
+	w->tick.tv_sec = next / 1000;
+	w->tick.tv_nsec = (next % 1000) * 1000000LL;
 }
 
 /* ---- the mailbox ---- */
