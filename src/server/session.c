@@ -988,13 +988,12 @@ int session_create(struct worker *w, unsigned int idx, struct rdma_cm_id *id,
 	rep.queue_depth = s->qd;
 	s->cq_need = session_cq_need(&rep);
 	set_state(s, SESS_ACCEPTING);
-	if (s->cq_need > w->cq_budget) {
+	if (worker_cq_reserve(w, s->cq_need)) {
 		log_warn("%s: refused: this worker's CQ is fully committed (%d of %d entries left, %d needed); try a smaller queue depth or more workers",
 			 s->name, w->cq_budget, w->cq_size, s->cq_need);
 		ret = -EBUSY;
 		goto out_destroy;
 	}
-	w->cq_budget -= s->cq_need;
 	s->cq_charged = true;
 
 	ret = -ENOMEM;

@@ -99,6 +99,29 @@ static void worker_destroy_verbs(struct worker *w)
 	w->pd = NULL;
 }
 
+int worker_cq_reserve(struct worker *w, int need)
+{
+	int size = w->cq_size;
+
+	while (w->cq_budget + (size - w->cq_size) < need && size < w->cq_max)
+		size = size * 2 < w->cq_max ? size * 2 : w->cq_max;
+	if (w->cq_budget + (size - w->cq_size) < need)
+		return -EBUSY;
+	if (size != w->cq_size) {
+		int ret = ibv_resize_cq(w->cq, size);
+
+		if (ret) {
+			log_warn("worker %u: cannot grow the CQ from %d to %d entries: %s", w->index,
+				 w->cq_size, size, strerror(ret));
+			return -EBUSY;
+		}
+		w->cq_budget += size - w->cq_size;
+		w->cq_size = size;
+	}
+	w->cq_budget -= need;
+	return 0;
+}
+
 /* The PD, completion channel and CQ, for the device of the first connection. */
 static int worker_setup_verbs(struct worker *w, struct ibv_context *verbs)
 {
@@ -113,9 +136,10 @@ static int worker_setup_verbs(struct worker *w, struct ibv_context *verbs)
 	ret = rdma_conn_comp_channel_create(verbs, &w->comp_ch);
 	if (ret)
 		goto out;
-	w->cq_size = WORKER_CQ_SIZE;
-	if (!ibv_query_device(verbs, &attr) && attr.max_cqe < w->cq_size)
-		w->cq_size = attr.max_cqe;
+	w->cq_max = WORKER_CQ_MAX;
+	if (!ibv_query_device(verbs, &attr) && attr.max_cqe < w->cq_max)
+		w->cq_max = attr.max_cqe;
+	w->cq_size = WORKER_CQ_INITIAL < w->cq_max ? WORKER_CQ_INITIAL : w->cq_max;
 	w->cq = ibv_create_cq(verbs, w->cq_size, w, w->comp_ch, 0);
 	if (!w->cq) {
 		ret = errno ? -errno : -ENOMEM;

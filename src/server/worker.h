@@ -23,7 +23,8 @@
 #include "wrid.h"
 
 #define WORKER_MAX_SESSIONS 256 /* < WRID_MAX_SESSIONS */
-#define WORKER_CQ_SIZE 16384    /* clamped to the device's max_cqe */
+#define WORKER_CQ_INITIAL 1024  /* grows with the sessions it serves */
+#define WORKER_CQ_MAX 65536     /* clamped to the device's max_cqe */
 
 struct session;
 
@@ -58,6 +59,7 @@ struct worker {
 	struct ibv_comp_channel *comp_ch;
 	struct ibv_cq *cq;
 	int cq_size;
+	int cq_max;    /* the device's limit */
 	int cq_budget; /* CQEs not yet promised to a session */
 
 	struct session *sessions[WORKER_MAX_SESSIONS];
@@ -91,5 +93,10 @@ int worker_handoff(struct worker *w, struct rdma_cm_id *id,
 
 /* For sessions: the io_uring SQE, submitting to make room if needed. */
 struct io_uring_sqe *worker_get_sqe(struct worker *w);
+
+/* Promises a new session need CQEs of the worker's CQ, growing it (it
+ * starts small: on soft-RoCE a CQE costs 128 bytes of memory). -EBUSY when
+ * the device's limit is reached. */
+int worker_cq_reserve(struct worker *w, int need);
 
 #endif
