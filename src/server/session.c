@@ -20,6 +20,7 @@
 #define SESSION_MAX_OPENS 64
 #define SESSION_DRAIN_TIMEOUT_MS 10000 /* DRAINING: busy slots must answer */
 #define SESSION_FLUSH_TIMEOUT_MS 3000  /* CLOSING: wait for flushed receives */
+#define SESSION_SIGNAL_EVERY 16        /* answers: one signaled send per this many WRs */
 #define SESSION_LOG_REJECTS 16 /* then every 1024th, so a bad client can't flood */
 
 enum session_state { SESS_ACCEPTING, SESS_LIVE, SESS_DRAINING, SESS_CLOSING };
@@ -79,8 +80,16 @@ struct session {
 	unsigned int busy;      /* slots not FREE */
 	unsigned int io_inflight; /* io_uring ops that point at slot memory */
 
-	/* Explicit credits: every WR we post is signaled and completes once. */
-	unsigned int sq_depth, sq_posted;
+	/*
+	 * SQ credits. Every WR we post takes the next sequence number (its
+	 * wr_id index); only some are signaled, and a send completion retires
+	 * every WR up to its own (an RC send queue completes in order).
+	 */
+	unsigned int sq_depth;
+	uint32_t sq_head;          /* sequence number of the next WR */
+	uint32_t sq_done;          /* every WR before this one is retired */
+	uint32_t sq_last_signaled; /* sequence number of the last signaled WR */
+	unsigned int sq_unsignaled; /* posted since the last signaled one */
 	unsigned int rq_depth, rq_posted;
 	uint16_t *pending; /* FIFO of tags in WAIT_SQ */
 	unsigned int pend_head, pend_count;
@@ -124,6 +133,45 @@ static uint8_t *slot_data(struct session *s, unsigned int tag)
 static uint64_t wrid(struct session *s, enum wrid_type t, uint32_t index)
 {
 	return wrid_make(t, s->idx, s->gen, index);
+}
+
+/* WRs posted and not yet retired. */
+static unsigned int sq_used(const struct session *s)
+{
+	return s->sq_head - s->sq_done;
+}
+
+/* Whether a signaled WR is posted and not yet completed: its completion
+ * will come, and retire everything before it. */
+static bool sq_signal_pending(const struct session *s)
+{
+	return (int32_t)(s->sq_last_signaled - s->sq_done) >= 0 && sq_used(s);
+}
+
+/*
+ * On a QP in error: WRs still queued complete with a flush error, but
+ * unsignaled ones that completed before say nothing. Unless a signaled WR
+ * is still to complete, post a signaled marker (the QP has an SQ entry
+ * for it beyond sq_depth): its flush completion retires everything.
+ */
+static void sq_drain(struct session *s)
+{
+	struct ibv_send_wr wr = {
+		.wr_id = wrid(s, WRID_SEND, s->sq_head),
+		.opcode = IBV_WR_SEND,
+		.send_flags = IBV_SEND_SIGNALED,
+	};
+
+	if (!sq_used(s) || sq_signal_pending(s))
+		return;
+	if (rdma_conn_post_send(s->id->qp, &wr)) {
+		/* Nothing more will complete: the QP is destroyed before its
+		 * memory is freed, and stale completions are dropped by
+		 * their generation. */
+		s->sq_done = s->sq_head;
+		return;
+	}
+	s->sq_last_signaled = s->sq_head++;
 }
 
 int session_cq_need(const struct ibnbd_conn_params *p)
@@ -170,8 +218,10 @@ static void session_close(struct session *s, const char *why)
 		registry_stop_waiting(s->w->shared->registry, &s->reg);
 	}
 	rdma_disconnect(s->id); /* may fail if never connected; ERR below anyway */
-	if (s->qp_created)
+	if (s->qp_created) {
 		ibv_modify_qp(s->id->qp, &attr, IBV_QP_STATE);
+		sq_drain(s);
+	}
 	session_check_drained(s);
 }
 
@@ -212,23 +262,33 @@ static int post_recv(struct session *s, unsigned int i)
  * the RDMA_WRITE of the data (RC ordering lands the data first). One
  * ibv_post_send for both: one doorbell. Caller checked the SQ credits.
  */
+/*
+ * Sends an answer: the READ data first if any (RDMA WRITE), then the
+ * response (SEND). The answer itself tells the client everything arrived,
+ * so the WRITE is never signaled and the SEND only every
+ * SESSION_SIGNAL_EVERY WRs, or once half the SQ is taken: a send
+ * completion would otherwise wake the worker a second time per request.
+ */
 static int post_answer(struct session *s, unsigned int buf, size_t len,
 		       const struct slot *read_slot, unsigned int tag)
 {
+	unsigned int n = read_slot ? 2 : 1;
+	uint32_t seq = s->sq_head;
+	bool signal = s->sq_unsignaled + n >= SESSION_SIGNAL_EVERY ||
+		      sq_used(s) + n > s->sq_depth / 2;
 	struct ibv_sge data_sge, rsp_sge = {
 		.addr = (uintptr_t)send_buf(s, buf),
 		.length = (uint32_t)len,
 		.lkey = s->msg_mr->lkey,
 	};
 	struct ibv_send_wr data_wr, rsp_wr = {
-		.wr_id = wrid(s, WRID_SEND, buf),
+		.wr_id = wrid(s, WRID_SEND, seq + n - 1),
 		.sg_list = &rsp_sge,
 		.num_sge = 1,
 		.opcode = IBV_WR_SEND,
-		.send_flags = IBV_SEND_SIGNALED,
+		.send_flags = signal ? IBV_SEND_SIGNALED : 0,
 	};
 	struct ibv_send_wr *first = &rsp_wr;
-	unsigned int n = 1;
 	int ret;
 
 	if (read_slot) {
@@ -238,16 +298,14 @@ static int post_answer(struct session *s, unsigned int buf, size_t len,
 			.lkey = s->slot_mr->lkey,
 		};
 		data_wr = (struct ibv_send_wr){
-			.wr_id = wrid(s, WRID_RDMA_WRITE, tag),
+			.wr_id = wrid(s, WRID_RDMA_WRITE, seq),
 			.next = &rsp_wr,
 			.sg_list = &data_sge,
 			.num_sge = 1,
 			.opcode = IBV_WR_RDMA_WRITE,
-			.send_flags = IBV_SEND_SIGNALED,
 			.wr.rdma = { .remote_addr = read_slot->io.addr, .rkey = read_slot->io.rkey },
 		};
 		first = &data_wr;
-		n = 2;
 	}
 	ret = rdma_conn_post_send(s->id->qp, first);
 	if (ret) {
@@ -256,7 +314,13 @@ static int post_answer(struct session *s, unsigned int buf, size_t len,
 		session_close(s, "post_send failed");
 		return ret;
 	}
-	s->sq_posted += n;
+	s->sq_head += n;
+	if (signal) {
+		s->sq_last_signaled = seq + n - 1;
+		s->sq_unsignaled = 0;
+	} else {
+		s->sq_unsignaled += n;
+	}
 	return 0;
 }
 
@@ -268,7 +332,7 @@ static unsigned int answer_wrs(const struct slot *sl)
 /* IO SQ credits: the control credit's SQ entry stays reserved. */
 static bool sq_has_room(const struct session *s, unsigned int n)
 {
-	return s->sq_posted + n + IBNBD_CTRL_CREDITS <= s->sq_depth;
+	return sq_used(s) + n + IBNBD_CTRL_CREDITS <= s->sq_depth;
 }
 
 static void count_io(struct session *s, const struct slot *sl)
@@ -456,7 +520,7 @@ static void handle_io(struct session *s, const struct ibnbd_io *io, bool from_wr
 
 static int ctrl_post(struct session *s, size_t len)
 {
-	if (s->sq_posted + 1 > s->sq_depth) {
+	if (sq_used(s) + 1 > s->sq_depth) {
 		session_violation(s, "control message while the previous answer is unsent");
 		return -ENOSPC;
 	}
@@ -771,10 +835,11 @@ void session_on_wc(struct session *s, const struct ibv_wc *wc)
 {
 	enum wrid_type t = wrid_type(wc->wr_id);
 
-	if (t == WRID_RECV)
+	if (t == WRID_RECV) {
 		s->rq_posted--;
-	else
-		s->sq_posted--;
+	} else if ((int32_t)(wrid_index(wc->wr_id) + 1 - s->sq_done) > 0) {
+		s->sq_done = wrid_index(wc->wr_id) + 1;
+	}
 	if (wc->status != IBV_WC_SUCCESS) {
 		if (wc->status != IBV_WC_WR_FLUSH_ERR) {
 			log_warn("%s: %s completion failed: %s (vendor error 0x%x)", s->name,
@@ -922,7 +987,7 @@ bool session_reapable(struct session *s)
 
 	if (s->state == SESS_DRAINING && age > SESSION_DRAIN_TIMEOUT_MS)
 		session_close(s, "shutdown: in-flight IO did not finish in time");
-	if (s->state != SESS_CLOSING || s->io_inflight || s->sq_posted)
+	if (s->state != SESS_CLOSING || s->io_inflight || sq_used(s))
 		return false;
 	/*
 	 * Some providers don't flush the receive queue of a QP in error; the
@@ -984,6 +1049,7 @@ int session_create(struct worker *w, unsigned int idx, struct rdma_cm_id *id,
 	s->qd = rep.queue_depth;
 	s->nbufs = s->qd + IBNBD_CTRL_CREDITS;
 	s->sq_depth = 4 * s->qd + IBNBD_CTRL_CREDITS;
+	s->sq_last_signaled = UINT32_MAX; /* none yet */
 	s->rq_depth = s->nbufs;
 	rep.queue_depth = s->qd;
 	s->cq_need = session_cq_need(&rep);
@@ -1027,7 +1093,7 @@ int session_create(struct worker *w, unsigned int idx, struct rdma_cm_id *id,
 	}
 	s->buf_registered = true;
 	caps = (struct rdma_conn_qp_caps){
-		.max_send_wr = s->sq_depth,
+		.max_send_wr = s->sq_depth + 1, /* + sq_drain()'s marker */
 		.max_recv_wr = s->rq_depth,
 		.max_send_sge = 1,
 		.max_recv_sge = 1,
