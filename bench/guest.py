@@ -19,8 +19,6 @@ import sys
 import time
 
 BUILD = os.environ.get("IBNBD_BUILD_DIR", "build")
-SERVER = os.path.join(BUILD, "src/server/ibnbd-server")
-CLIENT = os.path.join(BUILD, "src/client/ibnbd-client")
 ADDR = os.environ.get("IBNBD_VM_ADDR", "")
 NQN = "nqn.2014-08.org.ibnbd:bench"
 NVMET = "/sys/kernel/config/nvmet"
@@ -29,7 +27,9 @@ NULLB_NAME = "ibnbdbench"
 NVME_PORT = 4420
 NBD_PORT = 10809
 BLOCK = 4096  # null_blk block size and the NBD device's block size
+IBNBD_PORT = 4422
 SYSTEMS = ["local", "ibnbd", "nvmeof", "nbd"]
+BASELINE = "ibnbd-base"  # ibnbd built from --baseline REV, when asked for
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WORK = "/tmp/ibnbd-bench"
 
@@ -85,11 +85,20 @@ def wait_for(what, pred, timeout=10.0, proc=None, logfile=None):
     raise BenchError(f"timed out waiting for {what}{state}{tail}")
 
 
-def proc_cpu(pid):
-    """utime + stime of a process (all its threads), in seconds."""
-    stat = read(f"/proc/{pid}/stat")
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+def proc_sched(pid):
+    """(CPU seconds, times scheduled in) of a process, summed over its
+    threads from /proc/PID/task/*/schedstat (nanosecond run time, not the
+    10 ms ticks of /proc/PID/stat). Scheduled-in counts are wakeups, give
+    or take preemptions."""
+    cpu, runs = 0, 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            f = read(f"/proc/{pid}/task/{t}/schedstat").split()
+        except OSError:
+            continue  # the thread exited meanwhile
+        cpu += int(f[0])
+        runs += int(f[2])
+    return cpu / 1e9, runs
 
 
 def proc_rss_kib(pid):
@@ -186,25 +195,45 @@ def remove_nullb(d):
 # --- ibnbd ------------------------------------------------------------------
 
 class Ibnbd:
-    def __init__(self, backing_path, logdir, cleanup):
+    """A server and a client daemon of one ibnbd build, serving the backing.
+    A second one (the baseline) listens on its own port and keeps its
+    daemon's lock, state and control socket in its own run directory."""
+
+    def __init__(self, name, build, port, backing_path, logdir, cleanup):
+        server = os.path.join(build, "src/server/ibnbd-server")
+        client = os.path.join(build, "src/client/ibnbd-client")
         self.logdir = logdir
-        self.slog = f"{logdir}/ibnbd-server.log"
-        self.clog = f"{logdir}/ibnbd-client.log"
+        self.slog = f"{logdir}/{name}-server.log"
+        self.clog = f"{logdir}/{name}-client.log"
+        env = dict(os.environ)
+        if port != IBNBD_PORT:
+            rundir = f"/run/{name}"
+            env.update(IBNBD_RUNDIR=rundir, IBNBD_CLIENT_SOCKET=f"{rundir}/client.sock")
         self.server = subprocess.Popen(
-            [SERVER, "--listen", ADDR, "--export", f"bench={backing_path}"],
+            [server, "--listen", f"{ADDR}:{port}", "--export", f"bench={backing_path}"],
             stdout=open(self.slog, "w"), stderr=subprocess.STDOUT)
-        cleanup.push("stop ibnbd-server", stop, self.server, "ibnbd-server")
-        wait_for("ibnbd-server to listen", lambda: "listening" in read(self.slog),
+        cleanup.push(f"stop {name}'s server", stop, self.server, f"{name}'s server")
+        wait_for(f"{name}'s server to listen", lambda: "listening" in read(self.slog),
                  proc=self.server, logfile=self.slog)
         time.sleep(0.5)
         self.rss_idle_kib = proc_rss_kib(self.server.pid)
-        self.daemon = subprocess.Popen([CLIENT, "daemon", "--foreground"],
+        self.daemon = subprocess.Popen([client, "daemon", "--foreground"], env=env,
                                        stdout=open(self.clog, "w"), stderr=subprocess.STDOUT)
-        cleanup.push("stop the ibnbd-client daemon", stop, self.daemon, "ibnbd-client daemon")
-        wait_for("the ibnbd-client daemon", lambda: "ready" in read(self.clog),
+        cleanup.push(f"stop {name}'s client daemon", stop, self.daemon, f"{name}'s client daemon")
+        wait_for(f"{name}'s client daemon", lambda: "ready" in read(self.clog),
                  proc=self.daemon, logfile=self.clog)
-        self.dev = run([CLIENT, "map", ADDR, "bench"]).strip()
-        cleanup.push(f"unmap {self.dev}", run, [CLIENT, "unmap", self.dev])
+        ctl = lambda *a: subprocess.run([client, *a], env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, timeout=60)
+        p = ctl("map", f"{ADDR}:{port}", "bench")
+        if p.returncode != 0:
+            raise BenchError(f"{name}: map failed: {p.stdout.strip()}")
+        self.dev = p.stdout.strip()
+
+        def unmap():
+            q = ctl("unmap", self.dev)
+            if q.returncode != 0:
+                raise BenchError(f"{name}: unmap {self.dev} failed: {q.stdout.strip()}")
+        cleanup.push(f"unmap {self.dev}", unmap)
         if not os.path.exists(self.dev):
             raise BenchError(f"ibnbd-client map printed '{self.dev}', not a device")
         time.sleep(1)
@@ -222,7 +251,8 @@ class Ibnbd:
         return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
 
     def cpu(self):
-        return proc_cpu(self.daemon.pid), proc_cpu(self.server.pid)
+        """((client CPU s, wakeups), (server CPU s, wakeups))"""
+        return proc_sched(self.daemon.pid), proc_sched(self.server.pid)
 
 
 # --- kernel NVMe-oF over RDMA -------------------------------------------------
@@ -383,8 +413,10 @@ def point(opts, system, dev, wl, args, fio_json, ibnbd, stat_dev):
             mio = dev_ios / 1e6
             cpu["guest_busy_s_per_mio"] = (g1[0] - g0[0]) / mio
             if ibnbd:
-                cpu["client_s_per_mio"] = (d1[0] - d0[0]) / mio
-                cpu["server_s_per_mio"] = (d1[1] - d0[1]) / mio
+                cpu["client_s_per_mio"] = (d1[0][0] - d0[0][0]) / mio
+                cpu["server_s_per_mio"] = (d1[1][0] - d0[1][0]) / mio
+                cpu["client_wakeups_per_io"] = (d1[0][1] - d0[0][1]) / dev_ios
+                cpu["server_wakeups_per_io"] = (d1[1][1] - d0[1][1]) / dev_ios
     rec["cpu"] = cpu
     return rec
 
@@ -400,6 +432,8 @@ def parse_args():
     p.add_argument("--ramp", type=int, default=2)
     p.add_argument("--idle", type=int, default=10)
     p.add_argument("--only", default="")
+    p.add_argument("--baseline-build", default="")
+    p.add_argument("--baseline-rev", default="")
     p.add_argument("--out", required=True)
     o = p.parse_args()
     if o.repeat < 1 or o.runtime < 1 or o.idle < 1 or o.size < 64:
@@ -421,6 +455,9 @@ def main():
                              f"known: {', '.join(n for n, _ in wls)}")
         wls = [w for w in wls if w[0] in want]
     backings = ["nullb", "file"] if opts.backing == "both" else [opts.backing]
+    systems = list(SYSTEMS)
+    if opts.baseline_build:
+        systems.insert(2, BASELINE)
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(f"{opts.out}/fio", exist_ok=True)
     os.makedirs(f"{opts.out}/logs", exist_ok=True)
@@ -430,10 +467,12 @@ def main():
         "command": os.environ.get("IBNBD_BENCH_CMDLINE", "bench/run " + shlex.join(sys.argv[1:])),
         "guest": {"kernel": os.uname().release, "cpus": ncpu, "fio": fio_ver,
                   "mem_MiB": int(re.search(r"MemTotal:\s+(\d+)", read("/proc/meminfo")).group(1)) // 1024},
-        "options": {k: v for k, v in vars(opts).items() if k != "out"},
-        "block_size": BLOCK, "systems": SYSTEMS, "workloads": [n for n, _ in wls],
-        "backings": backings, "ibnbd": {}, "runs": [],
+        "options": {k: v for k, v in vars(opts).items() if k not in ("out", "baseline_build")},
+        "block_size": BLOCK, "systems": systems, "workloads": [n for n, _ in wls],
+        "backings": backings, "ibnbd": {}, BASELINE: {}, "runs": [],
     }
+    if opts.baseline_rev:
+        results["baseline"] = opts.baseline_rev
     resfile = f"{opts.out}/results.json"
 
     def save():
@@ -450,33 +489,42 @@ def main():
             log(f"{backing}: setting up the backing ({opts.size} MiB) and filling it")
             path = setup_backing(backing, opts.size, cleanup)
             log(f"{backing}: ibnbd")
-            ib = Ibnbd(path, logdir, cleanup)
+            ibs = {"ibnbd": Ibnbd("ibnbd", BUILD, IBNBD_PORT, path, logdir, cleanup)}
+            if opts.baseline_build:
+                log(f"{backing}: ibnbd built from {opts.baseline_rev} (the baseline)")
+                ibs[BASELINE] = Ibnbd(BASELINE, opts.baseline_build, IBNBD_PORT + 1, path,
+                                      logdir, cleanup)
             log(f"{backing}: NVMe-oF over RDMA")
             nvme = setup_nvmeof(path, cleanup)
             log(f"{backing}: NBD over TCP")
             nbd = setup_nbd(path, ncpu, logdir, cleanup)
-            devs = {"local": path, "ibnbd": ib.dev, "nvmeof": nvme, "nbd": nbd}
-            log(f"{backing}: " + ", ".join(f"{s} {d}" for s, d in devs.items()))
-            res = {"devices": devs, "server_rss_idle_KiB": ib.rss_idle_kib,
-                   "server_rss_mapped_KiB": ib.rss_mapped_kib, "connections": ib.connections}
-            results["ibnbd"][backing] = res
-            log(f"{backing}: idle CPU of both ibnbd daemons over {opts.idle} s, device mapped, no IO")
-            c0 = ib.cpu()
+            devs = {"local": path, "nvmeof": nvme, "nbd": nbd}
+            devs.update({name: ib.dev for name, ib in ibs.items()})
+            log(f"{backing}: " + ", ".join(f"{s} {devs[s]}" for s in systems))
+            for name, ib in ibs.items():
+                results[name][backing] = {
+                    "device": ib.dev, "server_rss_idle_KiB": ib.rss_idle_kib,
+                    "server_rss_mapped_KiB": ib.rss_mapped_kib, "connections": ib.connections}
+            log(f"{backing}: idle CPU of the ibnbd daemons over {opts.idle} s, device mapped, no IO")
+            c0 = {name: ib.cpu() for name, ib in ibs.items()}
             time.sleep(opts.idle)
-            c1 = ib.cpu()
-            res["idle_client_cpu_pct"] = 100 * (c1[0] - c0[0]) / opts.idle
-            res["idle_server_cpu_pct"] = 100 * (c1[1] - c0[1]) / opts.idle
+            c1 = {name: ib.cpu() for name, ib in ibs.items()}
+            for name in ibs:
+                res = results[name][backing]
+                for k, who in enumerate(("client", "server")):
+                    res[f"idle_{who}_cpu_pct"] = 100 * (c1[name][k][0] - c0[name][k][0]) / opts.idle
+                    res[f"idle_{who}_wakeups_per_s"] = (c1[name][k][1] - c0[name][k][1]) / opts.idle
             save()
-            total = opts.repeat * len(wls) * len(SYSTEMS)
+            total = opts.repeat * len(wls) * len(systems)
             n = 0
             for rep in range(1, opts.repeat + 1):
                 for wl, args in wls:
-                    for system in SYSTEMS:
+                    for system in systems:
                         n += 1
                         fj = f"{opts.out}/fio/{backing}-{wl}-{system}-r{rep}.json"
                         stat_dev = None if system == "local" and backing == "file" else devs[system]
                         rec = point(opts, system, devs[system], wl, args, fj,
-                                    ib if system == "ibnbd" else None, stat_dev)
+                                    ibs.get(system), stat_dev)
                         rec = {"system": system, "backing": backing, "workload": wl,
                                "repetition": rep, **rec}
                         results["runs"].append(rec)
@@ -484,8 +532,9 @@ def main():
                         log(f"[{n}/{total}] {backing} {wl} {system} r{rep}: "
                             f"{rec['iops']:.0f} IOPS {rec['bw_MiBps']:.1f} MiB/s "
                             f"mean {rec['lat_mean_us']:.0f} us p99 {rec['lat_p99_us']:.0f} us")
-            res["server_rss_after_KiB"] = proc_rss_kib(ib.server.pid)
-            res["server_stats_after"] = ib.server_stats()
+            for name, ib in ibs.items():
+                results[name][backing]["server_rss_after_KiB"] = proc_rss_kib(ib.server.pid)
+                results[name][backing]["server_stats_after"] = ib.server_stats()
             save()
         finally:
             log(f"{backing}: taking everything down")

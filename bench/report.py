@@ -9,7 +9,8 @@ import statistics
 import subprocess
 import sys
 
-NAMES = {"local": "local", "ibnbd": "ibnbd", "nvmeof": "NVMe-oF", "nbd": "NBD"}
+LABELS = {"local": "local", "ibnbd": "ibnbd", "nvmeof": "NVMe-oF", "nbd": "NBD"}
+BASE = "ibnbd-base"
 BACKING = {"nullb": "a memory-backed null_blk device, {size} MiB, {block}-byte blocks",
            "file": "a {size} MiB file on the guest's tmpfs"}
 
@@ -39,6 +40,10 @@ def fmt(v):
 class Results:
     def __init__(self, path):
         self.r = json.load(open(path))
+        # The systems measured, in order, and their labels: a baseline
+        # build (bench/run --baseline REV) shows as "ibnbd@REV".
+        self.names = {s: LABELS.get(s, f"ibnbd@{self.r.get('baseline', '?')}")
+                      for s in self.r["systems"]}
         self.idx = {}
         for run in self.r["runs"]:
             self.idx.setdefault((run["backing"], run["workload"], run["system"]), []).append(run)
@@ -135,38 +140,60 @@ def summary(res):
            "Cells: median (min–max) over the repetitions; ratios are of medians.", ""]
     for backing in r["backings"]:
         desc = BACKING[backing].format(size=o["size"], block=r["block_size"])
+        names = res.names
+        against = ["nvmeof", "nbd", "local"] + ([BASE] if BASE in names else [])
         out += [f"## Backing: {backing}, {desc}", "",
-                "| workload | unit | local | ibnbd | NVMe-oF | NBD | ibnbd/NVMe-oF | ibnbd/NBD | ibnbd/local |",
-                "|---|---|---|---|---|---|---|---|---|"]
+                "| workload | unit | " + " | ".join(names.values()) + " | "
+                + " | ".join(f"ibnbd/{names[o2]}" for o2 in against) + " |",
+                "|---|---|" + "---|" * (len(names) + len(against))]
         for wl in r["workloads"]:
             k = metric(wl)
-            m = {s: res.med(backing, wl, s, k) for s in NAMES}
-            rs = [ratio(m["ibnbd"], m[o2]) for o2 in ("nvmeof", "nbd", "local")]
-            out.append(f"| {wl} | {unit(wl)} | " + " | ".join(res.cell(backing, wl, s, k) for s in NAMES)
+            m = {s: res.med(backing, wl, s, k) for s in names}
+            rs = [ratio(m["ibnbd"], m[o2]) for o2 in against]
+            out.append(f"| {wl} | {unit(wl)} | " + " | ".join(res.cell(backing, wl, s, k) for s in names)
                        + " | " + " | ".join("–" if x is None else f"{x:.2f}" for x in rs) + " |")
         if "4k-randread-qd1" in r["workloads"]:
             out += ["", "4k-randread-qd1 latency, µs (submission to completion):", "",
                     "| system | mean | p50 | p99 | p99.9 |", "|---|---|---|---|---|"]
-            for s, name in NAMES.items():
+            for s, name in names.items():
                 out.append(f"| {name} | " + " | ".join(
                     res.cell(backing, "4k-randread-qd1", s, k)
                     for k in ("lat_mean_us", "lat_p50_us", "lat_p99_us", "lat_p999_us")) + " |")
+        ibs = [s for s in names if s in ("ibnbd", BASE)]
         out += ["", "CPU seconds per million IOs (median): the ibnbd daemons, and the whole "
                 "guest busy (fio and the kernel included) for each system:", "",
-                "| workload | ibnbd client | ibnbd server | guest: local | guest: ibnbd | guest: NVMe-oF | guest: NBD |",
-                "|---|---|---|---|---|---|---|"]
+                "| workload | " + " | ".join(f"{names[s]} {who}" for s in ibs
+                                            for who in ("client", "server")) + " | "
+                + " | ".join(f"guest: {n}" for n in names.values()) + " |",
+                "|---|" + "---|" * (2 * len(ibs) + len(names))]
         for wl in r["workloads"]:
-            cells = [res.med(backing, wl, "ibnbd", "cpu.client_s_per_mio"),
-                     res.med(backing, wl, "ibnbd", "cpu.server_s_per_mio")]
-            cells += [res.med(backing, wl, s, "cpu.guest_busy_s_per_mio") for s in NAMES]
+            cells = [res.med(backing, wl, s, f"cpu.{who}_s_per_mio") for s in ibs
+                     for who in ("client", "server")]
+            cells += [res.med(backing, wl, s, "cpu.guest_busy_s_per_mio") for s in names]
             out.append(f"| {wl} | " + " | ".join(fmt(c) for c in cells) + " |")
-        ib = r["ibnbd"].get(backing, {})
-        if ib:
+        if any(res.values(backing, wl, s, "cpu.client_wakeups_per_io")
+               for wl in r["workloads"] for s in ibs):
+            out += ["", "Wakeups per IO (median; times a daemon's threads were scheduled in, "
+                    "from /proc/PID/task/*/schedstat, per IO the device counted):", "",
+                    "| workload | " + " | ".join(f"{names[s]} {who}" for s in ibs
+                                                for who in ("client", "server")) + " |",
+                    "|---|" + "---|" * (2 * len(ibs))]
+            for wl in r["workloads"]:
+                cells = [res.med(backing, wl, s, f"cpu.{who}_wakeups_per_io") for s in ibs
+                         for who in ("client", "server")]
+                out.append(f"| {wl} | " + " | ".join(fmt(c) for c in cells) + " |")
+        for s in ibs:
+            ib = r.get(s, {}).get(backing, {})
+            if not ib:
+                continue
             per = per_conn_mib(ib)
-            out += ["", f"ibnbd daemons idle (device mapped, no IO, {o['idle']} s): client "
-                    f"{ib.get('idle_client_cpu_pct', float('nan')):.2f}%, server "
-                    f"{ib.get('idle_server_cpu_pct', float('nan')):.2f}% of one CPU.  ",
-                    f"ibnbd-server VmRSS: {ib['server_rss_idle_KiB'] / 1024:.1f} MiB before any client, "
+            wake = lambda who: ("" if f"idle_{who}_wakeups_per_s" not in ib else
+                                f" ({ib[f'idle_{who}_wakeups_per_s']:.1f} wakeups/s)")
+            out += ["", f"{names[s]} daemons idle (device mapped, no IO, {o['idle']} s): client "
+                    f"{ib.get('idle_client_cpu_pct', float('nan')):.2f}%{wake('client')}, server "
+                    f"{ib.get('idle_server_cpu_pct', float('nan')):.2f}%{wake('server')} "
+                    "of one CPU.  ",
+                    f"{names[s]} server VmRSS: {ib['server_rss_idle_KiB'] / 1024:.1f} MiB before any client, "
                     f"{ib['server_rss_mapped_KiB'] / 1024:.1f} MiB with the device mapped "
                     f"({ib['connections']} connections)"
                     + (f", {ib['server_rss_after_KiB'] / 1024:.1f} MiB after all the IO"
@@ -190,12 +217,12 @@ def chart(res, d):
     for backing in r["backings"]:
         dat = os.path.join(d, f"chart-{backing}.dat")
         with open(dat, "w") as f:
-            f.write("# workload " + " ".join(f"{s} {s}_min {s}_max" for s in NAMES) + "\n")
+            f.write("# workload " + " ".join(f"{s} {s}_min {s}_max" for s in res.names) + "\n")
             for wl in r["workloads"]:
                 k = metric(wl)
                 loc = res.med(backing, wl, "local", k)
                 row = [wl]
-                for s in NAMES:
+                for s in res.names:
                     v = res.values(backing, wl, s, k)
                     if not v or not loc:
                         row += ["NaN"] * 3
@@ -207,7 +234,7 @@ def chart(res, d):
         plots = ", ".join(
             f"'{dat}' using {2 + 3 * i}:{3 + 3 * i}:{4 + 3 * i}"
             + (":xtic(1)" if i == 0 else "") + f" title '{name}'"
-            for i, name in enumerate(NAMES.values()))
+            for i, name in enumerate(res.names.values()))
         panels.append(f"set title 'backing: {backing} (IOPS, or MiB/s for 128k, relative to local; "
                       f"median and min-max)'\nplot {plots}\n")
     script = f"""set terminal pngcairo size 1400,{520 * len(panels)} font ',10'
