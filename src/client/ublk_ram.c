@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "ring.h"
 #include "ublk_dev.h"
 #include "ublk_queue.h"
 
@@ -350,19 +351,6 @@ static void ram_report_started(struct ram_worker *w, int status)
 	pthread_mutex_unlock(&ctx->lock);
 }
 
-static int ram_ring_init(struct io_uring *ring, unsigned int entries)
-{
-	int ret;
-
-	/* The worker is the ring's only user; deferring task work to our own
-	 * waits keeps completions in this thread's loop. */
-	ret = io_uring_queue_init(entries, ring,
-				  IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
-	if (ret == -EINVAL)
-		ret = io_uring_queue_init(entries, ring, 0);
-	return ret;
-}
-
 static void *ram_worker_main(void *arg)
 {
 	struct ram_worker *w = arg;
@@ -374,7 +362,7 @@ static void *ram_worker_main(void *arg)
 	bool reported = false;
 	int ret;
 
-	ret = ram_ring_init(&ring, ublk_dev_info(ctx->dev)->queue_depth);
+	ret = ring_init(&ring, ublk_dev_info(ctx->dev)->queue_depth, 0);
 	if (ret < 0) {
 		log_err("ublk%d: queue %u: cannot create an io_uring: %s", dev_id, w->q_id,
 			strerror(-ret));

@@ -41,6 +41,7 @@
 #include "conn.h"
 #include "dataplane.h"
 #include "log.h"
+#include "ring.h"
 #include "ublk_dev.h"
 
 #define TICK_MS 250
@@ -758,8 +759,7 @@ static void handle_cqe(struct worker *w, const struct io_uring_cqe *cqe)
 
 static int worker_setup(struct worker *w)
 {
-	struct io_uring_params p = { .flags = IORING_SETUP_CQSIZE, .cq_entries = RING_CQ_ENTRIES };
-	int ret = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
+	int ret = ring_init(&w->ring, RING_ENTRIES, RING_CQ_ENTRIES);
 
 	if (ret)
 		return ret;

@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "rdma_conn.h"
+#include "ring.h"
 #include "session.h"
 
 #define WORKER_RING_ENTRIES 1024
@@ -382,20 +383,10 @@ static void worker_loop(struct worker *w)
 static int worker_setup(struct worker *w)
 {
 	const struct worker_shared *sh = w->shared;
-	struct io_uring_params p = {
-		.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-			 IORING_SETUP_CQSIZE,
-		.cq_entries = 4 * WORKER_RING_ENTRIES,
-	};
 	int fds[SERVER_MAX_EXPORTS];
 	int ret;
 
-	ret = io_uring_queue_init_params(WORKER_RING_ENTRIES, &w->ring, &p);
-	if (ret == -EINVAL) { /* kernels before 6.1 */
-		p = (struct io_uring_params){ .flags = IORING_SETUP_CQSIZE,
-					      .cq_entries = 4 * WORKER_RING_ENTRIES };
-		ret = io_uring_queue_init_params(WORKER_RING_ENTRIES, &w->ring, &p);
-	}
+	ret = ring_init(&w->ring, WORKER_RING_ENTRIES, 4 * WORKER_RING_ENTRIES);
 	if (ret) {
 		log_err("worker %u: io_uring setup failed: %s", w->index, strerror(-ret));
 		return ret;

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The io_uring of one thread's event loop: single issuer with deferred task
+ * work where the kernel has them (6.1+), so that completions (ublk commands,
+ * polls, IO) are run in the thread's own waits instead of interrupting it.
+ * Only the creating thread may submit to it then.
+ */
+#ifndef IBNBD_RING_H
+#define IBNBD_RING_H
+
+#include <errno.h>
+#include <liburing.h>
+
+/* cq_entries: 0 for the default (twice entries). 0 or -errno. */
+static inline int ring_init(struct io_uring *ring, unsigned int entries, unsigned int cq_entries)
+{
+	unsigned int base = cq_entries ? IORING_SETUP_CQSIZE : 0;
+	struct io_uring_params p = {
+		.flags = base | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		.cq_entries = cq_entries,
+	};
+	int ret = io_uring_queue_init_params(entries, ring, &p);
+
+	if (ret == -EINVAL) { /* before 6.1 */
+		p = (struct io_uring_params){ .flags = base, .cq_entries = cq_entries };
+		ret = io_uring_queue_init_params(entries, ring, &p);
+	}
+	return ret;
+}
+
+#endif
