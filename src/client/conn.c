@@ -50,6 +50,13 @@ struct conn {
 	uint64_t *gen; /* per slot: the generation of its current request */
 	int64_t last_rx_ms;
 	unsigned int nr_sends; /* request sends posted, for SIGNAL_EVERY */
+	/* Requests conn_submit() queued, posted together by conn_flush(): one
+	 * doorbell (on soft-RoCE, one system call) for a worker's batch. */
+	struct conn_wr {
+		struct ibv_send_wr wr;
+		struct ibv_sge sge[2];
+	} *wrs;                /* per slot */
+	struct ibv_send_wr *batch_head, *batch_tail;
 	bool inline_hdr;       /* header-only requests go inline */
 	char peer[300];
 };
@@ -344,8 +351,9 @@ int conn_connect(const struct conn_params *p, struct conn **out, char *err, size
 	if (ret)
 		goto out_free;
 	c->gen = calloc(c->depth, sizeof(*c->gen));
+	c->wrs = calloc(c->depth, sizeof(*c->wrs));
 	if (posix_memalign((void **)&c->hdr, 4096, (size_t)c->depth * sizeof(*c->hdr)) ||
-	    !c->gen) {
+	    !c->gen || !c->wrs) {
 		ret = -ENOMEM;
 		goto out_free;
 	}
@@ -386,6 +394,7 @@ void conn_destroy(struct conn *c)
 	free(c->rx);
 	free(c->hdr);
 	free(c->gen);
+	free(c->wrs);
 	free(c);
 }
 
@@ -452,17 +461,17 @@ int conn_post_ctrl(struct conn *c, const void *msg, size_t len)
 	return send_ctrl(c, len);
 }
 
-int conn_submit(struct conn *c, uint16_t tag, uint32_t handle, uint8_t opcode,
-		uint16_t flags, uint64_t offset, uint32_t length, void *buf,
-		const struct ibv_mr *mr)
+void conn_submit(struct conn *c, uint16_t tag, uint32_t handle, uint8_t opcode,
+		 uint16_t flags, uint64_t offset, uint32_t length, void *buf,
+		 const struct ibv_mr *mr)
 {
 	struct ibnbd_io io = {
 		.req_id = ibnbd_req_id(tag, ++c->gen[tag]),
 		.offset = offset, .length = length, .handle = handle,
 		.opcode = opcode, .flags = flags,
 	};
-	struct ibv_sge sge[2];
-	struct ibv_send_wr wr = { .wr_id = WR_SEND | tag, .sg_list = sge };
+	struct ibv_sge *sge = c->wrs[tag].sge;
+	struct ibv_send_wr *wrp = &c->wrs[tag].wr, wr = { .wr_id = WR_SEND | tag, .sg_list = sge };
 
 	if (opcode == IBNBD_OP_READ) {
 		io.addr = (uintptr_t)buf;
@@ -494,7 +503,22 @@ int conn_submit(struct conn *c, uint16_t tag, uint32_t handle, uint8_t opcode,
 		wr.send_flags |= IBV_SEND_SIGNALED;
 	log_debug(LOG_CAT_IO, "%s: tag %u %s off %llu len %u", c->peer, tag,
 		  ibnbd_op_name(opcode), (unsigned long long)offset, length);
-	return rdma_conn_post_send(c->id->qp, &wr);
+	*wrp = wr;
+	if (c->batch_tail)
+		c->batch_tail->next = wrp;
+	else
+		c->batch_head = wrp;
+	c->batch_tail = wrp;
+}
+
+int conn_flush(struct conn *c)
+{
+	struct ibv_send_wr *head = c->batch_head;
+
+	if (!head)
+		return 0;
+	c->batch_head = c->batch_tail = NULL;
+	return rdma_conn_post_send(c->id->qp, head);
 }
 
 /* One receive: an IO response or a control response. -EPROTO if it is

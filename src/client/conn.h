@@ -78,13 +78,15 @@ int conn_cm_fd(const struct conn *c);
 int conn_cm_check(struct conn *c);
 
 /*
- * Sends one IO request in slot (its tag on the wire) for the device handle:
- * buf (inside mr) holds WRITE data or receives READ data. 0 or -errno (the
- * connection is broken: re-issue on the next one).
+ * Queues one IO request in slot (its tag on the wire) for the device handle:
+ * buf (inside mr) holds WRITE data or receives READ data. conn_flush() posts
+ * what was queued, in one go: 0 or -errno (the connection is broken:
+ * re-issue on the next one).
  */
-int conn_submit(struct conn *c, uint16_t slot, uint32_t handle, uint8_t opcode,
-		uint16_t flags, uint64_t offset, uint32_t length, void *buf,
-		const struct ibv_mr *mr);
+void conn_submit(struct conn *c, uint16_t slot, uint32_t handle, uint8_t opcode,
+		 uint16_t flags, uint64_t offset, uint32_t length, void *buf,
+		 const struct ibv_mr *mr);
+int conn_flush(struct conn *c);
 /* Sends one control message (len bytes; at most IBNBD_CTRL_CREDITS may be
  * outstanding: the caller waits for each answer). */
 int conn_post_ctrl(struct conn *c, const void *msg, size_t len);

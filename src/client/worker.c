@@ -225,7 +225,6 @@ static void ws_lost(struct worker *w, struct wsess *ws, const char *why);
 static void send_req(struct worker *w, struct wsess *ws, struct creq *r)
 {
 	int slot = slot_get(&ws->slots);
-	int ret;
 
 	/* Callers checked for a free slot. */
 	ws->inflight[slot] = r;
@@ -234,10 +233,9 @@ static void send_req(struct worker *w, struct wsess *ws, struct creq *r)
 	r->sent_ms = clock_now_ms();
 	if (r->resent)
 		atomic_fetch_add_explicit(&ws->reissued, 1, memory_order_relaxed);
-	ret = conn_submit(ws->conn, r->slot, r->dq->handle, r->opcode, r->flags, r->io.offset,
-			  r->io.len, r->io.buf, r->dq->mr);
-	if (ret)
-		ws_lost(w, ws, "cannot post a request");
+	/* Posted with the rest of this round's requests (worker_thread()). */
+	conn_submit(ws->conn, r->slot, r->dq->handle, r->opcode, r->flags, r->io.offset,
+		    r->io.len, r->io.buf, r->dq->mr);
 }
 
 /* Sends what waits while there are slots. */
@@ -798,10 +796,17 @@ static void *worker_thread(void *arg)
 			handle_cqe(w, cqe);
 		}
 		io_uring_cq_advance(&w->ring, seen);
-		/* Slots freed by this batch go to what waits. */
-		for (i = 0; i < w->nr_sess; i++)
-			if (w->sess[i])
-				dispatch(w, w->sess[i]);
+		/* Slots freed by this batch go to what waits; then every
+		 * connection posts this round's requests at once. */
+		for (i = 0; i < w->nr_sess; i++) {
+			struct wsess *ws = w->sess[i];
+
+			if (!ws)
+				continue;
+			dispatch(w, ws);
+			if (ws->conn && conn_flush(ws->conn))
+				ws_lost(w, ws, "cannot post requests");
+		}
 	}
 	return NULL;
 }
