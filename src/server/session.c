@@ -90,6 +90,13 @@ struct session {
 	uint32_t sq_done;          /* every WR before this one is retired */
 	uint32_t sq_last_signaled; /* sequence number of the last signaled WR */
 	unsigned int sq_unsignaled; /* posted since the last signaled one */
+	/* Answers queued by post_answer(), posted by session_flush(). */
+	struct answer_wr {
+		struct ibv_send_wr data, rsp;
+		struct ibv_sge data_sge, rsp_sge;
+	} *answers;                 /* per send buffer (tag, or qd for control) */
+	struct ibv_send_wr *batch_head, *batch_tail;
+	struct session *flush_next; /* on the worker's flush_list */
 	unsigned int rq_depth, rq_posted;
 	uint16_t *pending; /* FIFO of tags in WAIT_SQ */
 	unsigned int pend_head, pend_count;
@@ -217,6 +224,13 @@ static void session_close(struct session *s, const char *why)
 		s->deferred = DEFER_NONE; /* the answer is never sent */
 		registry_stop_waiting(s->w->shared->registry, &s->reg);
 	}
+	/* Answers queued this round go out first (or are flushed with the
+	 * rest), so that their sequence numbers are retired by sq_drain(). */
+	if (s->batch_head) {
+		if (rdma_conn_post_send(s->id->qp, s->batch_head))
+			s->sq_done = s->sq_head; /* not posted: nothing will complete */
+		s->batch_head = s->batch_tail = NULL;
+	}
 	rdma_disconnect(s->id); /* may fail if never connected; ERR below anyway */
 	if (s->qp_created) {
 		ibv_modify_qp(s->id->qp, &attr, IBV_QP_STATE);
@@ -258,62 +272,62 @@ static int post_recv(struct session *s, unsigned int i)
 }
 
 /*
- * Posts the answer in send buffer buf, preceded for a successful READ by
- * the RDMA_WRITE of the data (RC ordering lands the data first). One
- * ibv_post_send for both: one doorbell. Caller checked the SQ credits.
- */
-/*
- * Sends an answer: the READ data first if any (RDMA WRITE), then the
- * response (SEND). The answer itself tells the client everything arrived,
- * so the WRITE is never signaled and the SEND only every
+ * Queues the answer in send buffer buf, preceded for a successful READ by
+ * the RDMA_WRITE of the data (RC ordering lands the data first); the
+ * caller checked the SQ credits. session_flush() posts the round's answers
+ * together: one doorbell. The answer itself tells the client everything
+ * arrived, so the WRITE is never signaled and the SEND only every
  * SESSION_SIGNAL_EVERY WRs, or once half the SQ is taken: a send
  * completion would otherwise wake the worker a second time per request.
  */
 static int post_answer(struct session *s, unsigned int buf, size_t len,
 		       const struct slot *read_slot, unsigned int tag)
 {
+	struct answer_wr *a = &s->answers[buf];
 	unsigned int n = read_slot ? 2 : 1;
 	uint32_t seq = s->sq_head;
 	bool signal = s->sq_unsignaled + n >= SESSION_SIGNAL_EVERY ||
 		      sq_used(s) + n > s->sq_depth / 2;
-	struct ibv_sge data_sge, rsp_sge = {
+	struct ibv_send_wr *first = &a->rsp;
+
+	if (s->state == SESS_CLOSING)
+		return -ENOTCONN; /* the QP is in error: nothing more goes out */
+	a->rsp_sge = (struct ibv_sge){
 		.addr = (uintptr_t)send_buf(s, buf),
 		.length = (uint32_t)len,
 		.lkey = s->msg_mr->lkey,
 	};
-	struct ibv_send_wr data_wr, rsp_wr = {
+	a->rsp = (struct ibv_send_wr){
 		.wr_id = wrid(s, WRID_SEND, seq + n - 1),
-		.sg_list = &rsp_sge,
+		.sg_list = &a->rsp_sge,
 		.num_sge = 1,
 		.opcode = IBV_WR_SEND,
 		.send_flags = signal ? IBV_SEND_SIGNALED : 0,
 	};
-	struct ibv_send_wr *first = &rsp_wr;
-	int ret;
-
 	if (read_slot) {
-		data_sge = (struct ibv_sge){
+		a->data_sge = (struct ibv_sge){
 			.addr = (uintptr_t)slot_data(s, tag),
 			.length = read_slot->io.length,
 			.lkey = s->slot_mr->lkey,
 		};
-		data_wr = (struct ibv_send_wr){
+		a->data = (struct ibv_send_wr){
 			.wr_id = wrid(s, WRID_RDMA_WRITE, seq),
-			.next = &rsp_wr,
-			.sg_list = &data_sge,
+			.next = &a->rsp,
+			.sg_list = &a->data_sge,
 			.num_sge = 1,
 			.opcode = IBV_WR_RDMA_WRITE,
 			.wr.rdma = { .remote_addr = read_slot->io.addr, .rkey = read_slot->io.rkey },
 		};
-		first = &data_wr;
+		first = &a->data;
 	}
-	ret = rdma_conn_post_send(s->id->qp, first);
-	if (ret) {
-		/* Only a QP already in error refuses a post we had credits for. */
-		log_err("%s: posting the answer for tag %u failed: %s", s->name, tag, strerror(-ret));
-		session_close(s, "post_send failed");
-		return ret;
+	if (s->batch_tail) {
+		s->batch_tail->next = first;
+	} else {
+		s->batch_head = first;
+		s->flush_next = s->w->flush_list;
+		s->w->flush_list = s;
 	}
+	s->batch_tail = &a->rsp;
 	s->sq_head += n;
 	if (signal) {
 		s->sq_last_signaled = seq + n - 1;
@@ -322,6 +336,25 @@ static int post_answer(struct session *s, unsigned int buf, size_t len,
 		s->sq_unsignaled += n;
 	}
 	return 0;
+}
+
+struct session *session_flush(struct session *s)
+{
+	struct session *next = s->flush_next;
+	struct ibv_send_wr *head = s->batch_head;
+	int ret;
+
+	s->flush_next = NULL;
+	s->batch_head = s->batch_tail = NULL;
+	if (!head || s->state == SESS_CLOSING)
+		return next; /* a closed QP: sq_drain() retires what was queued */
+	ret = rdma_conn_post_send(s->id->qp, head);
+	if (ret) {
+		/* Only a QP already in error refuses a post we had credits for. */
+		log_err("%s: posting answers failed: %s", s->name, strerror(-ret));
+		session_close(s, "post_send failed");
+	}
+	return next;
 }
 
 static unsigned int answer_wrs(const struct slot *sl)
@@ -1065,6 +1098,7 @@ int session_create(struct worker *w, unsigned int idx, struct rdma_cm_id *id,
 	ret = -ENOMEM;
 	s->slots = calloc(s->qd, sizeof(*s->slots));
 	s->pending = calloc(s->qd, sizeof(*s->pending));
+	s->answers = calloc(s->qd + 1, sizeof(*s->answers));
 	s->slot_len = (size_t)s->qd * s->stride;
 	s->slot_mem = map_mem(s->slot_len);
 	s->msg_len = (size_t)2 * s->nbufs * IBNBD_MSG_MAX;
@@ -1169,5 +1203,6 @@ void session_destroy(struct session *s)
 		s->w->cq_budget += s->cq_need;
 	free(s->slots);
 	free(s->pending);
+	free(s->answers);
 	free(s);
 }

@@ -49,6 +49,10 @@ void session_on_cm_event(struct session *s, const struct rdma_cm_event *ev);
 void session_on_kick(struct session *s);
 /* Every second: keepalive enforcement. */
 void session_tick(struct session *s);
+/* Posts the answers queued this round in one go (one doorbell); the worker
+ * calls it for each session on its flush_list before it waits again.
+ * Returns the next session on the list. */
+struct session *session_flush(struct session *s);
 /* Server shutdown: finish what is in flight, then disconnect. */
 void session_shutdown(struct session *s);
 /* Periodic: timeouts of DRAINING/CLOSING. True when it can be destroyed. */

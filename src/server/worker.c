@@ -375,6 +375,9 @@ static void worker_loop(struct worker *w)
 		io_uring_cq_advance(&w->ring, n);
 		/* Completions can be queued without a new event: poll every round. */
 		worker_poll_cq(w);
+		/* Then every session posts this round's answers at once. */
+		while (w->flush_list)
+			w->flush_list = session_flush(w->flush_list);
 		if (w->nclosing || w->stopping)
 			worker_reap(w);
 	}

@@ -64,6 +64,8 @@ struct worker {
 
 	struct session *sessions[WORKER_MAX_SESSIONS];
 	uint16_t session_gen[WORKER_MAX_SESSIONS];
+	/* Sessions with answers queued this round (session_flush()). */
+	struct session *flush_list;
 	unsigned int nsessions;
 	unsigned int nclosing;
 	bool stopping; /* stop message seen: drain sessions, then leave the loop */
