@@ -233,7 +233,7 @@ def chart(res, d):
                 f.write(" ".join(row) + "\n")
         plots = ", ".join(
             f"'{dat}' using {2 + 3 * i}:{3 + 3 * i}:{4 + 3 * i}"
-            + (":xtic(1)" if i == 0 else "") + f" title '{name}'"
+            + (":xtic(1)" if i == 0 else "") + f" title '{name}' noenhanced"
             for i, name in enumerate(res.names.values()))
         panels.append(f"set title 'backing: {backing} (IOPS, or MiB/s for 128k, relative to local; "
                       f"median and min-max)'\nplot {plots}\n")
