@@ -177,7 +177,8 @@ vm_kill() {
 	rm -f "$1/qemu.pid"
 }
 
-# vm_wait_ready DIR TIMEOUT: 0 once the guest's stack is up.
+# vm_wait_ready DIR TIMEOUT: 0 once the guest's stack is up; 3 if the
+# guest died during boot (before any COMMAND ran), 1 for anything else.
 vm_wait_ready() {
 	local dir=$1 deadline
 	deadline=$(( $(date +%s) + $2 ))
@@ -185,7 +186,7 @@ vm_wait_ready() {
 		if ! vm_alive "$dir"; then
 			echo "vm: guest died during boot" >&2
 			vm_dump_console "$dir"
-			return 1
+			return 3
 		fi
 		if [ "$(date +%s)" -ge "$deadline" ]; then
 			echo "vm: guest not ready after $2 s" >&2
