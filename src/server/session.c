@@ -88,6 +88,7 @@ struct session {
 	unsigned int sq_depth;
 	uint32_t sq_head;          /* sequence number of the next WR */
 	uint32_t sq_done;          /* every WR before this one is retired */
+	uint32_t sq_last_signaled; /* sequence number of the last signaled WR */
 	unsigned int sq_unsignaled; /* posted since the last signaled one */
 	/* Answers queued by post_answer(), posted by session_flush(). */
 	struct answer_wr {
@@ -147,12 +148,18 @@ static unsigned int sq_used(const struct session *s)
 	return s->sq_head - s->sq_done;
 }
 
+/* Whether a signaled WR is posted and not yet completed: its completion
+ * will come, and retire everything before it. */
+static bool sq_signal_pending(const struct session *s)
+{
+	return (int32_t)(s->sq_last_signaled - s->sq_done) >= 0 && sq_used(s);
+}
+
 /*
  * On a QP in error: WRs still queued complete with a flush error, but
- * unsignaled ones that completed before say nothing, even those after a
- * signaled one still to complete. So while anything is unretired, post a
- * signaled marker (the QP has an SQ entry for it beyond sq_depth): it
- * completes last, and its completion retires everything.
+ * unsignaled ones that completed before say nothing. Unless a signaled WR
+ * is still to complete, post a signaled marker (the QP has an SQ entry
+ * for it beyond sq_depth): its flush completion retires everything.
  */
 static void sq_drain(struct session *s)
 {
@@ -162,7 +169,7 @@ static void sq_drain(struct session *s)
 		.send_flags = IBV_SEND_SIGNALED,
 	};
 
-	if (!sq_used(s))
+	if (!sq_used(s) || sq_signal_pending(s))
 		return;
 	if (rdma_conn_post_send(s->id->qp, &wr)) {
 		/* Nothing more will complete: the QP is destroyed before its
@@ -171,7 +178,7 @@ static void sq_drain(struct session *s)
 		s->sq_done = s->sq_head;
 		return;
 	}
-	s->sq_head++;
+	s->sq_last_signaled = s->sq_head++;
 }
 
 int session_cq_need(const struct ibnbd_conn_params *p)
@@ -322,7 +329,12 @@ static int post_answer(struct session *s, unsigned int buf, size_t len,
 	}
 	s->batch_tail = &a->rsp;
 	s->sq_head += n;
-	s->sq_unsignaled = signal ? 0 : s->sq_unsignaled + n;
+	if (signal) {
+		s->sq_last_signaled = seq + n - 1;
+		s->sq_unsignaled = 0;
+	} else {
+		s->sq_unsignaled += n;
+	}
 	return 0;
 }
 
@@ -1070,6 +1082,7 @@ int session_create(struct worker *w, unsigned int idx, struct rdma_cm_id *id,
 	s->qd = rep.queue_depth;
 	s->nbufs = s->qd + IBNBD_CTRL_CREDITS;
 	s->sq_depth = 4 * s->qd + IBNBD_CTRL_CREDITS;
+	s->sq_last_signaled = UINT32_MAX; /* none yet */
 	s->rq_depth = s->nbufs;
 	rep.queue_depth = s->qd;
 	s->cq_need = session_cq_need(&rep);
