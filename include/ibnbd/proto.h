@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * ibnbd wire protocol, version 1. Everything here crosses the network:
+ * ibnbd wire protocol, version 2. Everything here crosses the network:
  * fixed-size little-endian structs, each size pinned by _Static_assert.
  * Internal types live beside the code that uses them, never here.
  *
@@ -56,6 +56,18 @@
  * client picks; the server echoes req_id unchanged, so a client can ignore a
  * late response that belongs to an earlier use of the tag.
  *
+ * Handles and cookies. OPEN_RSP names the device by a handle (a small index
+ * the server may give out again once it is closed, also on another
+ * connection) and a cookie that the server never gives out twice (a 64-bit
+ * counter that starts at a random value in every server process). Every IO
+ * request carries both; a request whose cookie is not the handle's current
+ * one is refused with -EBADF and logged, so a request built for an earlier
+ * open (a stale handle after a reconnect) can never be served as another
+ * export's.
+ *
+ * Reserved fields are zero; a receiver refuses a message with a non-zero
+ * one (it cannot be framed).
+ *
  * Errors. A semantically wrong request (unknown opcode, bad handle, range,
  * alignment, length, access mode) gets an IO_RSP with a -errno status. A
  * message the server cannot frame (bad magic, type or length, a tag out of
@@ -103,7 +115,7 @@ typedef uint32_t ibnbd_le32;
 typedef uint64_t ibnbd_le64;
 
 #define IBNBD_MAGIC 0x444e4249u /* "IBND" in memory order on the wire */
-#define IBNBD_PROTO_VERSION 1
+#define IBNBD_PROTO_VERSION 2
 
 /* Feature bits (conn_req.features offered, conn_rep.features = intersection). */
 #define IBNBD_FEAT_FUA (1ull << 0)          /* IBNBD_IOF_FUA honoured */
@@ -230,8 +242,10 @@ struct ibnbd_open_rsp {
 	ibnbd_le32 flags;                    /* IBNBD_DEV_* */
 	ibnbd_le32 reserved;
 	ibnbd_le64 export_id; /* the backing's identity, stable across restarts (never 0) */
+	ibnbd_le64 cookie;    /* repeated in every IO request on this handle (never 0) */
+	uint8_t boot_id[16];  /* the server host's boot: a new one means the host restarted */
 };
-_Static_assert(sizeof(struct ibnbd_open_rsp) == 56, "ibnbd_open_rsp size");
+_Static_assert(sizeof(struct ibnbd_open_rsp) == 80, "ibnbd_open_rsp size");
 
 struct ibnbd_close {
 	struct ibnbd_msg_hdr hdr;
@@ -273,7 +287,8 @@ struct ibnbd_io_req {
 	ibnbd_le16 flags;    /* IBNBD_IOF_* */
 	ibnbd_le32 rkey;     /* READ: rkey of the client buffer */
 	ibnbd_le64 addr;     /* READ: address of the client buffer */
-	ibnbd_le64 reserved1[2];
+	ibnbd_le64 cookie;   /* the OPEN_RSP's for this handle */
+	ibnbd_le64 reserved1;
 };
 _Static_assert(sizeof(struct ibnbd_io_req) == 64, "ibnbd_io_req size");
 

@@ -661,11 +661,11 @@ json_object *client_list(struct client *c)
 		json_object_object_add(o, "resending", json_object_new_int64((int64_t)resending));
 		if (resending && !strcmp(state, "live"))
 			state = "recovering"; /* connected; what was lost is not all answered */
-		if (atomic_load(&d->gone)) {
+		if (atomic_load(&d->failed)) {
 			state = "failed";
 			json_object_object_add(o, "export_changed", json_object_new_boolean(true));
 			json_object_object_add(o, "last_error",
-					       json_object_new_string(d->gone_why));
+					       json_object_new_string(d->failed_why));
 		}
 		json_object_object_add(o, "state", json_object_new_string(state));
 		json_object_array_add(arr, o);

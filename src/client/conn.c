@@ -244,8 +244,7 @@ void conn_open_error(const struct conn *c, const char *export_name, int status, 
 }
 
 int conn_open_sync(struct conn *c, const char *export_name, uint8_t access,
-		   unsigned int timeout_ms, struct ibnbd_dev_info *info, char *err,
-		   size_t errlen)
+		   unsigned int timeout_ms, struct ibnbd_dev_info *info)
 {
 	struct ibnbd_open_params open = { .access = access };
 	int64_t deadline = clock_now_ms() + timeout_ms;
@@ -254,8 +253,8 @@ int conn_open_sync(struct conn *c, const char *export_name, uint8_t access,
 	int ret;
 
 	if (strlen(export_name) >= sizeof(open.name)) {
-		conn_open_error(c, export_name, -ENAMETOOLONG, err, errlen);
-		return -ENAMETOOLONG;
+		info->status = -ENAMETOOLONG;
+		return 0;
 	}
 	snprintf(open.name, sizeof(open.name), "%s", export_name);
 	ret = ibnbd_open_encode((struct ibnbd_open *)c->ctrl, &open);
@@ -263,11 +262,23 @@ int conn_open_sync(struct conn *c, const char *export_name, uint8_t access,
 		ret = ctrl_exchange(c, sizeof(struct ibnbd_open), deadline, &reply, &rlen);
 	if (!ret)
 		ret = ibnbd_open_rsp_decode(reply, rlen, info);
-	if (!ret)
-		ret = info->status;
-	if (ret)
-		conn_open_error(c, export_name, ret, err, errlen);
 	return ret;
+}
+
+int conn_close_sync(struct conn *c, uint32_t handle, unsigned int timeout_ms)
+{
+	int64_t deadline = clock_now_ms() + timeout_ms;
+	int32_t status;
+	uint64_t cookie;
+	void *reply;
+	uint32_t rlen;
+	int ret;
+
+	ibnbd_close_encode((struct ibnbd_close *)c->ctrl, handle);
+	ret = ctrl_exchange(c, sizeof(struct ibnbd_close), deadline, &reply, &rlen);
+	if (!ret)
+		ret = ibnbd_ctrl_rsp_decode(reply, rlen, IBNBD_MSG_CLOSE_RSP, &status, &cookie);
+	return ret ? ret : status;
 }
 
 /* The sentence for a failed connect, from its -errno. */
@@ -461,13 +472,13 @@ int conn_post_ctrl(struct conn *c, const void *msg, size_t len)
 	return send_ctrl(c, len);
 }
 
-void conn_submit(struct conn *c, uint16_t tag, uint32_t handle, uint8_t opcode,
-		 uint16_t flags, uint64_t offset, uint32_t length, void *buf,
+void conn_submit(struct conn *c, uint16_t tag, uint32_t handle, uint64_t cookie,
+		 uint8_t opcode, uint16_t flags, uint64_t offset, uint32_t length, void *buf,
 		 const struct ibv_mr *mr)
 {
 	struct ibnbd_io io = {
 		.req_id = ibnbd_req_id(tag, ++c->gen[tag]),
-		.offset = offset, .length = length, .handle = handle,
+		.offset = offset, .length = length, .handle = handle, .cookie = cookie,
 		.opcode = opcode, .flags = flags,
 	};
 	struct ibv_sge *sge = c->wrs[tag].sge;

@@ -51,13 +51,16 @@ int conn_connect(const struct conn_params *p, struct conn **out, char *err, size
 void conn_destroy(struct conn *c);
 
 /*
- * Opens an export on a connection no worker polls yet (a new session, or a
- * reconnect re-opening its devices). On success *info is the OPEN_RSP; on
- * failure err holds the sentence (conn_open_error()).
+ * Opens an export on a connection no worker polls yet (a reconnect
+ * re-opening its devices). 0 once the server answered: *info is its
+ * OPEN_RSP, whose status may be a refusal (conn_open_error() says it for
+ * people). -errno if the exchange itself failed (the connection is broken).
  */
 int conn_open_sync(struct conn *c, const char *export_name, uint8_t access,
-		   unsigned int timeout_ms, struct ibnbd_dev_info *info, char *err,
-		   size_t errlen);
+		   unsigned int timeout_ms, struct ibnbd_dev_info *info);
+/* Closes a handle the same way: 0 or the server's status once answered,
+ * -errno if the exchange failed. */
+int conn_close_sync(struct conn *c, uint32_t handle, unsigned int timeout_ms);
 /* The operator's sentence for an OPEN that failed with status. */
 void conn_open_error(const struct conn *c, const char *export_name, int status, char *err,
 		     size_t errlen);
@@ -78,13 +81,14 @@ int conn_cm_fd(const struct conn *c);
 int conn_cm_check(struct conn *c);
 
 /*
- * Queues one IO request in slot (its tag on the wire) for the device handle:
+ * Queues one IO request in slot (its tag on the wire) for the device handle
+ * (and its cookie):
  * buf (inside mr) holds WRITE data or receives READ data. conn_flush() posts
  * what was queued, in one go: 0 or -errno (the connection is broken:
  * re-issue on the next one).
  */
-void conn_submit(struct conn *c, uint16_t slot, uint32_t handle, uint8_t opcode,
-		 uint16_t flags, uint64_t offset, uint32_t length, void *buf,
+void conn_submit(struct conn *c, uint16_t slot, uint32_t handle, uint64_t cookie,
+		 uint8_t opcode, uint16_t flags, uint64_t offset, uint32_t length, void *buf,
 		 const struct ibv_mr *mr);
 int conn_flush(struct conn *c);
 /* Sends one control message (len bytes; at most IBNBD_CTRL_CREDITS may be

@@ -67,9 +67,11 @@ struct dev_queue {
 	void *buf;               /* the tag buffers (client.c maps them) */
 	size_t buf_len;
 	struct ibv_mr *mr;       /* buf, on the session's PD */
-	/* The device's handle on connection q of its session. Written by the
-	 * session thread only while the connection is detached. */
+	/* The device's handle on connection q of its session and the cookie
+	 * every request on it carries (proto.h). Written by the session
+	 * thread only while the connection is detached. */
 	uint32_t handle;
+	uint64_t cookie;
 	struct creq *reqs;       /* per tag */
 	bool stopping;           /* unmapping: fail what waits (worker) */
 	/* Requests lost with a connection and not yet answered on a new one
@@ -91,8 +93,10 @@ struct device {
 	char name[128];
 	char export_name[IBNBD_EXPORT_NAME_MAX];
 	bool read_only;
-	atomic_bool gone;        /* the export changed under us: IO fails */
-	char gone_why[768];      /* written before gone is set */
+	/* The export is no longer the one mapped, or refused the re-open:
+	 * every IO fails from now on, until the device is unmapped. */
+	atomic_bool failed;
+	char failed_why[768];    /* written before failed is set */
 };
 
 /* Worker q's side of a session: its connection q and what waits for it. */
@@ -143,6 +147,7 @@ enum wmsg_type {
 	WM_ATTACH,      /* ws + conn: serve it, (re)send what waits */
 	WM_DETACH,      /* ws: stop using its connection; in-flight requests
 			 * go back to the wait FIFO */
+	WM_FAIL_QUEUE,  /* dq: its device failed: fail what waits (EIO) */
 	WM_OPEN,        /* ws: OPEN name/access on its connection → info */
 	WM_CLOSE,       /* ws: CLOSE handle */
 	WM_EXIT,

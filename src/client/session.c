@@ -382,6 +382,7 @@ int session_open_device(struct session *s, struct device *d, bool may_wait, char
 		}
 		opened++;
 		d->queues[q].handle = m.info.handle;
+		d->queues[q].cookie = m.info.cookie;
 		/* A device taken over from a previous daemon knows what it
 		 * was mapped from; a new one learns it from the first open. */
 		if (q == 0 && !d->info.size) {
@@ -446,41 +447,109 @@ void session_close_device(struct session *s, struct device *d)
 
 /* ---- reconnect ---- */
 
-/* Re-opens every device on the new connections, checks it is the same
- * export, and points its queues at the new handles (the connections are
- * detached, so no worker reads the handles now). Registers the tag buffers
- * again if the connections landed on another RDMA device. */
+/* Marks d failed for good: from now on every IO to it fails (workers
+ * check the flag), and `list` says why. */
+static void device_fail(struct session *s, struct device *d, const char *why)
+{
+	unsigned int q;
+
+	snprintf(d->failed_why, sizeof(d->failed_why), "%s", why);
+	atomic_store(&d->failed, true);
+	for (q = 0; q < s->nr_conns; q++)
+		d->queues[q].cookie = 0; /* no server accepts it */
+	log_err("%s: %s: it now fails every IO", d->path, why);
+}
+
+/*
+ * Re-opens d on every new connection into handles[]/cookies[] and checks it
+ * is still the same export. 0: it is. 1: the server refused it or it is
+ * another export: d is failed (the handles it got are closed again). -errno:
+ * a connection broke; the whole attempt fails.
+ */
+static int reopen_device(struct session *s, struct conn **conns, struct device *d,
+			 uint32_t *handles, uint64_t *cookies, char *err, size_t errlen)
+{
+	uint8_t access = d->read_only ? IBNBD_ACCESS_RO : IBNBD_ACCESS_RW;
+	char why[sizeof(d->failed_why)] = "";
+	struct ibnbd_dev_info info;
+	unsigned int q, opened;
+	int ret = 0;
+
+	for (q = 0; q < s->nr_conns; q++) {
+		ret = conn_open_sync(conns[q], d->export_name, access, s->t.reconnect_ms, &info);
+		if (ret) {
+			snprintf(err, errlen, "re-opening '%s' on connection %u: %s", d->export_name,
+				 q, strerror(-ret));
+			break;
+		}
+		if (info.status) {
+			char what[512];
+
+			conn_open_error(conns[q], d->export_name, info.status, what, sizeof(what));
+			snprintf(why, sizeof(why), "the re-open after a reconnect was refused: %s",
+				 what);
+			break;
+		}
+		handles[q] = info.handle;
+		cookies[q] = info.cookie;
+		if (!same_export(&info, &d->info)) {
+			char what[160];
+
+			describe_change(&info, &d->info, what, sizeof(what));
+			snprintf(why, sizeof(why), "export '%s' on %s is no longer the one this "
+				 "device was mapped from (%s)", d->export_name, s->peer, what);
+			q++;
+			break;
+		}
+	}
+	if (ret)
+		return ret; /* the attempt's connections go, and what they opened */
+	if (!*why)
+		return 0;
+	/* handles[0..q-1] were opened: close them again. */
+	for (opened = 0; opened < q; opened++) {
+		ret = conn_close_sync(conns[opened], handles[opened], s->t.reconnect_ms);
+		if (ret < 0) {
+			snprintf(err, errlen, "closing '%s' on connection %u: %s", d->export_name,
+				 opened, strerror(-ret));
+			return ret;
+		}
+	}
+	device_fail(s, d, why);
+	return 1;
+}
+
+/*
+ * Re-opens every device on the new connections (detached: no worker reads
+ * the handles now) and registers the tag buffers again if the connections
+ * landed on another RDMA device. A device that cannot be re-opened as the
+ * same export fails alone; its requests are failed by the workers before
+ * any connection is attached, so none of them is ever sent with a handle
+ * of the old connections, which on the new ones may name another export.
+ */
 static int reopen_devices(struct session *s, struct conn **conns, char *err, size_t errlen)
 {
+	uint32_t *handles = calloc(s->nr_conns, sizeof(*handles));
+	uint64_t *cookies = calloc(s->nr_conns, sizeof(*cookies));
 	struct device *d;
 	unsigned int q;
-	int ret;
+	int ret = 0;
 
-	for (d = s->devices; d; d = d->sess_next) {
-		uint8_t access = d->read_only ? IBNBD_ACCESS_RO : IBNBD_ACCESS_RW;
-
-		if (atomic_load(&d->gone))
+	if (!handles || !cookies) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (d = s->devices; d && ret >= 0; d = d->sess_next) {
+		if (atomic_load(&d->failed))
+			continue;
+		ret = reopen_device(s, conns, d, handles, cookies, err, errlen);
+		if (ret)
 			continue;
 		for (q = 0; q < s->nr_conns; q++) {
 			struct dev_queue *dq = &d->queues[q];
-			struct ibnbd_dev_info info;
 
-			ret = conn_open_sync(conns[q], d->export_name, access, s->t.reconnect_ms,
-					     &info, err, errlen);
-			if (ret)
-				return ret;
-			if (!same_export(&info, &d->info)) {
-				char what[160];
-
-				describe_change(&info, &d->info, what, sizeof(what));
-				snprintf(d->gone_why, sizeof(d->gone_why), "export '%s' on %s is "
-					 "no longer the one this device was mapped from (%s)",
-					 d->export_name, s->peer, what);
-				log_err("%s: %s: it now fails every IO", d->path, d->gone_why);
-				atomic_store(&d->gone, true);
-				break;
-			}
-			dq->handle = info.handle;
+			dq->handle = handles[q];
+			dq->cookie = cookies[q];
 			if (dq->buf && (!dq->mr || dq->mr->pd != conn_pd(conns[q]))) {
 				struct ibv_mr *mr;
 
@@ -490,14 +559,30 @@ static int reopen_devices(struct session *s, struct conn **conns, char *err, siz
 				if (ret) {
 					snprintf(err, errlen, "cannot register %s's buffers: %s",
 						 d->path, strerror(-ret));
-					return ret;
+					break;
 				}
 				rdma_conn_dereg_mr(dq->mr);
 				dq->mr = mr;
 			}
 		}
 	}
-	return 0;
+	if (ret > 0)
+		ret = 0;
+	/* Whatever the outcome, what waits for a failed device fails now. */
+	for (d = s->devices; d; d = d->sess_next) {
+		if (!atomic_load(&d->failed))
+			continue;
+		for (q = 0; q < d->nr_queues; q++) {
+			struct wmsg m = { .type = WM_FAIL_QUEUE, .dq = &d->queues[q] };
+
+			if (d->queues[q].w)
+				worker_call(d->queues[q].w, &m);
+		}
+	}
+out:
+	free(handles);
+	free(cookies);
+	return ret;
 }
 
 static void set_state(struct session *s, enum session_state state)

@@ -234,11 +234,12 @@ static void send_req(struct worker *w, struct wsess *ws, struct creq *r)
 	if (r->resent)
 		atomic_fetch_add_explicit(&ws->reissued, 1, memory_order_relaxed);
 	/* Posted with the rest of this round's requests (worker_thread()). */
-	conn_submit(ws->conn, r->slot, r->dq->handle, r->opcode, r->flags, r->io.offset,
-		    r->io.len, r->io.buf, r->dq->mr);
+	conn_submit(ws->conn, r->slot, r->dq->handle, r->dq->cookie, r->opcode, r->flags,
+		    r->io.offset, r->io.len, r->io.buf, r->dq->mr);
 }
 
-/* Sends what waits while there are slots. */
+/* Sends what waits while there are slots. A request of a device that
+ * failed meanwhile fails instead: its handle may name another export now. */
 static void dispatch(struct worker *w, struct wsess *ws)
 {
 	while (ws->conn && ws->wait_head && slot_pool_free(&ws->slots)) {
@@ -247,7 +248,10 @@ static void dispatch(struct worker *w, struct wsess *ws)
 		ws->wait_head = r->next;
 		if (!ws->wait_head)
 			ws->wait_tail = NULL;
-		send_req(w, ws, r);
+		if (atomic_load_explicit(&r->dq->dev->failed, memory_order_relaxed))
+			complete(w, r, -EIO);
+		else
+			send_req(w, ws, r);
 	}
 }
 
@@ -263,7 +267,7 @@ static void serve(struct worker *w, struct dev_queue *dq, const struct ublk_io *
 		complete(w, r, -EOPNOTSUPP);
 		return;
 	}
-	if (atomic_load(&dq->dev->gone) ||
+	if (atomic_load_explicit(&dq->dev->failed, memory_order_relaxed) ||
 	    (!ws->conn && (dq->stopping || session_expired(ws->sess)))) {
 		complete(w, r, -EIO);
 		return;
@@ -644,6 +648,10 @@ static void handle_msg(struct worker *w, struct wmsg *m)
 		break;
 	case WM_DETACH:
 		ws_detach(w, ws);
+		break;
+	case WM_FAIL_QUEUE:
+		wait_fail_if(w, session_wsess(m->dq->dev->sess, w->index), -EIO, creq_of_queue,
+			     m->dq);
 		break;
 	case WM_OPEN:
 	case WM_CLOSE:

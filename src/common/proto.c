@@ -194,7 +194,7 @@ int ibnbd_hello_decode(const void *buf, size_t len, struct ibnbd_hello_params *p
 	struct ibnbd_hello w;
 
 	COPY_IN(w, buf, len);
-	if (hdr_check(&w.hdr, IBNBD_MSG_HELLO, len))
+	if (hdr_check(&w.hdr, IBNBD_MSG_HELLO, len) || w.reserved0 || w.reserved1)
 		return -EPROTO;
 	p->version = le16toh(w.version);
 	p->features = le64toh(w.features);
@@ -220,7 +220,7 @@ int ibnbd_hello_rsp_decode(const void *buf, size_t len, struct ibnbd_slot_desc *
 	struct ibnbd_hello_rsp w;
 
 	COPY_IN(w, buf, len);
-	if (hdr_check(&w.hdr, IBNBD_MSG_HELLO_RSP, len))
+	if (hdr_check(&w.hdr, IBNBD_MSG_HELLO_RSP, len) || w.reserved)
 		return -EPROTO;
 	d->status = (int32_t)le32toh((uint32_t)w.status);
 	d->version = le16toh(w.version);
@@ -283,6 +283,8 @@ void ibnbd_open_rsp_encode(struct ibnbd_open_rsp *w, const struct ibnbd_dev_info
 	w->max_write_zeroes_sectors = htole32(d->max_write_zeroes_sectors);
 	w->flags = htole32(d->flags);
 	w->export_id = htole64(d->export_id);
+	w->cookie = htole64(d->cookie);
+	memcpy(w->boot_id, d->boot_id, sizeof(w->boot_id));
 }
 
 int ibnbd_open_rsp_decode(const void *buf, size_t len, struct ibnbd_dev_info *d)
@@ -290,7 +292,7 @@ int ibnbd_open_rsp_decode(const void *buf, size_t len, struct ibnbd_dev_info *d)
 	struct ibnbd_open_rsp w;
 
 	COPY_IN(w, buf, len);
-	if (hdr_check(&w.hdr, IBNBD_MSG_OPEN_RSP, len))
+	if (hdr_check(&w.hdr, IBNBD_MSG_OPEN_RSP, len) || w.reserved)
 		return -EPROTO;
 	d->status = (int32_t)le32toh((uint32_t)w.status);
 	d->handle = le32toh(w.handle);
@@ -301,10 +303,12 @@ int ibnbd_open_rsp_decode(const void *buf, size_t len, struct ibnbd_dev_info *d)
 	d->max_write_zeroes_sectors = le32toh(w.max_write_zeroes_sectors);
 	d->flags = le32toh(w.flags);
 	d->export_id = le64toh(w.export_id);
+	d->cookie = le64toh(w.cookie);
+	memcpy(d->boot_id, w.boot_id, sizeof(d->boot_id));
 	if (d->status > 0)
 		return -EPROTO;
 	if (d->status == 0 &&
-	    (!is_pow2(d->logical_block_size) || d->logical_block_size < 512 ||
+	    (!d->cookie || !is_pow2(d->logical_block_size) || d->logical_block_size < 512 ||
 	     d->logical_block_size > 65536 || !is_pow2(d->physical_block_size) ||
 	     d->physical_block_size < d->logical_block_size ||
 	     d->size % d->logical_block_size))
@@ -326,7 +330,7 @@ int ibnbd_close_decode(const void *buf, size_t len, uint32_t *handle)
 	struct ibnbd_close w;
 
 	COPY_IN(w, buf, len);
-	if (hdr_check(&w.hdr, IBNBD_MSG_CLOSE, len))
+	if (hdr_check(&w.hdr, IBNBD_MSG_CLOSE, len) || w.reserved)
 		return -EPROTO;
 	*handle = le32toh(w.handle);
 	return 0;
@@ -347,7 +351,7 @@ int ibnbd_ctrl_rsp_decode(const void *buf, size_t len, enum ibnbd_msg_type type,
 	struct ibnbd_ctrl_rsp w;
 
 	COPY_IN(w, buf, len);
-	if (hdr_check(&w.hdr, type, len))
+	if (hdr_check(&w.hdr, type, len) || w.reserved)
 		return -EPROTO;
 	*status = (int32_t)le32toh((uint32_t)w.status);
 	*cookie = le64toh(w.cookie);
@@ -368,6 +372,7 @@ void ibnbd_io_req_encode(struct ibnbd_io_req *w, const struct ibnbd_io *io)
 	w->flags = htole16(io->flags);
 	w->rkey = htole32(io->rkey);
 	w->addr = htole64(io->addr);
+	w->cookie = htole64(io->cookie);
 }
 
 int ibnbd_io_req_decode(const void *buf, size_t len, struct ibnbd_io *io)
@@ -375,7 +380,7 @@ int ibnbd_io_req_decode(const void *buf, size_t len, struct ibnbd_io *io)
 	struct ibnbd_io_req w;
 
 	COPY_IN(w, buf, len);
-	if (hdr_check(&w.hdr, IBNBD_MSG_IO_REQ, len))
+	if (hdr_check(&w.hdr, IBNBD_MSG_IO_REQ, len) || w.reserved0 || w.reserved1)
 		return -EPROTO;
 	io->req_id = le64toh(w.req_id);
 	io->offset = le64toh(w.offset);
@@ -385,6 +390,7 @@ int ibnbd_io_req_decode(const void *buf, size_t len, struct ibnbd_io *io)
 	io->flags = le16toh(w.flags);
 	io->rkey = le32toh(w.rkey);
 	io->addr = le64toh(w.addr);
+	io->cookie = le64toh(w.cookie);
 	return 0;
 }
 
@@ -452,7 +458,7 @@ int ibnbd_io_rsp_decode(const void *buf, size_t len, uint64_t *req_id, int32_t *
 	struct ibnbd_io_rsp w;
 
 	COPY_IN(w, buf, len);
-	if (hdr_check(&w.hdr, IBNBD_MSG_IO_RSP, len))
+	if (hdr_check(&w.hdr, IBNBD_MSG_IO_RSP, len) || w.reserved)
 		return -EPROTO;
 	*req_id = le64toh(w.req_id);
 	*status = (int32_t)le32toh((uint32_t)w.status);

@@ -101,13 +101,16 @@ struct ibnbd_dev_info {
 	uint32_t max_write_zeroes_sectors;
 	uint32_t flags; /* IBNBD_DEV_* */
 	uint64_t export_id;
+	uint64_t cookie;
+	uint8_t boot_id[16];
 };
 /* -ENAMETOOLONG if the name does not fit. */
 int ibnbd_open_encode(struct ibnbd_open *w, const struct ibnbd_open_params *p);
 /* Requires a known access mode and a non-empty, NUL-terminated, printable name. */
 int ibnbd_open_decode(const void *buf, size_t len, struct ibnbd_open_params *p);
 void ibnbd_open_rsp_encode(struct ibnbd_open_rsp *w, const struct ibnbd_dev_info *d);
-/* Also checks a successful reply: power-of-two block sizes, size aligned. */
+/* Also checks a successful reply: power-of-two block sizes, size aligned,
+ * a cookie. */
 int ibnbd_open_rsp_decode(const void *buf, size_t len, struct ibnbd_dev_info *d);
 
 /* CLOSE and the small control responses. */
@@ -128,6 +131,7 @@ struct ibnbd_io {
 	uint16_t flags;
 	uint32_t rkey;
 	uint64_t addr;
+	uint64_t cookie;
 };
 
 static inline uint16_t ibnbd_req_tag(uint64_t req_id)

@@ -66,6 +66,37 @@ static void print_stats(struct worker *workers, unsigned int n, const char *when
 	log_info("%s", line);
 }
 
+/*
+ * This host's boot, from the kernel's random boot id: the OPEN answer
+ * carries it, so that a client learns when the server host restarted (and
+ * writes it had not flushed may be lost). All zero if it cannot be read.
+ */
+static void read_boot_id(uint8_t id[16])
+{
+	char text[64];
+	unsigned int n = 0;
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+
+	memset(id, 0, 16);
+	if (!f)
+		return;
+	if (fgets(text, sizeof(text), f)) {
+		for (const char *p = text; *p && n < 32; p++) {
+			unsigned int v;
+
+			if (*p == '-')
+				continue;
+			if (sscanf(p, "%1x", &v) != 1)
+				break;
+			id[n / 2] |= (uint8_t)(v << (n % 2 ? 0 : 4));
+			n++;
+		}
+	}
+	fclose(f);
+	if (n != 32)
+		memset(id, 0, 16);
+}
+
 static unsigned int default_workers(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -207,6 +238,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	shared.registry = registry;
+	read_boot_id(shared.boot_id);
 	shared.keepalive_timeout_ms = cfg.keepalive_timeout * 1000;
 	shared.exports = exports;
 	shared.nexports = cfg.nexports;

@@ -6,11 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 struct registry {
 	pthread_mutex_t lock;
 	struct reg_entry *head;
+	uint64_t next_cookie;
 };
 
 int registry_create(struct registry **out)
@@ -20,8 +23,20 @@ int registry_create(struct registry **out)
 	if (!r)
 		return -ENOMEM;
 	pthread_mutex_init(&r->lock, NULL);
+	if (getrandom(&r->next_cookie, sizeof(r->next_cookie), 0) != sizeof(r->next_cookie))
+		r->next_cookie = (uint64_t)time(NULL) << 20 ^ (uint64_t)getpid();
 	*out = r;
 	return 0;
+}
+
+uint64_t registry_open_cookie(struct registry *r)
+{
+	uint64_t c;
+
+	pthread_mutex_lock(&r->lock);
+	c = ++r->next_cookie ? r->next_cookie : ++r->next_cookie;
+	pthread_mutex_unlock(&r->lock);
+	return c;
 }
 
 void registry_destroy(struct registry *r)

@@ -94,6 +94,11 @@ void registry_stop_waiting(struct registry *r, struct reg_entry *e);
 /* True if someone superseded e; why gets the reason. */
 bool registry_superseded(struct registry *r, struct reg_entry *e, char *why, size_t why_len);
 
+/* A cookie for a new open (proto.h: handles and cookies): never 0, never
+ * the same twice in this process, and from a random start so that another
+ * server process does not give out the same ones. */
+uint64_t registry_open_cookie(struct registry *r);
+
 bool registry_uuid_is_zero(const uint8_t uuid[16]);
 void registry_uuid_str(const uint8_t uuid[16], char out[REGISTRY_UUID_STR]);
 

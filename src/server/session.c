@@ -42,6 +42,7 @@ enum deferred { DEFER_NONE, DEFER_HELLO, DEFER_OPEN };
 struct open_dev {
 	const struct export *exp; /* NULL: handle unused */
 	bool writable;
+	uint64_t cookie; /* what IO on this handle must carry (proto.h) */
 };
 
 struct slot {
@@ -522,6 +523,12 @@ static void handle_io(struct session *s, const struct ibnbd_io *io, bool from_wr
 		reject_io(s, tag, -EBADF, "no device open with this handle");
 		return;
 	}
+	if (io->cookie != s->opens[io->handle].cookie) {
+		/* Built for an earlier open of this handle number: a stale
+		 * handle must never reach the export open under it now. */
+		reject_io(s, tag, -EBADF, "stale handle (its cookie belongs to an earlier open)");
+		return;
+	}
 	sl->dev = &s->opens[io->handle];
 	t = (struct ibnbd_io_target){
 		.size = sl->dev->exp->size,
@@ -689,7 +696,10 @@ static void open_export(struct session *s, const struct ibnbd_open_params *o)
 	} else {
 		s->opens[h].exp = e;
 		s->opens[h].writable = o->access == IBNBD_ACCESS_RW;
+		s->opens[h].cookie = registry_open_cookie(s->w->shared->registry);
 		d.handle = h;
+		d.cookie = s->opens[h].cookie;
+		memcpy(d.boot_id, s->w->shared->boot_id, sizeof(d.boot_id));
 		d.size = e->size;
 		d.logical_block_size = e->logical_block_size;
 		d.physical_block_size = e->physical_block_size;

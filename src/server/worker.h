@@ -36,6 +36,7 @@ struct worker_shared {
 	struct ibnbd_conn_limits limits;
 	struct registry *registry;
 	unsigned int keepalive_timeout_ms; /* 0: never drop a silent connection */
+	uint8_t boot_id[16]; /* this host's boot (OPEN_RSP), all zero if unknown */
 };
 
 struct handoff;

@@ -1,16 +1,15 @@
-# Shared by the e2e scripts that run inside the guest. Sourced.
+# Shared by the e2e scripts that run inside the guest. Sourced; the script
+# ends with done_testing (tap.sh).
 # shellcheck shell=bash
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/tap.sh"
 BUILD=${IBNBD_BUILD_DIR:-build}
 SERVER_BIN=$BUILD/src/server/ibnbd-server
 CLIENT=$BUILD/src/client/ibnbd-client
 ADDR=${IBNBD_VM_ADDR:?run inside tests/vm/run}
-fail=0
 WORK=$(mktemp -d /tmp/ibnbd-e2e.XXXXXX)
 server_pids=()
 
-pass() { echo "ok - $*"; }
-flunk() { echo "not ok - $*"; fail=1; }
 check() { # check DESCRIPTION COMMAND...: ok if COMMAND succeeds
 	local desc=$1
 	shift
@@ -68,15 +67,15 @@ stop_all() {
 }
 
 finish() {
+	local f
 	stop_all
-	if [ "$fail" != 0 ]; then
+	if [ "$fail" != 0 ] || [ -z "$_tap_done" ]; then
 		echo "# ---- logs ----"
 		for f in "$WORK"/*.log; do echo "# $f"; tail -n 40 "$f" | sed 's/^/#   /'; done
 	fi
 	rm -rf "$WORK"
-	exit $fail
 }
-trap finish EXIT
+on_exit finish
 
 # fio_verify DEVICE [extra fio args...]: write and verify with crc32c.
 fio_verify() {
@@ -84,6 +83,13 @@ fio_verify() {
 	shift
 	fio --name=verify --filename="$dev" --direct=1 --rw=randwrite --verify=crc32c \
 		--do_verify=1 --verify_fatal=1 --output-format=terse --minimal "$@"
+}
+
+# state_is NAME STATE: the mapped device NAME (its --name or path) is in STATE.
+state_is() {
+	"$CLIENT" list --json | python3 -c "import json, sys
+sys.exit(0 if any(d['state'] == sys.argv[2] for d in json.load(sys.stdin)
+                  if sys.argv[1] in (d['name'], d['device'])) else 1)" "$1" "$2"
 }
 
 no_ublk_devices() { ! ls /dev/ublkb* /dev/ublkc* > /dev/null 2>&1; }

@@ -49,3 +49,4 @@ umount "$WORK/mnt"
 check "unmap --force works" "$CLIENT" unmap --force "$dev"
 stop_all
 check "no ublk device left" no_ublk_devices
+done_testing

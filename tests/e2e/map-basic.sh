@@ -101,3 +101,4 @@ check "unmap ro" "$CLIENT" unmap "$rodev"
 
 stop_all
 check "no ublk device left after unmap and daemon exit" no_ublk_devices
+done_testing

@@ -6,7 +6,7 @@
 
 truncate -s 256M "$WORK/a.img" "$WORK/loop.img" "$WORK/c.img"
 loopdev=$(losetup --find --show --direct-io=on "$WORK/loop.img") || { flunk "losetup"; exit 1; }
-trap 'losetup -d "$loopdev"; finish' EXIT
+on_exit losetup -d "$loopdev"
 start_server one --listen "$ADDR" --export "a=$WORK/a.img" --export "blk=$loopdev" || exit 1
 start_server two --listen "$ADDR:4500" --export "c=$WORK/c.img" || exit 1
 check "daemon starts" start_daemon
@@ -36,3 +36,4 @@ check "the loop device holds what the device holds" \
 for d in "$a" "$b" "$c"; do check "unmap $d" "$CLIENT" unmap "$d"; done
 stop_all
 check "no ublk device left" no_ublk_devices
+done_testing

@@ -81,3 +81,4 @@ check "the state file is empty again" python3 -c \
 check "no ublk device left" no_ublk_devices
 echo "# ---- times ----"
 cat "$WORK/times"
+done_testing

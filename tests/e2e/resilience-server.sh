@@ -146,3 +146,4 @@ echo "# ---- times ----"
 cat "$WORK/times"
 echo "# the daemon's own account (from losing a connection to all live again):"
 grep "reconnected after" "$WORK/daemon.log" | sed 's/^/#   /'
+done_testing

@@ -389,7 +389,7 @@ static struct ibnbd_io mkio(struct probe *p, unsigned int tag, uint8_t op, uint6
 {
 	struct ibnbd_io io = {
 		.req_id = ibnbd_req_id((uint16_t)tag, ++p->gen), .offset = off, .length = len,
-		.handle = p->dev.handle, .opcode = op, .flags = flags,
+		.handle = p->dev.handle, .cookie = p->dev.cookie, .opcode = op, .flags = flags,
 	};
 
 	if (op == IBNBD_OP_READ) {
@@ -887,6 +887,14 @@ static int cmd_garbage(struct probe *p)
 		io.req_id = ibnbd_req_id((uint16_t)(p->slots.queue_depth + 5), 1);
 		fails += g_io(p, CASE("tag beyond the queue depth", EXPECT_DROP, 0), io);
 	} else fails++;
+	if (!g_fresh(p, true, true)) {
+		struct ibnbd_io_req w;
+
+		ibnbd_io_req_encode(&w, &io);
+		w.reserved1 = htole64(1);
+		fails += g_report(CASE("a non-zero reserved field", EXPECT_DROP, 0),
+				  g_raw_send(p, &w, sizeof(w), &(int){ 0 }), 0);
+	} else fails++;
 
 	/* Semantic errors: answered with a status, connection kept. */
 	if (g_fresh(p, true, true))
@@ -907,6 +915,10 @@ static int cmd_garbage(struct probe *p)
 	io = mkio(p, 0, IBNBD_OP_READ, 0, lbs, 0);
 	io.handle = 77;
 	fails += g_io(p, CASE("bad device handle", EXPECT_STATUS, -EBADF), io);
+	io = mkio(p, 0, IBNBD_OP_READ, 0, lbs, 0);
+	io.cookie++;
+	fails += g_io(p, CASE("a stale handle (the cookie of an earlier open)", EXPECT_STATUS, -EBADF),
+		      io);
 	fails += g_io(p, CASE("unknown flag bits", EXPECT_STATUS, -EINVAL),
 		      mkio(p, 0, IBNBD_OP_READ, 0, lbs, 0x80));
 	fails += g_io(p, CASE("WRITE sent without data (as SEND)", EXPECT_STATUS, -EINVAL),

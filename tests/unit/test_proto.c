@@ -90,7 +90,8 @@ static void test_io_codec(void)
 {
 	struct ibnbd_io in = { .req_id = ibnbd_req_id(7, 0x123456789aull), .offset = 4096,
 			       .length = 8192, .handle = 3, .opcode = IBNBD_OP_READ,
-			       .flags = 0, .rkey = 0xabcd, .addr = 0x7fff00001000ull };
+			       .flags = 0, .rkey = 0xabcd, .addr = 0x7fff00001000ull,
+			       .cookie = 0xfeedface12345678ull };
 	struct ibnbd_io out;
 	struct ibnbd_io_req w;
 	uint8_t *b = (uint8_t *)&w;
@@ -110,6 +111,12 @@ static void test_io_codec(void)
 	w.hdr.magic ^= 1;
 	w.hdr.type = htole16(IBNBD_MSG_HELLO);
 	ok(ibnbd_io_req_decode(&w, sizeof(w), &out) == -EPROTO, "wrong type: -EPROTO");
+	ibnbd_io_req_encode(&w, &in);
+	w.reserved0 = 1;
+	ok(ibnbd_io_req_decode(&w, sizeof(w), &out) == -EPROTO, "non-zero reserved0: -EPROTO");
+	w.reserved0 = 0;
+	w.reserved1 = htole64(1ull << 40);
+	ok(ibnbd_io_req_decode(&w, sizeof(w), &out) == -EPROTO, "non-zero reserved1: -EPROTO");
 	ibnbd_io_rsp_encode(&r, 99, -EIO);
 	ok(ibnbd_io_rsp_decode(&r, sizeof(r), &id, &st) == 0 && id == 99 && st == -EIO,
 	   "io_rsp round trip");
@@ -149,7 +156,8 @@ static void test_handshake(void)
 	struct ibnbd_open_rsp orw;
 	struct ibnbd_dev_info di = { .status = 0, .handle = 2, .size = 1 << 20,
 				     .logical_block_size = 512, .physical_block_size = 4096,
-				     .flags = IBNBD_DEV_FUA }, dd;
+				     .flags = IBNBD_DEV_FUA, .cookie = 0x1234567890abcdefull,
+				     .boot_id = { 1, 2, 3 } }, dd;
 	struct ibnbd_hello_rsp hr;
 	struct ibnbd_slot_desc sd = { .queue_depth = 16, .max_io_size = 65536,
 				      .slot_stride = 65536 + 4096, .slot_rkey = 9 }, sdd;
@@ -165,10 +173,10 @@ static void test_handshake(void)
 	req.max_io_size = 65536 + 100;
 	ok(ibnbd_conn_negotiate(&req, &lim, &rep) == 0 && rep.max_io_size == 65536,
 	   "negotiate rounds IO size down to 4 KiB");
-	req.version = 2;
+	req.version = IBNBD_PROTO_VERSION - 1;
 	ok(ibnbd_conn_negotiate(&req, &lim, &rep) == -EPROTONOSUPPORT &&
 	   rep.status == -EPROTONOSUPPORT, "other version: -EPROTONOSUPPORT");
-	req.version = 1;
+	req.version = IBNBD_PROTO_VERSION;
 	req.queue_depth = 0;
 	ok(ibnbd_conn_negotiate(&req, &lim, &rep) == -EINVAL, "depth 0: -EINVAL");
 	req.queue_depth = 4;
@@ -186,6 +194,10 @@ static void test_handshake(void)
 	ibnbd_hello_encode(&h, &hp);
 	ok(ibnbd_hello_decode(&h, sizeof(h), &hd) == 0 && !strcmp(hd.host_id, "node-1"),
 	   "hello round trip");
+	h.reserved1 = htole32(4);
+	ok(ibnbd_hello_decode(&h, sizeof(h), &hd) == -EPROTO,
+	   "hello with a non-zero reserved field: -EPROTO");
+	h.reserved1 = 0;
 	strcpy(h.host_id, "evil\nlog line");
 	ok(ibnbd_hello_decode(&h, sizeof(h), &hd) == -EPROTO, "control character in host id: -EPROTO");
 	memset(h.host_id, 'x', sizeof(h.host_id));
@@ -210,7 +222,16 @@ static void test_handshake(void)
 
 	ibnbd_open_rsp_encode(&orw, &di);
 	ok(ibnbd_open_rsp_decode(&orw, sizeof(orw), &dd) == 0 && dd.size == 1 << 20 &&
-	   dd.physical_block_size == 4096 && dd.handle == 2, "open_rsp round trip");
+	   dd.physical_block_size == 4096 && dd.handle == 2 && dd.cookie == di.cookie &&
+	   !memcmp(dd.boot_id, di.boot_id, sizeof(dd.boot_id)), "open_rsp round trip");
+	orw.reserved = 1;
+	ok(ibnbd_open_rsp_decode(&orw, sizeof(orw), &dd) == -EPROTO,
+	   "open_rsp with a non-zero reserved field: -EPROTO");
+	di.cookie = 0;
+	ibnbd_open_rsp_encode(&orw, &di);
+	ok(ibnbd_open_rsp_decode(&orw, sizeof(orw), &dd) == -EPROTO,
+	   "a successful open_rsp without a cookie: -EPROTO");
+	di.cookie = 1;
 	di.logical_block_size = 1000;
 	ibnbd_open_rsp_encode(&orw, &di);
 	ok(ibnbd_open_rsp_decode(&orw, sizeof(orw), &dd) == -EPROTO, "non-power-of-2 block: -EPROTO");

@@ -1,0 +1,35 @@
+# TAP for the e2e scripts, sourced first: ok/not ok lines, and an exit
+# status that cannot pass by accident. A script passes only if no check
+# failed, it exited with status 0, and it reached its end: its last line is
+# `done_testing`. A script that stops early (exit 1 after a failed start,
+# an unbound variable under set -u, even exit 0) fails, and says so.
+# Cleanup that must run whatever happens goes in with on_exit.
+# shellcheck shell=bash
+fail=0
+_tap_done=
+_tap_cleanup=()
+
+pass() { echo "ok - $*"; }
+flunk() { echo "not ok - $*"; fail=1; }
+# result STATUS DESCRIPTION: ok if STATUS is 0
+result() { if [ "$1" = 0 ]; then pass "$2"; else flunk "$2"; fi; }
+
+# on_exit COMMAND...: run at exit (last added first), before the verdict.
+on_exit() { _tap_cleanup=("$(printf '%q ' "$@")" "${_tap_cleanup[@]}"); }
+
+done_testing() { _tap_done=1; }
+
+_tap_exit() {
+	local rc=$? c
+	trap - EXIT
+	for c in "${_tap_cleanup[@]}"; do eval "$c"; done
+	if [ -z "$_tap_done" ]; then
+		echo "not ok - stopped before the end of the script (exit status $rc)"
+		fail=1
+	elif [ "$rc" != 0 ]; then
+		echo "not ok - exit status $rc"
+		fail=1
+	fi
+	exit $(( fail ? 1 : 0 ))
+}
+trap _tap_exit EXIT
