@@ -71,7 +71,10 @@ finish() {
 	stop_all
 	if [ "$fail" != 0 ] || [ -z "$_tap_done" ]; then
 		echo "# ---- logs ----"
-		for f in "$WORK"/*.log; do echo "# $f"; tail -n 40 "$f" | sed 's/^/#   /'; done
+		for f in "$WORK"/*.log; do
+			[ -e "$f" ] || continue
+			echo "# $f"; tail -n 40 "$f" | sed 's/^/#   /'
+		done
 	fi
 	rm -rf "$WORK"
 }
