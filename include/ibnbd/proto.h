@@ -254,14 +254,20 @@ struct ibnbd_close {
 };
 _Static_assert(sizeof(struct ibnbd_close) == 16, "ibnbd_close size");
 
-/* CLOSE_RSP, KEEPALIVE and KEEPALIVE_RSP share this shape. */
-struct ibnbd_ctrl_rsp {
+struct ibnbd_close_rsp {
 	struct ibnbd_msg_hdr hdr;
-	int32_t status; /* le; 0 or -errno */
+	int32_t status; /* le; 0, -EBADF (no such handle), -EBUSY (IO in flight) */
 	ibnbd_le32 reserved;
-	ibnbd_le64 cookie; /* KEEPALIVE: echoed back */
 };
-_Static_assert(sizeof(struct ibnbd_ctrl_rsp) == 24, "ibnbd_ctrl_rsp size");
+_Static_assert(sizeof(struct ibnbd_close_rsp) == 16, "ibnbd_close_rsp size");
+
+/* KEEPALIVE and KEEPALIVE_RSP (which echoes the token). */
+struct ibnbd_keepalive {
+	struct ibnbd_msg_hdr hdr;
+	ibnbd_le64 token;
+	ibnbd_le64 reserved;
+};
+_Static_assert(sizeof(struct ibnbd_keepalive) == 24, "ibnbd_keepalive size");
 
 enum ibnbd_io_opcode {
 	IBNBD_OP_READ = 0,

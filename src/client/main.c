@@ -3,9 +3,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
+#include "cli/cli.h"
 #include "config.h"
-#include "daemon.h"
+#include "control/daemon.h"
 #include "log.h"
 
 static void usage(FILE *f)

@@ -5,16 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parse.h"
+
 static int parse_port(const char *s, uint16_t *port)
 {
-	char *end;
-	unsigned long v;
+	unsigned int v;
 
-	if (!*s || *s == '-' || *s == '+')
-		return -EINVAL;
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || *end || v == 0 || v > 65535)
+	if (parse_uint(s, 1, 65535, &v))
 		return -EINVAL;
 	*port = (uint16_t)v;
 	return 0;

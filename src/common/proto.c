@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "util.h"
+
 /*
  * Every decoder copies the wire bytes into a local struct first: receive
  * buffers and slots may be unaligned for the struct and, for slots, may be
@@ -23,11 +25,6 @@ static int hdr_check(const struct ibnbd_msg_hdr *h, enum ibnbd_msg_type type, si
 	    le16toh(h->len) != len)
 		return -EPROTO;
 	return 0;
-}
-
-static bool is_pow2(uint32_t v)
-{
-	return v && !(v & (v - 1));
 }
 
 static bool all_zero(const void *p, size_t n)
@@ -316,7 +313,7 @@ int ibnbd_open_rsp_decode(const void *buf, size_t len, struct ibnbd_dev_info *d)
 	return 0;
 }
 
-/* ---- CLOSE, KEEPALIVE and small control responses ---- */
+/* ---- CLOSE and KEEPALIVE ---- */
 
 void ibnbd_close_encode(struct ibnbd_close *w, uint32_t handle)
 {
@@ -336,26 +333,41 @@ int ibnbd_close_decode(const void *buf, size_t len, uint32_t *handle)
 	return 0;
 }
 
-void ibnbd_ctrl_rsp_encode(struct ibnbd_ctrl_rsp *w, enum ibnbd_msg_type type,
-			   int32_t status, uint64_t cookie)
+void ibnbd_close_rsp_encode(struct ibnbd_close_rsp *w, int32_t status)
+{
+	memset(w, 0, sizeof(*w));
+	ibnbd_msg_hdr_init(&w->hdr, IBNBD_MSG_CLOSE_RSP, sizeof(*w));
+	w->status = (int32_t)htole32((uint32_t)status);
+}
+
+int ibnbd_close_rsp_decode(const void *buf, size_t len, int32_t *status)
+{
+	struct ibnbd_close_rsp w;
+
+	COPY_IN(w, buf, len);
+	if (hdr_check(&w.hdr, IBNBD_MSG_CLOSE_RSP, len) || w.reserved)
+		return -EPROTO;
+	*status = (int32_t)le32toh((uint32_t)w.status);
+	return *status > 0 ? -EPROTO : 0;
+}
+
+void ibnbd_keepalive_encode(struct ibnbd_keepalive *w, enum ibnbd_msg_type type, uint64_t token)
 {
 	memset(w, 0, sizeof(*w));
 	ibnbd_msg_hdr_init(&w->hdr, type, sizeof(*w));
-	w->status = (int32_t)htole32((uint32_t)status);
-	w->cookie = htole64(cookie);
+	w->token = htole64(token);
 }
 
-int ibnbd_ctrl_rsp_decode(const void *buf, size_t len, enum ibnbd_msg_type type,
-			  int32_t *status, uint64_t *cookie)
+int ibnbd_keepalive_decode(const void *buf, size_t len, enum ibnbd_msg_type type,
+			   uint64_t *token)
 {
-	struct ibnbd_ctrl_rsp w;
+	struct ibnbd_keepalive w;
 
 	COPY_IN(w, buf, len);
 	if (hdr_check(&w.hdr, type, len) || w.reserved)
 		return -EPROTO;
-	*status = (int32_t)le32toh((uint32_t)w.status);
-	*cookie = le64toh(w.cookie);
-	return *status > 0 ? -EPROTO : 0;
+	*token = le64toh(w.token);
+	return 0;
 }
 
 /* ---- IO ---- */

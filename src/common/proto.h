@@ -113,13 +113,16 @@ void ibnbd_open_rsp_encode(struct ibnbd_open_rsp *w, const struct ibnbd_dev_info
  * a cookie. */
 int ibnbd_open_rsp_decode(const void *buf, size_t len, struct ibnbd_dev_info *d);
 
-/* CLOSE and the small control responses. */
+/* CLOSE / CLOSE_RSP. */
 void ibnbd_close_encode(struct ibnbd_close *w, uint32_t handle);
 int ibnbd_close_decode(const void *buf, size_t len, uint32_t *handle);
-void ibnbd_ctrl_rsp_encode(struct ibnbd_ctrl_rsp *w, enum ibnbd_msg_type type,
-			   int32_t status, uint64_t cookie);
-int ibnbd_ctrl_rsp_decode(const void *buf, size_t len, enum ibnbd_msg_type type,
-			  int32_t *status, uint64_t *cookie);
+void ibnbd_close_rsp_encode(struct ibnbd_close_rsp *w, int32_t status);
+int ibnbd_close_rsp_decode(const void *buf, size_t len, int32_t *status);
+
+/* KEEPALIVE / KEEPALIVE_RSP (type says which). */
+void ibnbd_keepalive_encode(struct ibnbd_keepalive *w, enum ibnbd_msg_type type, uint64_t token);
+int ibnbd_keepalive_decode(const void *buf, size_t len, enum ibnbd_msg_type type,
+			   uint64_t *token);
 
 /* IO requests and responses. */
 struct ibnbd_io {

@@ -28,4 +28,15 @@ static inline int ring_init(struct io_uring *ring, unsigned int entries, unsigne
 	return ret;
 }
 
+/* An SQE from ring; when the SQ is full, submits what is there to make
+ * room (the batch goes out a little early). NULL only if that fails too. */
+static inline struct io_uring_sqe *ring_get_sqe(struct io_uring *ring)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+	if (!sqe && io_uring_submit(ring) >= 0)
+		sqe = io_uring_get_sqe(ring);
+	return sqe;
+}
+
 #endif

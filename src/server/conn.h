@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * A session: one accepted RC connection, its slots (the client's credits),
- * its receive/send message buffers, and the devices it opened. Owned by one
- * worker thread; every function here runs on that thread.
+ * A connection: one accepted RC queue pair, its slots (the client's
+ * credits), its receive and send message buffers, and the devices opened
+ * on it. The connections of one client session (same session uuid) may
+ * live on several workers; what they share is the registry's (registry.h).
+ * Owned by one worker thread; every function here runs on that thread.
  *
  * States:
  *   ACCEPTING  accept sent, receives posted; messages may already arrive
@@ -15,9 +17,13 @@
  *
  * Independent of the state, a HELLO or OPEN answer may be deferred while the
  * connection waits for others to drain (registry.h: fencing, takeover).
+ *
+ * The code is split by concern: conn_handshake.c (accept, HELLO, OPEN,
+ * CLOSE, KEEPALIVE, keepalive enforcement), conn_io.c (the IO path and the
+ * slot state machine), conn_teardown.c (closing, draining, destruction).
  */
-#ifndef IBNBD_SERVER_SESSION_H
-#define IBNBD_SERVER_SESSION_H
+#ifndef IBNBD_SERVER_CONN_H
+#define IBNBD_SERVER_CONN_H
 
 #include <infiniband/verbs.h>
 #include <rdma/rdma_cma.h>
@@ -26,40 +32,42 @@
 #include "proto.h"
 
 struct worker;
-struct session;
+struct conn;
 
 /*
- * Builds the session for a connect request (QP on the worker's CQ, slots
+ * Builds the connection for a connect request (QP on the worker's CQ, slots
  * registered as MR and io_uring fixed buffer at table index idx, receives
  * posted) and sends the accept. On failure returns -errno; the caller
  * rejects with that status and destroys the id.
  */
-int session_create(struct worker *w, unsigned int idx, struct rdma_cm_id *id,
-		   const struct ibnbd_conn_params *req, const char *peer, struct session **out);
-/* Frees everything; only when session_reapable(), or before accept. */
-void session_destroy(struct session *s);
+int conn_create(struct worker *w, unsigned int idx, struct rdma_cm_id *id,
+		const struct ibnbd_conn_params *req, const char *peer, struct conn **out);
+/* Frees everything; only when conn_reapable(), or before accept. */
+void conn_destroy(struct conn *c);
+/* Rejects a connect request with status in the reply (no connection). */
+void conn_reject(struct rdma_cm_id *id, int status);
 
-void session_on_wc(struct session *s, const struct ibv_wc *wc);
-void session_on_io(struct session *s, uint32_t slot, int res);
-void session_on_cm_event(struct session *s, const struct rdma_cm_event *ev);
+void conn_on_wc(struct conn *c, const struct ibv_wc *wc);
+void conn_on_io(struct conn *c, uint32_t slot, int res);
+void conn_on_cm_event(struct conn *c, const struct rdma_cm_event *ev);
 /*
- * The worker's eventfd fired: close the session if the registry says it was
- * superseded, retry a deferred HELLO/OPEN answer if it waits for another.
+ * The worker's eventfd fired: close the connection if the registry says it
+ * was superseded, retry a deferred HELLO/OPEN answer if it waits for another.
  */
-void session_on_kick(struct session *s);
-/* Every second: keepalive enforcement. */
-void session_tick(struct session *s);
+void conn_on_kick(struct conn *c);
+/* Every tick: keepalive enforcement. */
+void conn_tick(struct conn *c);
 /* Posts the answers queued this round in one go (one doorbell); the worker
- * calls it for each session on its flush_list before it waits again.
- * Returns the next session on the list. */
-struct session *session_flush(struct session *s);
+ * calls it for each connection on its flush_list before it waits again.
+ * Returns the next connection on the list. */
+struct conn *conn_flush(struct conn *c);
 /* Server shutdown: finish what is in flight, then disconnect. */
-void session_shutdown(struct session *s);
+void conn_shutdown(struct conn *c);
 /* Periodic: timeouts of DRAINING/CLOSING. True when it can be destroyed. */
-bool session_reapable(struct session *s);
-bool session_closing(const struct session *s);
-/* CQ entries a session's QP may generate (sq + rq depth), before and after. */
-int session_cq_need(const struct ibnbd_conn_params *negotiated);
-int session_cq_held(const struct session *s);
+bool conn_reapable(struct conn *c);
+bool conn_closing(const struct conn *c);
+/* CQ entries a connection's QP may generate (sq + rq depth), before and after. */
+int conn_cq_need(const struct ibnbd_conn_params *negotiated);
+int conn_cq_held(const struct conn *c);
 
 #endif

@@ -13,6 +13,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "util.h"
+
 /* Reads a number from /sys/dev/block/M:m/queue/NAME; 0 if absent. */
 static uint64_t bdev_queue_attr(dev_t rdev, const char *name)
 {
@@ -152,7 +154,7 @@ int export_create(const struct export_spec *spec, unsigned int index, struct exp
 	} else if (S_ISREG(st.st_mode)) {
 		e->logical_block_size = 512;
 		e->physical_block_size = st.st_blksize >= 512 && st.st_blksize <= 65536 &&
-						 !(st.st_blksize & (st.st_blksize - 1))
+						 is_pow2((uint64_t)st.st_blksize)
 					 ? (uint32_t)st.st_blksize : 4096;
 		e->size = (uint64_t)st.st_size & ~511ull;
 		e->max_discard_sectors = sectors_cap(1ull << 30);

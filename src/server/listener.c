@@ -5,8 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conn.h"
 #include "log.h"
-#include "rdma_conn.h"
+#include "cm.h"
+#include "verbs.h"
 
 struct listener {
 	struct rdma_event_channel *ch;
@@ -27,7 +29,7 @@ int listener_create(const struct server_config *cfg, struct worker *workers,
 		return -ENOMEM;
 	l->workers = workers;
 	l->nworkers = nworkers;
-	ret = rdma_conn_channel_create(&l->ch);
+	ret = cm_channel_create(&l->ch);
 	if (ret) {
 		log_err("cannot create an RDMA CM event channel: %s (is rdma_ucm loaded, /dev/infiniband/rdma_cm accessible?)",
 			strerror(-ret));
@@ -36,7 +38,7 @@ int listener_create(const struct server_config *cfg, struct worker *workers,
 	for (unsigned int i = 0; i < cfg->nlisten; i++) {
 		const struct endpoint *ep = &cfg->listen[i];
 
-		ret = rdma_conn_listen(l->ch, ep, 128, &l->ids[l->nids]);
+		ret = cm_listen(l->ch, ep, 128, &l->ids[l->nids]);
 		if (ret) {
 			log_err("cannot listen on %s port %u: %s (is the address assigned to an RDMA-capable interface, e.g. an rxe/RoCE netdev?)",
 				ep->host, ep->port, strerror(-ret));
@@ -58,7 +60,7 @@ void listener_destroy(struct listener *l)
 		return;
 	for (unsigned int i = 0; i < l->nids; i++)
 		rdma_destroy_id(l->ids[i]);
-	rdma_conn_channel_destroy(l->ch);
+	cm_channel_destroy(l->ch);
 	free(l);
 }
 
@@ -85,15 +87,6 @@ static struct worker *pick_worker(struct listener *l)
 	return best;
 }
 
-static void reject(struct rdma_cm_id *id, int status)
-{
-	struct ibnbd_conn_params p = { .version = IBNBD_PROTO_VERSION, .status = status };
-	struct ibnbd_conn_rep rep;
-
-	ibnbd_conn_rep_encode(&rep, &p);
-	rdma_reject(id, &rep, sizeof(rep));
-}
-
 static void on_connect_request(struct listener *l, struct rdma_cm_event *ev)
 {
 	struct rdma_cm_id *id = ev->id;
@@ -102,13 +95,13 @@ static void on_connect_request(struct listener *l, struct rdma_cm_event *ev)
 	char peer[64];
 	int ret;
 
-	rdma_conn_peer_str(id, peer, sizeof(peer));
+	cm_peer_str(id, peer, sizeof(peer));
 	ret = ibnbd_conn_req_decode(ev->param.conn.private_data,
 				    ev->param.conn.private_data_len, &req);
 	if (ret) {
 		log_warn("connection from %s refused: its connect data is not an ibnbd request (%u bytes)",
 			 peer, ev->param.conn.private_data_len);
-		reject(id, -EPROTO);
+		conn_reject(id, -EPROTO);
 		rdma_ack_cm_event(ev);
 		rdma_destroy_id(id);
 		return;
@@ -120,7 +113,7 @@ static void on_connect_request(struct listener *l, struct rdma_cm_event *ev)
 		ret = errno ? -errno : -EIO;
 		log_err("connection from %s refused: moving it to worker %u failed: %s", peer,
 			w->index, strerror(-ret));
-		reject(id, ret);
+		conn_reject(id, ret);
 		rdma_destroy_id(id);
 		return;
 	}
@@ -128,7 +121,7 @@ static void on_connect_request(struct listener *l, struct rdma_cm_event *ev)
 	if (ret) {
 		log_err("connection from %s refused: handing it to worker %u failed: %s", peer,
 			w->index, strerror(-ret));
-		reject(id, ret);
+		conn_reject(id, ret);
 		rdma_destroy_id(id);
 	}
 }
@@ -137,7 +130,7 @@ void listener_handle_events(struct listener *l)
 {
 	struct rdma_cm_event *ev;
 
-	while (rdma_conn_get_event(l->ch, &ev) == 0) {
+	while (cm_get_event(l->ch, &ev) == 0) {
 		switch (ev->event) {
 		case RDMA_CM_EVENT_CONNECT_REQUEST:
 			on_connect_request(l, ev); /* acks ev */

@@ -21,6 +21,7 @@
 #include "export.h"
 #include "listener.h"
 #include "log.h"
+#include "util.h"
 #include "registry.h"
 #include "sd_notify.h"
 #include "worker.h"
@@ -95,13 +96,6 @@ static void read_boot_id(uint8_t id[16])
 	fclose(f);
 	if (n != 32)
 		memset(id, 0, 16);
-}
-
-static unsigned int default_workers(void)
-{
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-	return n < 1 ? 1 : n > 4 ? 4 : (unsigned int)n;
 }
 
 static int parse_args(int argc, char **argv, struct server_config *cfg)
@@ -181,7 +175,7 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
 		goto out;
 	}
 	if (!cfg->workers)
-		cfg->workers = default_workers();
+		cfg->workers = default_worker_count();
 out:
 	free(listens);
 	free(exports);

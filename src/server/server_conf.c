@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "errmsg.h"
+#include "parse.h"
 
 void config_init(struct server_config *cfg)
 {
@@ -156,25 +157,10 @@ static int parse_bool(const char *v, bool *out)
 	return -EINVAL;
 }
 
-/* Decimal, or hexadecimal after 0x; a leading 0 is not octal ("010" is ten). */
-static int parse_uint(const char *v, unsigned long min, unsigned long max, unsigned long *out)
-{
-	bool hex = v[0] == '0' && (v[1] == 'x' || v[1] == 'X');
-	char *end;
-
-	errno = 0;
-	if (!isdigit((unsigned char)*v) || (hex && !isxdigit((unsigned char)v[2])))
-		return -EINVAL;
-	*out = strtoul(hex ? v + 2 : v, &end, hex ? 16 : 10);
-	if (errno || *end || *out < min || *out > max)
-		return -EINVAL;
-	return 0;
-}
-
 int config_set_keepalive_timeout(struct server_config *cfg, const char *v, char *err,
 				 size_t errlen)
 {
-	unsigned long n;
+	unsigned int n;
 
 	if (parse_uint(v, 0, SERVER_MAX_KEEPALIVE_TIMEOUT, &n))
 		return errmsg(err, errlen, "keepalive_timeout must be 0 (never) to %d seconds, not '%s'",
@@ -187,7 +173,7 @@ int config_set_keepalive_timeout(struct server_config *cfg, const char *v, char 
 static int config_line(struct server_config *cfg, struct export_spec *sect, char *key,
 		       char *val, char *err, size_t errlen)
 {
-	unsigned long n;
+	unsigned int n;
 	bool b;
 
 	if (sect) {
@@ -343,19 +329,14 @@ int config_from_cmdline(struct server_config *cfg, const struct server_cmdline *
 			char *err, size_t errlen)
 {
 	const char *config = cl->config;
-	unsigned long workers = 0;
+	unsigned int workers = 0;
 	char msg[512];
 	int ret;
 
 	/* Usage errors first, before anything is read. */
-	if (cl->workers) {
-		char *end;
-
-		workers = strtoul(cl->workers, &end, 10);
-		if (*end || !*cl->workers || workers < 1 || workers > SERVER_MAX_WORKERS)
-			return errmsg(err, errlen, "--workers must be a number from 1 to %d",
-				    SERVER_MAX_WORKERS);
-	}
+	if (cl->workers && parse_uint(cl->workers, 1, SERVER_MAX_WORKERS, &workers))
+		return errmsg(err, errlen, "--workers must be a number from 1 to %d",
+			      SERVER_MAX_WORKERS);
 	/* The default file is for a server described by it alone: given
 	 * --export, it is not looked for. */
 	if (!config && !cl->nexports && cl->default_config &&

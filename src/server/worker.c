@@ -11,9 +11,10 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "rdma_conn.h"
+#include "cm.h"
+#include "verbs.h"
 #include "ring.h"
-#include "session.h"
+#include "conn.h"
 
 #define WORKER_RING_ENTRIES 1024
 #define WORKER_CQ_POLL_BATCH 32
@@ -33,14 +34,7 @@ struct worker_start {
 
 struct io_uring_sqe *worker_get_sqe(struct worker *w)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
-
-	if (!sqe) {
-		/* SQ full: hand what we have to the kernel and retry once. */
-		io_uring_submit(&w->ring);
-		sqe = io_uring_get_sqe(&w->ring);
-	}
-	return sqe;
+	return ring_get_sqe(&w->ring);
 }
 
 static int arm_poll(struct worker *w, int fd, enum wrid_type type)
@@ -78,11 +72,7 @@ static int arm_tick(struct worker *w)
 
 static void send_reject(struct rdma_cm_id *id, int status)
 {
-	struct ibnbd_conn_params p = { .version = IBNBD_PROTO_VERSION, .status = status };
-	struct ibnbd_conn_rep rep;
-
-	ibnbd_conn_rep_encode(&rep, &p);
-	rdma_reject(id, &rep, sizeof(rep));
+	conn_reject(id, status);
 	rdma_destroy_id(id);
 }
 
@@ -134,7 +124,7 @@ static int worker_setup_verbs(struct worker *w, struct ibv_context *verbs)
 	w->pd = ibv_alloc_pd(verbs);
 	if (!w->pd)
 		return -ENOMEM;
-	ret = rdma_conn_comp_channel_create(verbs, &w->comp_ch);
+	ret = verbs_comp_channel_create(verbs, &w->comp_ch);
 	if (ret)
 		goto out;
 	w->cq_max = WORKER_CQ_MAX;
@@ -162,7 +152,7 @@ out:
 
 static void worker_accept(struct worker *w, struct handoff *h)
 {
-	struct session *s;
+	struct conn *c;
 	unsigned int idx;
 	int ret;
 
@@ -177,22 +167,22 @@ static void worker_accept(struct worker *w, struct handoff *h)
 		send_reject(h->id, ret);
 		return;
 	}
-	for (idx = 0; idx < WORKER_MAX_SESSIONS && w->sessions[idx]; idx++)
+	for (idx = 0; idx < WORKER_MAX_CONNS && w->conns[idx]; idx++)
 		;
-	if (idx == WORKER_MAX_SESSIONS) {
-		log_warn("worker %u: connection from %s refused: %u sessions already", w->index,
-			 h->peer, WORKER_MAX_SESSIONS);
+	if (idx == WORKER_MAX_CONNS) {
+		log_warn("worker %u: connection from %s refused: %u connections already", w->index,
+			 h->peer, WORKER_MAX_CONNS);
 		send_reject(h->id, -EBUSY);
 		return;
 	}
-	ret = session_create(w, idx, h->id, &h->req, h->peer, &s);
+	ret = conn_create(w, idx, h->id, &h->req, h->peer, &c);
 	if (ret) {
 		send_reject(h->id, ret);
 		return;
 	}
-	w->sessions[idx] = s;
-	w->nsessions++;
-	__atomic_store_n(&w->nconns_hint, w->nsessions, __ATOMIC_RELAXED);
+	w->conns[idx] = c;
+	w->nconns++;
+	__atomic_store_n(&w->nconns_hint, w->nconns, __ATOMIC_RELAXED);
 	stat_add(&w->stats.connections, 1);
 }
 
@@ -218,21 +208,21 @@ static void worker_read_inbox(struct worker *w)
 			worker_accept(w, h);
 		} else if (!w->stopping) {
 			w->stopping = true;
-			for (unsigned int i = 0; i < WORKER_MAX_SESSIONS; i++)
-				if (w->sessions[i])
-					session_shutdown(w->sessions[i]);
+			for (unsigned int i = 0; i < WORKER_MAX_CONNS; i++)
+				if (w->conns[i])
+					conn_shutdown(w->conns[i]);
 		}
 		free(h);
 	}
 }
 
-static struct session *lookup(struct worker *w, uint64_t wr_id)
+static struct conn *lookup(struct worker *w, uint64_t wr_id)
 {
-	unsigned int i = wrid_sess(wr_id);
+	unsigned int i = wrid_conn(wr_id);
 
-	if (i >= WORKER_MAX_SESSIONS || !w->sessions[i] || w->session_gen[i] != wrid_gen(wr_id))
-		return NULL; /* a late completion of a session already gone */
-	return w->sessions[i];
+	if (i >= WORKER_MAX_CONNS || !w->conns[i] || w->conn_gen[i] != wrid_gen(wr_id))
+		return NULL; /* a late completion of a connection already gone */
+	return w->conns[i];
 }
 
 static void worker_poll_cq(struct worker *w)
@@ -245,10 +235,10 @@ static void worker_poll_cq(struct worker *w)
 	do {
 		n = ibv_poll_cq(w->cq, WORKER_CQ_POLL_BATCH, wc);
 		for (i = 0; i < n; i++) {
-			struct session *s = lookup(w, wc[i].wr_id);
+			struct conn *c = lookup(w, wc[i].wr_id);
 
-			if (s)
-				session_on_wc(s, &wc[i]);
+			if (c)
+				conn_on_wc(c, &wc[i]);
 		}
 	} while (n == WORKER_CQ_POLL_BATCH);
 	if (n < 0)
@@ -259,11 +249,11 @@ static void worker_cm_events(struct worker *w)
 {
 	struct rdma_cm_event *ev;
 
-	while (rdma_conn_get_event(w->cm_ch, &ev) == 0) {
-		struct session *s = ev->id ? ev->id->context : NULL;
+	while (cm_get_event(w->cm_ch, &ev) == 0) {
+		struct conn *c = ev->id ? ev->id->context : NULL;
 
-		if (s)
-			session_on_cm_event(s, ev);
+		if (c)
+			conn_on_cm_event(c, ev);
 		rdma_ack_cm_event(ev);
 	}
 }
@@ -276,54 +266,54 @@ static void worker_cq_events(struct worker *w)
 	struct ibv_cq *cq;
 
 	if (w->comp_ch)
-		rdma_conn_cq_event(w->comp_ch, &cq);
+		verbs_cq_event(w->comp_ch, &cq);
 }
 
 static void worker_reap(struct worker *w)
 {
-	for (unsigned int i = 0; i < WORKER_MAX_SESSIONS && w->nclosing; i++) {
-		struct session *s = w->sessions[i];
+	for (unsigned int i = 0; i < WORKER_MAX_CONNS && w->nclosing; i++) {
+		struct conn *c = w->conns[i];
 
-		if (!s || !session_closing(s) || !session_reapable(s))
+		if (!c || !conn_closing(c) || !conn_reapable(c))
 			continue;
-		session_destroy(s); /* logs "closed" */
-		w->sessions[i] = NULL;
-		w->session_gen[i]++;
-		w->nsessions--;
+		conn_destroy(c); /* logs "closed" */
+		w->conns[i] = NULL;
+		w->conn_gen[i]++;
+		w->nconns--;
 		w->nclosing--;
-		__atomic_store_n(&w->nconns_hint, w->nsessions, __ATOMIC_RELAXED);
+		__atomic_store_n(&w->nconns_hint, w->nconns, __ATOMIC_RELAXED);
 	}
-	if (w->stopping) /* DRAINING timeouts are checked by session_reapable */
-		for (unsigned int i = 0; i < WORKER_MAX_SESSIONS; i++)
-			if (w->sessions[i] && !session_closing(w->sessions[i]))
-				session_reapable(w->sessions[i]);
+	if (w->stopping) /* DRAINING timeouts are checked by conn_reapable */
+		for (unsigned int i = 0; i < WORKER_MAX_CONNS; i++)
+			if (w->conns[i] && !conn_closing(w->conns[i]))
+				conn_reapable(w->conns[i]);
 }
 
-/* The eventfd fired: the registry may have news for any of our sessions. */
+/* The eventfd fired: the registry may have news for any of our connections. */
 static void worker_kicked(struct worker *w)
 {
-	for (unsigned int i = 0; i < WORKER_MAX_SESSIONS; i++)
-		if (w->sessions[i])
-			session_on_kick(w->sessions[i]);
+	for (unsigned int i = 0; i < WORKER_MAX_CONNS; i++)
+		if (w->conns[i])
+			conn_on_kick(w->conns[i]);
 }
 
 static void worker_tick(struct worker *w)
 {
-	for (unsigned int i = 0; i < WORKER_MAX_SESSIONS; i++)
-		if (w->sessions[i])
-			session_tick(w->sessions[i]);
+	for (unsigned int i = 0; i < WORKER_MAX_CONNS; i++)
+		if (w->conns[i])
+			conn_tick(w->conns[i]);
 }
 
 static void worker_handle_cqe(struct worker *w, const struct io_uring_cqe *cqe)
 {
 	uint64_t ud = io_uring_cqe_get_data64(cqe);
-	struct session *s;
+	struct conn *c;
 
 	switch (wrid_type(ud)) {
 	case WRID_IO:
-		s = lookup(w, ud);
-		if (s)
-			session_on_io(s, wrid_index(ud), cqe->res);
+		c = lookup(w, ud);
+		if (c)
+			conn_on_io(c, wrid_index(ud), cqe->res);
 		break;
 	case WRID_POLL_CQ:
 		worker_cq_events(w);
@@ -355,7 +345,7 @@ static void worker_handle_cqe(struct worker *w, const struct io_uring_cqe *cqe)
 
 static void worker_loop(struct worker *w)
 {
-	while (!(w->stopping && w->nsessions == 0)) {
+	while (!(w->stopping && w->nconns == 0)) {
 		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 200 * 1000 * 1000 };
 		struct io_uring_cqe *cqe;
 		unsigned int head, n = 0;
@@ -375,9 +365,9 @@ static void worker_loop(struct worker *w)
 		io_uring_cq_advance(&w->ring, n);
 		/* Completions can be queued without a new event: poll every round. */
 		worker_poll_cq(w);
-		/* Then every session posts this round's answers at once. */
+		/* Then every connection posts this round's answers at once. */
 		while (w->flush_list)
-			w->flush_list = session_flush(w->flush_list);
+			w->flush_list = conn_flush(w->flush_list);
 		if (w->nclosing || w->stopping)
 			worker_reap(w);
 	}
@@ -403,7 +393,7 @@ static int worker_setup(struct worker *w)
 			strerror(-ret));
 		return ret;
 	}
-	ret = io_uring_register_buffers_sparse(&w->ring, WORKER_MAX_SESSIONS);
+	ret = io_uring_register_buffers_sparse(&w->ring, WORKER_MAX_CONNS);
 	if (ret) {
 		log_err("worker %u: reserving io_uring fixed buffers failed: %s (needs Linux 5.19)",
 			w->index, strerror(-ret));
@@ -444,7 +434,7 @@ int worker_create(struct worker *w, unsigned int index, const struct worker_shar
 	w->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (w->efd < 0)
 		return -errno;
-	ret = rdma_conn_channel_create(&w->cm_ch);
+	ret = cm_channel_create(&w->cm_ch);
 	if (ret)
 		return ret;
 	sem_init(&st.done, 0, 0);
@@ -505,9 +495,9 @@ void worker_destroy(struct worker *w)
 
 	if (w->thread_started)
 		pthread_join(w->thread, NULL);
-	for (unsigned int i = 0; i < WORKER_MAX_SESSIONS; i++)
-		if (w->sessions[i])
-			session_destroy(w->sessions[i]); /* only after a failed loop */
+	for (unsigned int i = 0; i < WORKER_MAX_CONNS; i++)
+		if (w->conns[i])
+			conn_destroy(w->conns[i]); /* only after a failed loop */
 	while ((h = w->inbox)) {
 		w->inbox = h->next;
 		if (h->id)
@@ -517,7 +507,7 @@ void worker_destroy(struct worker *w)
 	if (w->ring_ready)
 		io_uring_queue_exit(&w->ring);
 	worker_destroy_verbs(w);
-	rdma_conn_channel_destroy(w->cm_ch);
+	cm_channel_destroy(w->cm_ch);
 	if (w->efd >= 0)
 		close(w->efd);
 	pthread_mutex_destroy(&w->inbox_lock);

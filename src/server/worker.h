@@ -2,12 +2,13 @@
 /*
  * A worker thread: owns one io_uring (backing IO on fixed files and fixed
  * buffers, plus multishot polls on its completion channel, its CM event
- * channel and its eventfd), one PD and one CQ shared by its sessions, and
- * the sessions the listener hands it. Nothing it owns is touched by another
- * thread, except the handoff inbox (a mutex-protected list, off the IO path),
- * the registry entries of its sessions (registry.h, control path only) and
- * the counters (read with relaxed loads). Its eventfd carries both handoffs
- * and registry kicks; a 1 s io_uring timeout drives keepalive checks.
+ * channel and its eventfd), one PD and one CQ shared by its connections,
+ * and the connections the listener hands it. Nothing it owns is touched by
+ * another thread, except the handoff inbox (a mutex-protected list, off the
+ * IO path), the registry entries of its connections (registry.h, control
+ * path only) and the counters (read with relaxed loads). Its eventfd
+ * carries both handoffs and registry kicks; an io_uring timeout drives
+ * keepalive checks.
  */
 #ifndef IBNBD_SERVER_WORKER_H
 #define IBNBD_SERVER_WORKER_H
@@ -22,11 +23,11 @@
 #include "stats.h"
 #include "wrid.h"
 
-#define WORKER_MAX_SESSIONS 256 /* < WRID_MAX_SESSIONS */
-#define WORKER_CQ_INITIAL 1024  /* grows with the sessions it serves */
+#define WORKER_MAX_CONNS 256 /* < WRID_MAX_CONNS */
+#define WORKER_CQ_INITIAL 1024  /* grows with the connections it serves */
 #define WORKER_CQ_MAX 65536     /* clamped to the device's max_cqe */
 
-struct session;
+struct conn;
 
 struct registry;
 
@@ -61,21 +62,21 @@ struct worker {
 	struct ibv_cq *cq;
 	int cq_size;
 	int cq_max;    /* the device's limit */
-	int cq_budget; /* CQEs not yet promised to a session */
+	int cq_budget; /* CQEs not yet promised to a connection */
 
-	struct session *sessions[WORKER_MAX_SESSIONS];
-	uint16_t session_gen[WORKER_MAX_SESSIONS];
-	/* Sessions with answers queued this round (session_flush()). */
-	struct session *flush_list;
-	unsigned int nsessions;
+	struct conn *conns[WORKER_MAX_CONNS];
+	uint16_t conn_gen[WORKER_MAX_CONNS];
+	/* Connections with answers queued this round (conn_flush()). */
+	struct conn *flush_list;
+	unsigned int nconns;
 	unsigned int nclosing;
-	bool stopping; /* stop message seen: drain sessions, then leave the loop */
+	bool stopping; /* stop message seen: drain connections, then leave the loop */
 
 	pthread_mutex_t inbox_lock;
 	struct handoff *inbox;
 	int setup_ret;
 
-	unsigned int nconns_hint; /* sessions, for the listener's balancing */
+	unsigned int nconns_hint; /* connections, for the listener's balancing */
 	struct server_stats stats;
 };
 
@@ -94,10 +95,10 @@ void worker_destroy(struct worker *w);
 int worker_handoff(struct worker *w, struct rdma_cm_id *id,
 		   const struct ibnbd_conn_params *req, const char *peer);
 
-/* For sessions: the io_uring SQE, submitting to make room if needed. */
+/* For connections: the io_uring SQE, submitting to make room if needed. */
 struct io_uring_sqe *worker_get_sqe(struct worker *w);
 
-/* Promises a new session need CQEs of the worker's CQ, growing it (it
+/* Promises a new connection need CQEs of the worker's CQ, growing it (it
  * starts small: on soft-RoCE a CQE costs 128 bytes of memory). -EBUSY when
  * the device's limit is reached. */
 int worker_cq_reserve(struct worker *w, int need);

@@ -2,11 +2,12 @@
 /*
  * The one encoding of RDMA wr_id and io_uring user_data in the server:
  *
- *   63..60 type   59..48 session index in its worker   47..32 session
- *   generation   31..0 index (receive buffer, slot/tag, send buffer)
+ *   63..60 type   59..48 connection index in its worker   47..32
+ *   connection generation   31..0 index (receive buffer, slot/tag, send
+ *   buffer)
  *
  * The generation lets a worker recognise, and drop, a completion that
- * belongs to an earlier session which used the same table index.
+ * belongs to an earlier connection which used the same table index.
  */
 #ifndef IBNBD_SERVER_WRID_H
 #define IBNBD_SERVER_WRID_H
@@ -26,14 +27,14 @@ enum wrid_type {
 	WRID_TICK,       /* io_uring: the 1 s timeout (keepalive, deferred answers) */
 };
 
-#define WRID_SESS_BITS 12
-#define WRID_MAX_SESSIONS (1u << WRID_SESS_BITS)
+#define WRID_CONN_BITS 12
+#define WRID_MAX_CONNS (1u << WRID_CONN_BITS)
 
-static inline uint64_t wrid_make(enum wrid_type type, unsigned int sess, unsigned int gen,
+static inline uint64_t wrid_make(enum wrid_type type, unsigned int conn, unsigned int gen,
 				 uint32_t index)
 {
-	assert((unsigned int)type < 16 && sess < WRID_MAX_SESSIONS && gen <= 0xffff);
-	return (uint64_t)type << 60 | (uint64_t)sess << 48 | (uint64_t)gen << 32 | index;
+	assert((unsigned int)type < 16 && conn < WRID_MAX_CONNS && gen <= 0xffff);
+	return (uint64_t)type << 60 | (uint64_t)conn << 48 | (uint64_t)gen << 32 | index;
 }
 
 static inline enum wrid_type wrid_type(uint64_t w)
@@ -41,9 +42,9 @@ static inline enum wrid_type wrid_type(uint64_t w)
 	return (enum wrid_type)(w >> 60);
 }
 
-static inline unsigned int wrid_sess(uint64_t w)
+static inline unsigned int wrid_conn(uint64_t w)
 {
-	return (unsigned int)(w >> 48) & (WRID_MAX_SESSIONS - 1);
+	return (unsigned int)(w >> 48) & (WRID_MAX_CONNS - 1);
 }
 
 static inline unsigned int wrid_gen(uint64_t w)

@@ -61,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			ibnbd_close_decode(data + 1, size - 1, &handle);
 			break;
 		case IBNBD_MSG_KEEPALIVE:
-			ibnbd_ctrl_rsp_decode(data + 1, size - 1, IBNBD_MSG_KEEPALIVE, &st, &cookie);
+			ibnbd_keepalive_decode(data + 1, size - 1, IBNBD_MSG_KEEPALIVE, &cookie);
 			break;
 		case IBNBD_MSG_IO_REQ:
 			if (!ibnbd_io_req_decode(data + 1, size - 1, &u.io) &&
@@ -90,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			ibnbd_io_validate(&u.io, &dev);
 		break;
 	default:
-		ibnbd_ctrl_rsp_decode(data + 1, size - 1, IBNBD_MSG_CLOSE_RSP, &st, &cookie);
+		ibnbd_close_rsp_decode(data + 1, size - 1, &st);
 		break;
 	}
 	return 0;

@@ -28,7 +28,8 @@
 
 #include "endpoint.h"
 #include "proto.h"
-#include "rdma_conn.h"
+#include "cm.h"
+#include "verbs.h"
 
 #define PROBE_QD 16
 #define PROBE_MAX_IO (128u * 1024)
@@ -97,11 +98,11 @@ static void probe_close(struct probe *p)
 		ibv_destroy_cq(p->cq);
 	if (p->cc)
 		ibv_destroy_comp_channel(p->cc);
-	rdma_conn_dereg_mr(p->data_mr);
-	rdma_conn_dereg_mr(p->msgs_mr);
+	verbs_dereg_mr(p->data_mr);
+	verbs_dereg_mr(p->msgs_mr);
 	if (p->pd)
 		ibv_dealloc_pd(p->pd);
-	rdma_conn_channel_destroy(p->ch);
+	cm_channel_destroy(p->ch);
 	free(p->data);
 	free(p->msgs);
 	p->id = NULL; p->qp = false; p->cq = NULL; p->cc = NULL; p->data_mr = NULL;
@@ -114,7 +115,7 @@ static int post_recv(struct probe *p, unsigned int i)
 	struct ibv_sge sge = { (uintptr_t)rbuf(p, i), IBNBD_MSG_MAX, p->msgs_mr->lkey };
 	struct ibv_recv_wr wr = { .wr_id = i, .sg_list = &sge, .num_sge = 1 };
 
-	return rdma_conn_post_recv(p->id->qp, &wr);
+	return verbs_post_recv(p->id->qp, &wr);
 }
 
 static int post_send_buf(struct probe *p, unsigned int buf, size_t len)
@@ -123,7 +124,7 @@ static int post_send_buf(struct probe *p, unsigned int buf, size_t len)
 	struct ibv_send_wr wr = { .wr_id = 1000 + buf, .sg_list = &sge, .num_sge = 1,
 				  .opcode = IBV_WR_SEND, .send_flags = IBV_SEND_SIGNALED };
 
-	return rdma_conn_post_send(p->id->qp, &wr);
+	return verbs_post_send(p->id->qp, &wr);
 }
 
 /*
@@ -152,7 +153,7 @@ static int wait_recv(struct probe *p, int timeout_ms, size_t *len)
 				return (int)wc.wr_id;
 			}
 		}
-		while (rdma_conn_get_event(p->ch, &ev) == 0) {
+		while (cm_get_event(p->ch, &ev) == 0) {
 			enum rdma_cm_event_type e = ev->event;
 
 			rdma_ack_cm_event(ev);
@@ -161,7 +162,7 @@ static int wait_recv(struct probe *p, int timeout_ms, size_t *len)
 				return -ECONNRESET;
 			}
 		}
-		while (rdma_conn_cq_event(p->cc, &cq) == 0)
+		while (verbs_cq_event(p->cc, &cq) == 0)
 			;
 		if ((n = ibv_poll_cq(p->cq, 1, &wc)) > 0) { /* raced with the re-arm */
 			if (wc.status != IBV_WC_SUCCESS) {
@@ -190,7 +191,7 @@ static int probe_connect_raw(struct probe *p, const void *pdata, uint8_t pdata_l
 		.features = IBNBD_FEAT_ALL, .max_io_size = PROBE_MAX_IO,
 		.conn_index = p->conn_index, .conn_count = p->conn_count,
 	};
-	struct rdma_conn_qp_caps caps = { 2 * PROBE_QD + 4, PROBE_QD + 2, 2, 1, 0 };
+	struct cm_qp_caps caps = { 2 * PROBE_QD + 4, PROBE_QD + 2, 2, 1, 0 };
 	struct ibnbd_conn_req req;
 	uint8_t rep[64];
 	size_t got = 0;
@@ -198,12 +199,12 @@ static int probe_connect_raw(struct probe *p, const void *pdata, uint8_t pdata_l
 
 	memcpy(cp.session_uuid, p->session_uuid, sizeof(cp.session_uuid));
 	p->nbufs = PROBE_QD + IBNBD_CTRL_CREDITS;
-	ret = rdma_conn_channel_create(&p->ch);
+	ret = cm_channel_create(&p->ch);
 	if (ret) {
 		err("cannot open the RDMA CM (%s): is rdma_ucm loaded?", strerror(-ret));
 		return ret;
 	}
-	ret = rdma_conn_resolve(p->ch, &p->ep, 2000, &p->id);
+	ret = cm_resolve(p->ch, &p->ep, 2000, &p->id);
 	if (ret) {
 		err("cannot reach %s port %u: address/route resolution failed: %s", p->ep.host,
 		    p->ep.port, strerror(-ret));
@@ -216,20 +217,20 @@ static int probe_connect_raw(struct probe *p, const void *pdata, uint8_t pdata_l
 		p->msgs = NULL;
 	if (!p->pd || !p->data || !p->msgs)
 		return err("out of memory"), -ENOMEM;
-	ret = rdma_conn_comp_channel_create(p->id->verbs, &p->cc);
+	ret = verbs_comp_channel_create(p->id->verbs, &p->cc);
 	if (ret)
 		return err("completion channel: %s", strerror(-ret)), ret;
 	p->cq = ibv_create_cq(p->id->verbs, 4 * PROBE_QD + 16, NULL, p->cc, 0);
 	if (!p->cq || ibv_req_notify_cq(p->cq, 0))
 		return err("cannot create a CQ"), -ENOMEM;
-	ret = rdma_conn_reg_mr(p->pd, p->data, (size_t)PROBE_QD * PROBE_MAX_IO,
+	ret = verbs_reg_mr(p->pd, p->data, (size_t)PROBE_QD * PROBE_MAX_IO,
 			       IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, &p->data_mr);
 	if (!ret)
-		ret = rdma_conn_reg_mr(p->pd, p->msgs, (size_t)2 * p->nbufs * IBNBD_MSG_MAX,
+		ret = verbs_reg_mr(p->pd, p->msgs, (size_t)2 * p->nbufs * IBNBD_MSG_MAX,
 				       IBV_ACCESS_LOCAL_WRITE, &p->msgs_mr);
 	if (ret)
 		return err("memory registration: %s", strerror(-ret)), ret;
-	ret = rdma_conn_create_qp(p->id, p->pd, p->cq, &caps);
+	ret = cm_create_qp(p->id, p->pd, p->cq, &caps);
 	if (ret)
 		return err("cannot create a QP: %s", strerror(-ret)), ret;
 	p->qp = true;
@@ -242,7 +243,7 @@ static int probe_connect_raw(struct probe *p, const void *pdata, uint8_t pdata_l
 		pdata_len = sizeof(req);
 	}
 	/* Resolution took at most ~3.5 s: keep the whole attempt under 10 s. */
-	ret = rdma_conn_connect(p->id, pdata, pdata_len, p->timeout_ms < 6000 ? p->timeout_ms : 6000,
+	ret = cm_connect(p->id, pdata, pdata_len, p->timeout_ms < 6000 ? p->timeout_ms : 6000,
 				rep, sizeof(rep), &got);
 	if (ret == -ECONNREFUSED && ibnbd_conn_rep_decode(rep, got, &p->conn) == 0 &&
 	    p->conn.status) {
@@ -381,7 +382,7 @@ static int io_post(struct probe *p, unsigned int tag, const struct ibnbd_io *io,
 		wr.num_sge = 1;
 		wr.opcode = IBV_WR_SEND;
 	}
-	return rdma_conn_post_send(p->id->qp, &wr);
+	return verbs_post_send(p->id->qp, &wr);
 }
 
 static struct ibnbd_io mkio(struct probe *p, unsigned int tag, uint8_t op, uint64_t off,
@@ -677,16 +678,15 @@ static int cmd_expect_drop(struct probe *p, long secs)
 
 static int keepalive_once(struct probe *p)
 {
-	struct ibnbd_ctrl_rsp *k = (struct ibnbd_ctrl_rsp *)sbuf(p, PROBE_QD);
+	struct ibnbd_keepalive *k = (struct ibnbd_keepalive *)sbuf(p, PROBE_QD);
 	uint8_t rsp[IBNBD_MSG_MAX];
 	size_t len;
-	int32_t st;
-	uint64_t cookie;
+	uint64_t token;
 
-	ibnbd_ctrl_rsp_encode(k, IBNBD_MSG_KEEPALIVE, 0, 42);
+	ibnbd_keepalive_encode(k, IBNBD_MSG_KEEPALIVE, 42);
 	return ctrl_roundtrip(p, sizeof(*k), rsp, &len) ||
-	       ibnbd_ctrl_rsp_decode(rsp, len, IBNBD_MSG_KEEPALIVE_RSP, &st, &cookie) ||
-	       cookie != 42;
+	       ibnbd_keepalive_decode(rsp, len, IBNBD_MSG_KEEPALIVE_RSP, &token) ||
+	       token != 42;
 }
 
 /* What the reconnecting client does on an idle connection: one a second. */
@@ -802,7 +802,8 @@ static int g_raw_send(struct probe *p, const void *msg, size_t len, int *st)
 		uint16_t type;
 
 		if (!ibnbd_msg_peek(rbuf(p, (unsigned int)i), rlen, &type) && type != IBNBD_MSG_IO_RSP) {
-			struct ibnbd_ctrl_rsp c;
+			/* Every control answer has its status where CLOSE_RSP has. */
+			struct ibnbd_close_rsp c;
 
 			memcpy(&c, rbuf(p, (unsigned int)i), sizeof(c));
 			*st = (int32_t)le32toh((uint32_t)c.status);

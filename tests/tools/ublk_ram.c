@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * ibnbd-ublk-ram: a RAM-backed ublk device, to prove the client's ublk layer
- * (ublk_dev + ublk_queue) against the real kernel without any network.
- * Not installed; the e2e tests run it from the build directory.
+ * (libublk: ublk/dev, ublk/queue and the engine) against the real kernel
+ * without any network. Not installed; the e2e tests run it from the build
+ * directory.
  *
- * Threads: main is the control thread (ADD/SET_PARAMS/START/STOP/DEL and
- * signals); one worker per hardware queue owns an io_uring and serves its
- * queue with memcpy into/out of the RAM image, as the real client's workers
- * will serve theirs with RDMA.
+ * A target of the same engine as the daemon's RDMA workers (the way kublk
+ * has one file per target): main is the control thread (ADD/SET_PARAMS/
+ * START/STOP/DEL and signals); one engine per hardware queue serves it
+ * with memcpy into/out of the RAM image.
  *
  * Exit: 0 after a clean SIGTERM/SIGINT teardown; 1 if anything failed;
  * 2 on a bad command line.
@@ -31,12 +32,11 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "ring.h"
-#include "ublk_dev.h"
-#include "ublk_queue.h"
+#include "parse.h"
+#include "ublk/dev.h"
+#include "ublk/engine.h"
+#include "ublk/queue.h"
 
-/* The only user_data type of the workers' rings here. */
-#define RAM_UD_TYPE_UBLK 1
 /* Discard / write-zeroes limits we advertise (zeroing RAM is cheap). */
 #define RAM_MAX_DISCARD_BYTES (1u << 30)
 #define RAM_BLOCK_DEV_WAIT_MS 5000
@@ -56,10 +56,10 @@ struct ram_ctx;
 
 struct ram_worker {
 	struct ram_ctx *ctx;
-	pthread_t thread;
-	bool thread_started;
+	struct ublk_engine *engine;
+	struct ublk_queue *q;
 	uint16_t q_id;
-	int status; /* 0, or the -errno that ended the worker */
+	sem_t gone;        /* posted when the queue retired its last tag */
 	/* Requests served, by op (and FUA writes), summed at exit so tests
 	 * can see the kernel really sent FLUSH, FUA, DISCARD ... */
 	uint64_t served[UBLK_IO_OP_WRITE_ZEROES + 1];
@@ -74,12 +74,6 @@ struct ram_ctx {
 	bool mem_shared; /* a MAP_SHARED file: zero with MADV_REMOVE */
 	pthread_t main_thread;
 	atomic_bool failed;
-
-	/* Start-up handshake: workers report once their FETCHes are in. */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	unsigned int nr_reported;
-	unsigned int nr_start_failed;
 
 	unsigned int nr_workers;
 	struct ram_worker *workers;
@@ -107,54 +101,6 @@ static void usage(FILE *f)
 		UBLK_MAX_QUEUE_DEPTH);
 }
 
-/* "256M" -> bytes; -EINVAL for anything but a number with an optional
- * binary suffix, -ERANGE on overflow. */
-static int parse_size(const char *s, uint64_t *out)
-{
-	unsigned long long v;
-	unsigned int shift = 0;
-	char *end;
-
-	if (!*s || *s == '-')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return errno ? -errno : -EINVAL;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
-	default: break;
-	}
-	if (*end == 'i' && shift)
-		end++;
-	if (*end == 'B' && shift)
-		end++;
-	if (*end)
-		return -EINVAL;
-	if (shift && v > (UINT64_MAX >> shift))
-		return -ERANGE;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
-
-static int parse_uint(const char *s, unsigned int min, unsigned int max, unsigned int *out)
-{
-	unsigned long v;
-	char *end;
-
-	if (!*s || *s == '-')
-		return -EINVAL;
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || *end || v < min || v > max)
-		return -EINVAL;
-	*out = (unsigned int)v;
-	return 0;
-}
-
 static int parse_opts(int argc, char **argv, struct ram_opts *o)
 {
 	static const struct option longopts[] = {
@@ -172,6 +118,7 @@ static int parse_opts(int argc, char **argv, struct ram_opts *o)
 	unsigned int id;
 	uint64_t v;
 	int c;
+
 
 	memset(o, 0, sizeof(*o));
 	o->recover_id = -1;
@@ -304,126 +251,63 @@ static int32_t ram_serve(struct ram_ctx *ctx, const struct ublk_io *io)
 	}
 }
 
-/* Handles every CQE available now. Returns 0, or the first -errno. */
-static int ram_reap(struct ram_worker *w, struct io_uring *ring, struct ublk_queue *q)
+/* ---- the target ---- */
+
+static void ram_queue_io(struct ublk_engine *e, void *qpriv, const struct ublk_io *io)
 {
-	struct io_uring_cqe *cqe;
-	unsigned int head, n = 0;
-	struct ublk_io io;
-	int err = 0, ret;
-
-	io_uring_for_each_cqe(ring, head, cqe) {
-		n++;
-		if (ublk_ud_type(cqe->user_data) != RAM_UD_TYPE_UBLK || ublk_ud_queue(cqe->user_data)) {
-			log_err("ublk%d: queue %u: stray completion 0x%llx", ublk_dev_id(w->ctx->dev),
-				w->q_id, (unsigned long long)cqe->user_data);
-			err = err ? err : -EPROTO;
-			continue;
-		}
-		ret = ublk_queue_handle_cqe(q, ring, cqe, &io);
-		if (ret < 0) {
-			err = err ? err : ret;
-			continue;
-		}
-		if (ret == 0)
-			continue;
-		if (io.op <= UBLK_IO_OP_WRITE_ZEROES)
-			w->served[io.op]++;
-		if (io.flags & UBLK_IO_F_FUA)
-			w->served_fua++;
-		ret = ublk_queue_commit(q, ring, io.tag, ram_serve(w->ctx, &io));
-		if (ret < 0)
-			err = err ? err : ret;
-	}
-	io_uring_cq_advance(ring, n);
-	return err;
-}
-
-static void ram_report_started(struct ram_worker *w, int status)
-{
-	struct ram_ctx *ctx = w->ctx;
-
-	pthread_mutex_lock(&ctx->lock);
-	ctx->nr_reported++;
-	if (status < 0)
-		ctx->nr_start_failed++;
-	pthread_cond_signal(&ctx->cond);
-	pthread_mutex_unlock(&ctx->lock);
-}
-
-static void *ram_worker_main(void *arg)
-{
-	struct ram_worker *w = arg;
-	struct ram_ctx *ctx = w->ctx;
-	int dev_id = ublk_dev_id(ctx->dev);
-	struct ublk_queue_config qcfg;
-	struct ublk_queue *q = NULL;
-	struct io_uring ring;
-	bool reported = false;
+	struct ram_worker *w = qpriv;
 	int ret;
 
-	ret = ring_init(&ring, ublk_dev_info(ctx->dev)->queue_depth, 0);
+	if (io->op <= UBLK_IO_OP_WRITE_ZEROES)
+		w->served[io->op]++;
+	if (io->flags & UBLK_IO_F_FUA)
+		w->served_fua++;
+	ret = ublk_engine_commit(e, w->q, io->tag, ram_serve(w->ctx, io));
 	if (ret < 0) {
-		log_err("ublk%d: queue %u: cannot create an io_uring: %s", dev_id, w->q_id,
-			strerror(-ret));
-		w->status = ret;
-		ram_report_started(w, ret);
-		goto out_signal;
-	}
-	memset(&qcfg, 0, sizeof(qcfg));
-	qcfg.q_id = w->q_id;
-	qcfg.ud_type = RAM_UD_TYPE_UBLK;
-	qcfg.ud_queue = 0;
-	qcfg.dev_sectors = ctx->opts.size >> 9;
-	ret = ublk_queue_create(ctx->dev, &qcfg, &q);
-	if (ret < 0)
-		goto out;
-	ret = ublk_queue_prep_fetch_all(q, &ring);
-	if (ret < 0)
-		goto out;
-	ret = io_uring_submit(&ring);
-	if (ret < 0) {
-		log_err("ublk%d: queue %u: submitting the fetches failed: %s", dev_id, w->q_id,
-			strerror(-ret));
-		goto out;
-	}
-	/* A FETCH the kernel refuses completes at once; catch it before
-	 * telling main to START_DEV, which would wait for it forever. */
-	ret = ram_reap(w, &ring, q);
-	if (ret < 0)
-		goto out;
-	ram_report_started(w, 0);
-	reported = true;
-
-	while (!ublk_queue_idle(q)) {
-		ret = io_uring_submit_and_wait(&ring, 1);
-		if (ret < 0 && ret != -EINTR) {
-			log_err("ublk%d: queue %u: io_uring wait failed: %s", dev_id, w->q_id,
-				strerror(-ret));
-			goto out;
-		}
-		ret = ram_reap(w, &ring, q);
-		if (ret < 0)
-			goto out;
-	}
-	ret = 0;
-	log_debug(LOG_CAT_UBLK, "ublk%d: queue %u: all tags retired, worker exits", dev_id,
-		  w->q_id);
-out:
-	w->status = ret;
-	if (!reported)
-		ram_report_started(w, ret < 0 ? ret : -EIO);
-	/* Exiting the ring cancels whatever commands are left; only then may
-	 * the buffers and descriptors go. */
-	io_uring_queue_exit(&ring);
-	ublk_queue_destroy(q);
-out_signal:
-	if (w->status < 0) {
-		atomic_store(&ctx->failed, true);
+		log_err("ublk%d: queue %u: cannot commit tag %u: %s", ublk_dev_id(w->ctx->dev),
+			w->q_id, io->tag, strerror(-ret));
+		atomic_store(&w->ctx->failed, true);
 		/* Wake main: it tears the device down. */
-		pthread_kill(ctx->main_thread, SIGUSR1);
+		pthread_kill(w->ctx->main_thread, SIGUSR1);
 	}
-	return NULL;
+}
+
+static void ram_target_cqe(struct ublk_engine *e, const struct io_uring_cqe *cqe)
+{
+	log_err("stray completion 0x%llx", (unsigned long long)cqe->user_data);
+}
+
+static void ram_queue_gone(struct ublk_engine *e, void *qpriv)
+{
+	struct ram_worker *w = qpriv;
+
+	log_debug(LOG_CAT_UBLK, "ublk%d: queue %u: all tags retired", ublk_dev_id(w->ctx->dev),
+		  w->q_id);
+	sem_post(&w->gone);
+}
+
+static const struct ublk_tgt_ops ram_target = {
+	.name = "ram",
+	.queue_io = ram_queue_io,
+	.target_cqe = ram_target_cqe,
+	.queue_gone = ram_queue_gone,
+};
+
+/* On the queue's engine: create it and fetch every tag. */
+struct add_queue_call {
+	struct ublk_engine_call call;
+	struct ram_worker *w;
+};
+
+static int ram_add_queue(struct ublk_engine *e, struct ublk_engine_call *c)
+{
+	struct ram_worker *w = ((struct add_queue_call *)c)->w;
+	struct ublk_queue_config qcfg = {
+		.q_id = w->q_id,
+		.dev_sectors = w->ctx->opts.size >> 9,
+	};
+
+	return ublk_engine_add_queue(e, w->ctx->dev, &qcfg, w, &w->q);
 }
 
 static int ram_start_workers(struct ram_ctx *ctx)
@@ -432,25 +316,34 @@ static int ram_start_workers(struct ram_ctx *ctx)
 	int ret;
 
 	for (i = 0; i < ctx->nr_workers; i++) {
-		struct ram_worker *w = &ctx->workers[i];
-
-		w->ctx = ctx;
-		w->q_id = (uint16_t)i;
-		ret = pthread_create(&w->thread, NULL, ram_worker_main, w);
-		if (ret) {
-			log_err("cannot start the thread of queue %u: %s", i, strerror(ret));
-			return -ret;
-		}
-		w->thread_started = true;
+		ctx->workers[i].ctx = ctx;
+		ctx->workers[i].q_id = (uint16_t)i;
+		sem_init(&ctx->workers[i].gone, 0, 0);
 	}
-	pthread_mutex_lock(&ctx->lock);
-	while (ctx->nr_reported < ctx->nr_workers)
-		pthread_cond_wait(&ctx->cond, &ctx->lock);
-	ret = ctx->nr_start_failed ? -EIO : 0;
-	pthread_mutex_unlock(&ctx->lock);
-	return ret;
+	for (i = 0; i < ctx->nr_workers; i++) {
+		struct ram_worker *w = &ctx->workers[i];
+		struct ublk_engine_config ec = {
+			.ops = &ram_target, .target = ctx,
+			.sq_entries = ublk_dev_info(ctx->dev)->queue_depth,
+		};
+		struct add_queue_call c = { .call.fn = ram_add_queue, .w = w };
+		char name[16];
+
+		snprintf(name, sizeof(name), "ram-q%u", i);
+		ec.thread_name = name;
+		ret = ublk_engine_create(&ec, &w->engine);
+		if (ret) {
+			log_err("cannot start the engine of queue %u: %s", i, strerror(-ret));
+			return ret;
+		}
+		ret = ublk_engine_call(w->engine, &c.call);
+		if (ret)
+			return ret;
+	}
+	return 0;
 }
 
+/* After STOP_DEV: every queue retires its tags, then its engine goes. */
 static void ram_join_workers(struct ram_ctx *ctx)
 {
 	uint64_t served[UBLK_IO_OP_WRITE_ZEROES + 1] = { 0 }, fua = 0;
@@ -459,9 +352,12 @@ static void ram_join_workers(struct ram_ctx *ctx)
 	for (i = 0; i < ctx->nr_workers; i++) {
 		struct ram_worker *w = &ctx->workers[i];
 
-		if (w->thread_started)
-			pthread_join(w->thread, NULL);
-		w->thread_started = false;
+		if (w->q)
+			while (sem_wait(&w->gone) && errno == EINTR)
+				;
+		ublk_engine_destroy(w->engine);
+		ublk_queue_destroy(w->q);
+		sem_destroy(&w->gone);
 		for (op = 0; op <= UBLK_IO_OP_WRITE_ZEROES; op++)
 			served[op] += w->served[op];
 		fua += w->served_fua;
@@ -520,8 +416,8 @@ static void ram_wait_for_stop(struct ram_ctx *ctx, const sigset_t *set)
 		}
 		if (sig == SIGUSR1) {
 			if (!atomic_load(&ctx->failed))
-				continue; /* not from a worker */
-			log_err("a queue worker failed: stopping the device");
+				continue; /* not from a queue */
+			log_err("a queue failed: stopping the device");
 			return;
 		}
 		log_info("%s: stopping", strsignal(sig));
@@ -664,8 +560,6 @@ int main(int argc, char **argv)
 	recover = ctx.opts.recover_id >= 0;
 	ctx.main_thread = pthread_self();
 	atomic_init(&ctx.failed, false);
-	pthread_mutex_init(&ctx.lock, NULL);
-	pthread_cond_init(&ctx.cond, NULL);
 
 	ram_private_mounts();
 

@@ -4,7 +4,7 @@
 #include <stdarg.h>
 #include <string.h>
 
-#include "cli_args.h"
+#include "cli/cli_args.h"
 #include "tap.h"
 
 static struct cli_args args;

@@ -4,7 +4,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "slots.h"
+#include "transport/slots.h"
 #include "tap.h"
 
 static void test_fresh_pool(void)

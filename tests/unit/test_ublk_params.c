@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "tap.h"
-#include "ublk_dev.h"
+#include "ublk/dev.h"
 
 static struct ublk_dev_params good(void)
 {

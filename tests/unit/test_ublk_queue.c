@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "tap.h"
-#include "ublk_queue.h"
+#include "ublk/queue.h"
 
 static void test_user_data(void)
 {
@@ -25,7 +25,7 @@ static void test_user_data(void)
 		uint64_t ud = ublk_ud_encode(cases[i].type, cases[i].queue, cases[i].tag,
 					     cases[i].cmd);
 
-		ok(ublk_ud_type(ud) == cases[i].type && ublk_ud_queue(ud) == cases[i].queue &&
+		ok(ublk_ud_kind(ud) == cases[i].type && ublk_ud_queue(ud) == cases[i].queue &&
 			   ublk_ud_tag(ud) == cases[i].tag && ublk_ud_cmd(ud) == cases[i].cmd,
 		   "user_data round trip type %u queue %u tag %u cmd %u (0x%016llx)",
 		   cases[i].type, cases[i].queue, cases[i].tag, cases[i].cmd,

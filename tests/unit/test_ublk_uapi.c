@@ -2,7 +2,7 @@
 /* The ublk opcodes and flags ublk_uapi.h fills in must be the kernel's ABI
  * values, whichever <linux/ublk_cmd.h> the build machine has. */
 #include "tap.h"
-#include "ublk_uapi.h"
+#include "ublk/uapi.h"
 
 #define ABI(name, value) ok((unsigned long long)(name) == (value##ULL), #name " == " #value)
 

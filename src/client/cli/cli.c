@@ -4,7 +4,7 @@
  * Each builds one control request (ctl.h), prints the answer for a person
  * (or as JSON), and exits non-zero with a sentence on any error.
  */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -18,8 +18,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "cli_args.h"
-#include "ctl.h"
+#include "cli/cli_args.h"
+#include "control/ctl.h"
 #include "log.h"
 
 /* Mapping waits for the connection (unreachable servers fail within 10 s)

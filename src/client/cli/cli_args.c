@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-#include "cli_args.h"
+#include "cli/cli_args.h"
 
 #include <ctype.h>
 #include <errno.h>

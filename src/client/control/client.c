@@ -13,7 +13,7 @@
  * go of its queue, DEL_DEV, CLOSE the handles, and the session goes with its
  * last device.
  */
-#include "client.h"
+#include "control/client.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -22,12 +22,16 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "conn.h"
-#include "dataplane.h"
+#include "transport/conn.h"
+#include "dataplane/dataplane.h"
+#include "dataplane/worker.h"
 #include "log.h"
-#include "rdma_conn.h"
-#include "session.h"
-#include "ublk_dev.h"
+#include "util.h"
+#include "cm.h"
+#include "verbs.h"
+#include "control/session.h"
+#include "control/state.h"
+#include "ublk/dev.h"
 
 #define QUEUE_DEPTH 64
 #define CONN_DEPTH 112 /* x (128 KiB + a header page) = 14.4 MiB of server slots */
@@ -58,13 +62,6 @@ struct client {
 	pthread_mutex_t pd_lock;
 	struct pd_entry *pds;
 };
-
-static unsigned int default_workers(void)
-{
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-	return n < 1 ? 1 : n > 4 ? 4 : (unsigned int)n;
-}
 
 static struct ibv_pd *get_pd(void *ctx, struct ibv_context *verbs)
 {
@@ -98,7 +95,7 @@ int client_create(const struct client_opts *opts, struct client **out)
 	if (!c)
 		return -ENOMEM;
 	c->t = (struct client_tunables){
-		.workers = opts->workers ? opts->workers : default_workers(),
+		.workers = opts->workers ? opts->workers : default_worker_count(),
 		.keepalive_ms = 1000,
 		.dead_ms = opts->dead_timeout_ms ? opts->dead_timeout_ms : 4000,
 		.loss_ms = opts->loss_timeout_s < 0 ? 0 :
@@ -147,7 +144,7 @@ static void device_free(struct device *d)
 		struct dev_queue *dq = &d->queues[q];
 
 		ublk_queue_destroy(dq->uq);
-		rdma_conn_dereg_mr(dq->mr);
+		verbs_dereg_mr(dq->mr);
 		if (dq->buf)
 			munmap(dq->buf, dq->buf_len);
 		free(dq->reqs);
@@ -302,7 +299,7 @@ static int queue_buffers(struct device *d, uint16_t q, struct ibv_pd *pd)
 	dq->buf = p;
 	if (!pd)
 		return 0; /* the session's first connect registers them */
-	return rdma_conn_reg_mr(pd, dq->buf, dq->buf_len,
+	return verbs_reg_mr(pd, dq->buf, dq->buf_len,
 				IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, &dq->mr);
 }
 
@@ -328,37 +325,38 @@ static int device_add_queues(struct device *d, char *err, size_t errlen)
 }
 
 /* Records what is mapped, for a daemon that takes over after this one
- * dies: written whole to a temporary file, then renamed over the old one. */
+ * dies (state.h). */
 static void save_state(struct client *c)
 {
-	json_object *arr;
+	struct state_device *devs;
 	struct device *d;
-	char tmp[4096];
+	size_t n = 0;
 
 	if (!c->state_path)
 		return;
-	arr = json_object_new_array();
-	for (d = c->devices; d; d = d->next) {
-		json_object *o = json_object_new_object();
-
-		json_object_object_add(o, "id", json_object_new_int(ublk_dev_id(d->ublk)));
-		json_object_object_add(o, "name", json_object_new_string(d->name));
-		json_object_object_add(o, "server", json_object_new_string(session_host(d->sess)));
-		json_object_object_add(o, "port", json_object_new_int(session_port(d->sess)));
-		json_object_object_add(o, "export", json_object_new_string(d->export_name));
-		json_object_object_add(o, "read_only", json_object_new_boolean(d->read_only));
-		json_object_object_add(o, "size", json_object_new_int64((int64_t)d->info.size));
-		json_object_object_add(o, "logical_block_size",
-				       json_object_new_int((int)d->info.logical_block_size));
-		json_object_object_add(o, "export_id",
-				       json_object_new_int64((int64_t)d->info.export_id));
-		json_object_array_add(arr, o);
+	for (d = c->devices; d; d = d->next)
+		n++;
+	devs = calloc(n ? n : 1, sizeof(*devs));
+	if (!devs) {
+		log_err("cannot write %s: out of memory", c->state_path);
+		return;
 	}
-	snprintf(tmp, sizeof(tmp), "%s.tmp", c->state_path);
-	if (json_object_to_file_ext(tmp, arr, JSON_C_TO_STRING_PRETTY) < 0 ||
-	    rename(tmp, c->state_path) < 0)
-		log_err("cannot write %s: %s", c->state_path, strerror(errno));
-	json_object_put(arr);
+	n = 0;
+	for (d = c->devices; d; d = d->next) {
+		struct state_device *sd = &devs[n++];
+
+		sd->id = ublk_dev_id(d->ublk);
+		snprintf(sd->name, sizeof(sd->name), "%s", d->name);
+		snprintf(sd->server, sizeof(sd->server), "%s", session_host(d->sess));
+		sd->port = session_port(d->sess);
+		snprintf(sd->export_name, sizeof(sd->export_name), "%s", d->export_name);
+		sd->read_only = d->read_only;
+		sd->size = d->info.size;
+		sd->logical_block_size = d->info.logical_block_size;
+		sd->export_id = d->info.export_id;
+	}
+	state_write(c->state_path, devs, n);
+	free(devs);
 }
 
 int client_map(struct client *c, const struct map_args *args, char *devpath,
@@ -472,58 +470,13 @@ int client_unmap(struct client *c, const char *devpath, bool force, char *err,
 
 /* ---- recovery after a daemon died ---- */
 
-struct saved_device {
-	int id;
-	const char *name, *server, *export_name;
-	int port;
-	bool read_only;
-	uint64_t size;
-	uint32_t logical_block_size;
-	uint64_t export_id; /* 0: not recorded */
-};
-
-static bool saved_device_parse(json_object *o, struct saved_device *sd)
-{
-	json_object *v;
-
-#define FIELD(key, type) (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, type))
-	if (!FIELD("id", json_type_int))
-		return false;
-	sd->id = json_object_get_int(v);
-	if (!FIELD("name", json_type_string))
-		return false;
-	sd->name = json_object_get_string(v);
-	if (!FIELD("server", json_type_string))
-		return false;
-	sd->server = json_object_get_string(v);
-	if (!FIELD("port", json_type_int))
-		return false;
-	sd->port = json_object_get_int(v);
-	if (!FIELD("export", json_type_string))
-		return false;
-	sd->export_name = json_object_get_string(v);
-	if (!FIELD("read_only", json_type_boolean))
-		return false;
-	sd->read_only = json_object_get_boolean(v);
-	if (!FIELD("size", json_type_int))
-		return false;
-	sd->size = (uint64_t)json_object_get_int64(v);
-	if (!FIELD("logical_block_size", json_type_int))
-		return false;
-	sd->logical_block_size = (uint32_t)json_object_get_int(v);
-	sd->export_id = FIELD("export_id", json_type_int) ? (uint64_t)json_object_get_int64(v) : 0;
-#undef FIELD
-	return sd->id >= 0 && sd->port > 0 && sd->port < 65536 &&
-	       strlen(sd->export_name) < IBNBD_EXPORT_NAME_MAX;
-}
-
 /* START_USER_RECOVERY on a device the dead daemon left QUIESCED, the
  * session (connected now, or reconnecting in the background), the queues
  * fetching again, END_USER_RECOVERY: the kernel re-issues what it held. */
-static int recover_device(struct client *c, const struct saved_device *sd, char *err,
+static int recover_device(struct client *c, const struct state_device *sd, char *err,
 			  size_t errlen)
 {
-	struct map_args args = { .server = sd->server, .port = (uint16_t)sd->port,
+	struct map_args args = { .server = sd->server, .port = sd->port,
 				 .export_name = sd->export_name, .read_only = sd->read_only };
 	struct ublk_params up;
 	struct session *s = NULL;
@@ -600,34 +553,26 @@ out_free:
 
 int client_recover(struct client *c)
 {
-	json_object *arr;
+	struct state_device *devs;
 	size_t i, n;
 	int recovered = 0;
 
-	if (!c->state_path || access(c->state_path, F_OK))
+	if (!c->state_path)
 		return 0;
-	arr = json_object_from_file(c->state_path);
-	if (!arr || !json_object_is_type(arr, json_type_array)) {
+	if (state_read(c->state_path, &devs, &n)) {
 		log_err("%s is not a device list; ignoring it", c->state_path);
-		json_object_put(arr);
 		return 0;
 	}
-	n = json_object_array_length(arr);
 	for (i = 0; i < n; i++) {
-		struct saved_device sd;
 		char err[512];
 
-		if (!saved_device_parse(json_object_array_get_idx(arr, i), &sd)) {
-			log_err("%s: entry %zu is malformed; skipping it", c->state_path, i);
-			continue;
-		}
-		if (recover_device(c, &sd, err, sizeof(err)))
-			log_err("cannot recover /dev/ublkb%d ('%s' from %s:%d): %s", sd.id,
-				sd.export_name, sd.server, sd.port, err);
+		if (recover_device(c, &devs[i], err, sizeof(err)))
+			log_err("cannot recover /dev/ublkb%d ('%s' from %s:%u): %s", devs[i].id,
+				devs[i].export_name, devs[i].server, devs[i].port, err);
 		else
 			recovered++;
 	}
-	json_object_put(arr);
+	free(devs);
 	save_state(c);
 	return recovered;
 }

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-#include "ctl.h"
+#include "control/ctl.h"
 
 #include <errno.h>
 #include <poll.h>

@@ -4,7 +4,7 @@
  * serves the control socket (ctl.h) and hands map/unmap/list to the data
  * plane (client.h). It never touches the IO path.
  */
-#include "daemon.h"
+#include "control/daemon.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,10 +23,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "client.h"
+#include "control/client.h"
 #include "config.h"
-#include "ctl.h"
+#include "control/ctl.h"
 #include "log.h"
+#include "parse.h"
 #include "sd_notify.h"
 
 struct daemon {
@@ -226,8 +227,7 @@ int daemon_main(int argc, char **argv)
 	bool foreground = false;
 	int c, ret, ready[2] = { -1, -1 };
 	char state_path[4096];
-	unsigned long v;
-	char *end;
+	unsigned int v;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:fw:D:L:T:h", opts, NULL)) != -1) {
@@ -238,8 +238,7 @@ int daemon_main(int argc, char **argv)
 			foreground = true;
 			break;
 		case 'w':
-			copts.workers = (unsigned int)strtoul(optarg, &end, 10);
-			if (*end || copts.workers < 1 || copts.workers > 64) {
+			if (parse_uint(optarg, 1, 64, &copts.workers)) {
 				log_err("--workers must be a number from 1 to 64");
 				return 2;
 			}
@@ -247,16 +246,14 @@ int daemon_main(int argc, char **argv)
 		case 'D':
 		case 'L':
 		case 'T':
-			errno = 0;
-			v = strtoul(optarg, &end, 10);
-			if (errno || end == optarg || *end || v > 86400 || (c == 'D' && !v)) {
+			if (parse_uint(optarg, c == 'D', 86400, &v)) {
 				log_err("--%s must be a number of seconds from %d to 86400",
 					c == 'D' ? "dead-timeout" : c == 'L' ? "loss-timeout" :
 					"io-timeout", c == 'D');
 				return 2;
 			}
 			if (c == 'D')
-				copts.dead_timeout_ms = (unsigned int)v * 1000;
+				copts.dead_timeout_ms = v * 1000;
 			else if (c == 'L')
 				copts.loss_timeout_s = v ? (int)v : -1;
 			else

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-#include "session.h"
+#include "control/session.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -9,8 +9,9 @@
 #include <time.h>
 
 #include "clock.h"
+#include "dataplane/worker.h"
 #include "log.h"
-#include "rdma_conn.h"
+#include "verbs.h"
 
 struct session {
 	struct session_config cfg;
@@ -553,7 +554,7 @@ static int reopen_devices(struct session *s, struct conn **conns, char *err, siz
 			if (dq->buf && (!dq->mr || dq->mr->pd != conn_pd(conns[q]))) {
 				struct ibv_mr *mr;
 
-				ret = rdma_conn_reg_mr(conn_pd(conns[q]), dq->buf, dq->buf_len,
+				ret = verbs_reg_mr(conn_pd(conns[q]), dq->buf, dq->buf_len,
 						       IBV_ACCESS_LOCAL_WRITE |
 						       IBV_ACCESS_REMOTE_WRITE, &mr);
 				if (ret) {
@@ -561,7 +562,7 @@ static int reopen_devices(struct session *s, struct conn **conns, char *err, siz
 						 d->path, strerror(-ret));
 					break;
 				}
-				rdma_conn_dereg_mr(dq->mr);
+				verbs_dereg_mr(dq->mr);
 				dq->mr = mr;
 			}
 		}

@@ -23,8 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "conn.h"
-#include "dataplane.h"
+#include "transport/conn.h"
+#include "dataplane/dataplane.h"
 
 struct session_config {
 	const char *host;

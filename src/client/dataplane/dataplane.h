@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * The client's data-plane objects, shared by the three files that make it:
+ * The client's data-plane objects, shared by the control plane that makes
+ * them and the workers that serve them:
  *
- *   client.c   the control thread: map, unmap, list; owns devices
- *   session.c  one session per server (host:port): W connections, one per
- *              worker; its own thread reconnects them when they fail
- *   worker.c   W worker threads; worker q serves queue q of every device
- *              and connection q of every session, through one io_uring
+ *   control/client.c   the control thread: map, unmap, list; owns devices
+ *   control/session.c  one session per server (host:port): W connections,
+ *                      one per worker; its own thread reconnects them
+ *   dataplane/worker.c W workers (ublk engines); worker q serves queue q of
+ *                      every device and connection q of every session
+ *   dataplane/request.c the life of one request, from the kernel to the
+ *                      server and back
  *
  *   ublk queue q of device A ─┐                 ┌─ conn q of session S1
  *   ublk queue q of device B ─┼── worker q ─────┤
@@ -27,23 +30,18 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "client.h"
+#include "control/client.h"
 #include "proto.h"
-#include "slots.h"
-#include "ublk_queue.h"
+#include "transport/slots.h"
+#include "ublk/engine.h"
+#include "ublk/queue.h"
 
 struct conn;
 struct device;
 struct session;
 struct worker;
 
-/* Where a request (one ublk tag of one device queue) is. */
-enum creq_state {
-	CREQ_IDLE,    /* not ours: the kernel has the tag */
-	CREQ_WAITING, /* ours, in the session's wait FIFO (no slot, or down) */
-	CREQ_SENT,    /* posted on a connection, owns a slot */
-};
-
+/* One ublk tag of one device queue; its state machine is request.h's. */
 struct creq {
 	struct dev_queue *dq;
 	struct creq *next;       /* in a wait FIFO */
@@ -51,18 +49,19 @@ struct creq {
 	int64_t queued_ms;       /* when the kernel handed it to us */
 	int64_t sent_ms;         /* when it was last posted */
 	uint16_t slot;
-	uint8_t state;           /* enum creq_state */
+	uint8_t state;           /* enum creq_state (request.h) */
 	uint8_t opcode;          /* IBNBD_OP_* */
 	uint16_t flags;          /* IBNBD_IOF_* */
 	bool resent;             /* lost with a connection once: a re-issue */
 };
 
-/* Queue q of a device; served by worker q. */
+/* Queue q of a device; served by worker q % W over connection q % W of
+ * the device's session. */
 struct dev_queue {
 	struct device *dev;
 	struct worker *w;
+	struct wsess *ws;        /* the connection state its requests use */
 	uint16_t q_id;
-	uint32_t widx;           /* index in the worker's queue table */
 	struct ublk_queue *uq;   /* created by the worker (WM_ADD_QUEUE) */
 	void *buf;               /* the tag buffers (client.c maps them) */
 	size_t buf_len;
@@ -136,43 +135,6 @@ struct client_tunables {
 	uint16_t conn_depth;           /* slots per connection */
 	uint32_t max_io_bytes;
 };
-
-/* ---- worker.c ---- */
-
-enum wmsg_type {
-	WM_ADD_QUEUE,   /* dq: fetch every tag, serve the queue */
-	WM_STOP_QUEUE,  /* dq: fail what waits; let go once idle (dq->removed) */
-	WM_ADD_SESS,    /* ws: known, detached */
-	WM_REMOVE_SESS, /* ws: forget it (detached, no device left) */
-	WM_ATTACH,      /* ws + conn: serve it, (re)send what waits */
-	WM_DETACH,      /* ws: stop using its connection; in-flight requests
-			 * go back to the wait FIFO */
-	WM_FAIL_QUEUE,  /* dq: its device failed: fail what waits (EIO) */
-	WM_OPEN,        /* ws: OPEN name/access on its connection → info */
-	WM_CLOSE,       /* ws: CLOSE handle */
-	WM_EXIT,
-};
-
-struct wmsg {
-	struct wmsg *next;
-	enum wmsg_type type;
-	struct dev_queue *dq;
-	struct wsess *ws;
-	struct conn *conn;
-	/* WM_OPEN / WM_CLOSE */
-	const char *name;
-	uint8_t access;
-	uint32_t handle;
-	struct ibnbd_dev_info info;
-	int status;
-	sem_t done;
-};
-
-int worker_create(unsigned int index, const struct client_tunables *t, struct worker **out);
-/* Stops the thread; every queue and session must be gone. */
-void worker_destroy(struct worker *w);
-/* Posts m to the worker and waits until it is done; returns m->status. */
-int worker_call(struct worker *w, struct wmsg *m);
 
 /* ---- session.c ---- */
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-#include "conn.h"
+#include "transport/conn.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -11,7 +11,8 @@
 
 #include "clock.h"
 #include "log.h"
-#include "rdma_conn.h"
+#include "cm.h"
+#include "verbs.h"
 
 /* Work request ids: the kind in the top byte, the index below. */
 #define WR_RECV (1ull << 56)
@@ -70,7 +71,7 @@ static int post_recv(struct conn *c, unsigned int i)
 	};
 	struct ibv_recv_wr wr = { .wr_id = WR_RECV | i, .sg_list = &sge, .num_sge = 1 };
 
-	return rdma_conn_post_recv(c->id->qp, &wr);
+	return verbs_post_recv(c->id->qp, &wr);
 }
 
 /* Waits for one receive (a control response) on the CQ until deadline,
@@ -110,7 +111,7 @@ static int send_ctrl(struct conn *c, size_t len)
 		.opcode = IBV_WR_SEND, .send_flags = IBV_SEND_SIGNALED,
 	};
 
-	return rdma_conn_post_send(c->id->qp, &wr);
+	return verbs_post_send(c->id->qp, &wr);
 }
 
 /* One control exchange: send c->ctrl (len bytes), wait for the reply. */
@@ -132,14 +133,14 @@ static int ctrl_exchange(struct conn *c, size_t len, int64_t deadline, void **re
 static int setup_qp(struct conn *c, const struct conn_params *p)
 {
 	uint16_t depth = p->queue_depth;
-	struct rdma_conn_qp_caps caps;
+	struct cm_qp_caps caps;
 	unsigned int i;
 	int ret;
 
 	c->pd = p->get_pd(p->get_pd_ctx, c->id->verbs);
 	if (!c->pd)
 		return -ENOMEM;
-	ret = rdma_conn_comp_channel_create(c->id->verbs, &c->cc);
+	ret = verbs_comp_channel_create(c->id->verbs, &c->cc);
 	if (ret)
 		return ret;
 	c->nr_rx = depth + IBNBD_CTRL_CREDITS;
@@ -147,7 +148,7 @@ static int setup_qp(struct conn *c, const struct conn_params *p)
 	c->cq = ibv_create_cq(c->id->verbs, (int)(2 * c->nr_rx + 8), c, c->cc, 0);
 	if (!c->cq)
 		return -ENOMEM;
-	caps = (struct rdma_conn_qp_caps){
+	caps = (struct cm_qp_caps){
 		/* Requests are sent unsignaled but every SIGNAL_EVERY-th: a send
 		 * queue entry is only retired by a later signaled completion,
 		 * which may be reaped after the answers it precedes. */
@@ -155,11 +156,11 @@ static int setup_qp(struct conn *c, const struct conn_params *p)
 		.max_send_sge = 2, .max_recv_sge = 1,
 		.max_inline_data = sizeof(struct ibnbd_io_req),
 	};
-	ret = rdma_conn_create_qp(c->id, c->pd, c->cq, &caps);
+	ret = cm_create_qp(c->id, c->pd, c->cq, &caps);
 	if (ret) {
 		/* Some devices have no inline data: do without. */
 		caps.max_inline_data = 0;
-		ret = rdma_conn_create_qp(c->id, c->pd, c->cq, &caps);
+		ret = cm_create_qp(c->id, c->pd, c->cq, &caps);
 		if (ret)
 			return ret;
 	}
@@ -167,10 +168,10 @@ static int setup_qp(struct conn *c, const struct conn_params *p)
 	c->qp_created = true;
 	if (posix_memalign((void **)&c->rx, 4096, (size_t)c->nr_rx * IBNBD_MSG_MAX))
 		return -ENOMEM;
-	ret = rdma_conn_reg_mr(c->pd, c->rx, (size_t)c->nr_rx * IBNBD_MSG_MAX,
+	ret = verbs_reg_mr(c->pd, c->rx, (size_t)c->nr_rx * IBNBD_MSG_MAX,
 			       IBV_ACCESS_LOCAL_WRITE, &c->rx_mr);
 	if (!ret)
-		ret = rdma_conn_reg_mr(c->pd, c->ctrl, sizeof(c->ctrl), IBV_ACCESS_LOCAL_WRITE,
+		ret = verbs_reg_mr(c->pd, c->ctrl, sizeof(c->ctrl), IBV_ACCESS_LOCAL_WRITE,
 				       &c->ctrl_mr);
 	for (i = 0; !ret && i < c->nr_rx; i++)
 		ret = post_recv(c, i);
@@ -269,7 +270,6 @@ int conn_close_sync(struct conn *c, uint32_t handle, unsigned int timeout_ms)
 {
 	int64_t deadline = clock_now_ms() + timeout_ms;
 	int32_t status;
-	uint64_t cookie;
 	void *reply;
 	uint32_t rlen;
 	int ret;
@@ -277,7 +277,7 @@ int conn_close_sync(struct conn *c, uint32_t handle, unsigned int timeout_ms)
 	ibnbd_close_encode((struct ibnbd_close *)c->ctrl, handle);
 	ret = ctrl_exchange(c, sizeof(struct ibnbd_close), deadline, &reply, &rlen);
 	if (!ret)
-		ret = ibnbd_ctrl_rsp_decode(reply, rlen, IBNBD_MSG_CLOSE_RSP, &status, &cookie);
+		ret = ibnbd_close_rsp_decode(reply, rlen, &status);
 	return ret ? ret : status;
 }
 
@@ -322,7 +322,7 @@ int conn_connect(const struct conn_params *p, struct conn **out, char *err, size
 		return -ENOMEM;
 	snprintf(c->peer, sizeof(c->peer), "%s:%u", p->host, p->port);
 	snprintf(ep.host, sizeof(ep.host), "%s", p->host);
-	ret = rdma_conn_channel_create(&c->ech);
+	ret = cm_channel_create(&c->ech);
 	if (ret) {
 		snprintf(err, errlen, "cannot use RDMA: %s (is an RDMA device configured?)",
 			 strerror(-ret));
@@ -330,7 +330,7 @@ int conn_connect(const struct conn_params *p, struct conn **out, char *err, size
 	}
 	/* Address and route get part of the budget each; the rest is for
 	 * the connect and the handshake. */
-	ret = rdma_conn_resolve(c->ech, &ep, timeout / 3, &c->id);
+	ret = cm_resolve(c->ech, &ep, timeout / 3, &c->id);
 	if (ret) {
 		connect_error(c, ret, &rep, 0, err, errlen);
 		goto out_free;
@@ -342,7 +342,7 @@ int conn_connect(const struct conn_params *p, struct conn **out, char *err, size
 		goto out_free;
 	}
 	ibnbd_conn_req_encode(&wire, &req);
-	ret = rdma_conn_connect(c->id, &wire, sizeof(wire), (int)(deadline - clock_now_ms()), &wire_rep,
+	ret = cm_connect(c->id, &wire, sizeof(wire), (int)(deadline - clock_now_ms()), &wire_rep,
 				sizeof(wire_rep), &got);
 	if (got && ibnbd_conn_rep_decode(&wire_rep, got, &rep))
 		got = 0;
@@ -368,7 +368,7 @@ int conn_connect(const struct conn_params *p, struct conn **out, char *err, size
 		ret = -ENOMEM;
 		goto out_free;
 	}
-	ret = rdma_conn_reg_mr(c->pd, c->hdr, (size_t)c->depth * sizeof(*c->hdr),
+	ret = verbs_reg_mr(c->pd, c->hdr, (size_t)c->depth * sizeof(*c->hdr),
 			       IBV_ACCESS_LOCAL_WRITE, &c->hdr_mr);
 	if (!ret)
 		ret = -ibv_req_notify_cq(c->cq, 0);
@@ -392,16 +392,16 @@ void conn_destroy(struct conn *c)
 		rdma_disconnect(c->id);
 	if (c->qp_created)
 		rdma_destroy_qp(c->id);
-	rdma_conn_dereg_mr(c->hdr_mr);
-	rdma_conn_dereg_mr(c->rx_mr);
-	rdma_conn_dereg_mr(c->ctrl_mr);
+	verbs_dereg_mr(c->hdr_mr);
+	verbs_dereg_mr(c->rx_mr);
+	verbs_dereg_mr(c->ctrl_mr);
 	if (c->cq)
 		ibv_destroy_cq(c->cq);
 	if (c->cc)
 		ibv_destroy_comp_channel(c->cc);
 	if (c->id)
 		rdma_destroy_id(c->id);
-	rdma_conn_channel_destroy(c->ech);
+	cm_channel_destroy(c->ech);
 	free(c->rx);
 	free(c->hdr);
 	free(c->gen);
@@ -454,7 +454,7 @@ int conn_cm_check(struct conn *c)
 	struct rdma_cm_event *ev;
 	int ret = 0;
 
-	while (rdma_conn_get_event(c->ech, &ev) == 0) {
+	while (cm_get_event(c->ech, &ev) == 0) {
 		/* Established was consumed by the connect; anything now is
 		 * the end: DISCONNECTED, DEVICE_REMOVAL, ADDR_CHANGE, ... */
 		log_warn("%s: %s", c->peer, rdma_event_str(ev->event));
@@ -529,7 +529,7 @@ int conn_flush(struct conn *c)
 	if (!head)
 		return 0;
 	c->batch_head = c->batch_tail = NULL;
-	return rdma_conn_post_send(c->id->qp, head);
+	return verbs_post_send(c->id->qp, head);
 }
 
 /* One receive: an IO response or a control response. -EPROTO if it is
@@ -575,7 +575,7 @@ int conn_process(struct conn *c, const struct conn_handlers *h, void *ctx)
 	/* Consume the channel's event (it re-arms the CQ; an armed CQ raises
 	 * one event, so there is never a second to read), then poll the CQ
 	 * empty: a completion after the re-arm raises a new event. */
-	rdma_conn_cq_event(c->cc, &ev_cq);
+	verbs_cq_event(c->cc, &ev_cq);
 	while ((n = ibv_poll_cq(c->cq, 32, wc)) > 0) {
 		for (i = 0; i < n; i++) {
 			unsigned int index;

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-#include "slots.h"
+#include "transport/slots.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * ublk control plane: control commands are io_uring URING_CMDs on
- * /dev/ublk-control, on a small SQE128 ring owned by the control thread.
- * Each call submits one command and waits for its completion: control
- * commands are rare, and several of them (START_DEV, DEL_DEV) block in the
- * kernel until other threads have done their part anyway.
+ * /dev/ublk-control. Each call submits one command on a small SQE128 ring
+ * of its own and waits for its completion: control commands are rare,
+ * several of them (START_DEV, DEL_DEV) block in the kernel until other
+ * threads have done their part, and a ring per command lets threads issue
+ * commands for different devices at the same time.
  */
-#include "ublk_dev.h"
+#include "ublk/dev.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 #define UBLK_CONTROL_PATH "/dev/ublk-control"
 /* How long ADD_DEV's /dev/ublkcN may take to show up (udev may rename or
@@ -32,8 +34,6 @@
 
 struct ublk_ctrl {
 	int fd;
-	bool ring_ready;
-	struct io_uring ring;
 	uint64_t features;
 };
 
@@ -69,12 +69,22 @@ static int ublk_ctrl_submit(struct ublk_ctrl *ctrl, unsigned int cmd_op,
 {
 	struct io_uring_sqe *sqe;
 	struct io_uring_cqe *cqe;
+	struct io_uring ring;
 	unsigned char *cmd_area;
 	int ret;
 
-	sqe = io_uring_get_sqe(&ctrl->ring);
-	if (!sqe)
-		return -EBUSY; /* cannot happen: one command at a time */
+	/* Control commands are 32-byte payloads in the SQE: they need
+	 * 128-byte SQEs. */
+	ret = io_uring_queue_init(2, &ring, IORING_SETUP_SQE128);
+	if (ret < 0) {
+		log_err("cannot create a ublk control io_uring: %s", strerror(-ret));
+		return ret;
+	}
+	sqe = io_uring_get_sqe(&ring);
+	if (!sqe) {
+		io_uring_queue_exit(&ring);
+		return -EBUSY; /* a fresh ring has room */
+	}
 	/* An SQE128 entry: the command area runs to the end of 128 bytes and
 	 * the kernel reads all of it, so clear all of it. */
 	memset(sqe, 0, 2 * sizeof(*sqe));
@@ -84,18 +94,19 @@ static int ublk_ctrl_submit(struct ublk_ctrl *ctrl, unsigned int cmd_op,
 	cmd_area = (unsigned char *)sqe + offsetof(struct io_uring_sqe, addr3);
 	memcpy(cmd_area, cmd, sizeof(*cmd));
 
-	ret = io_uring_submit(&ctrl->ring);
-	if (ret < 0)
-		return ret;
-	if (ret != 1)
-		return -EIO;
-	do {
-		ret = io_uring_wait_cqe(&ctrl->ring, &cqe);
-	} while (ret == -EINTR);
-	if (ret < 0)
-		return ret;
-	ret = cqe->res;
-	io_uring_cqe_seen(&ctrl->ring, cqe);
+	ret = io_uring_submit(&ring);
+	if (ret == 1) {
+		do {
+			ret = io_uring_wait_cqe(&ring, &cqe);
+		} while (ret == -EINTR);
+		if (!ret) {
+			ret = cqe->res;
+			io_uring_cqe_seen(&ring, cqe);
+		}
+	} else if (ret >= 0) {
+		ret = -EIO;
+	}
+	io_uring_queue_exit(&ring);
 	return ret;
 }
 
@@ -117,15 +128,6 @@ int ublk_ctrl_create(struct ublk_ctrl **out)
 			ret == -ENOENT ? " (load the ublk_drv kernel module: modprobe ublk_drv)" : "");
 		goto err;
 	}
-	/* Control commands are 32-byte payloads in the SQE: they need 128-byte
-	 * SQEs. Four entries: we only ever have one command in flight. */
-	ret = io_uring_queue_init(4, &ctrl->ring, IORING_SETUP_SQE128);
-	if (ret < 0) {
-		log_err("cannot create the ublk control io_uring: %s", strerror(-ret));
-		goto err;
-	}
-	ctrl->ring_ready = true;
-
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.dev_id = (uint32_t)-1;
 	cmd.queue_id = (uint16_t)-1;
@@ -150,8 +152,6 @@ void ublk_ctrl_destroy(struct ublk_ctrl *ctrl)
 {
 	if (!ctrl)
 		return;
-	if (ctrl->ring_ready)
-		io_uring_queue_exit(&ctrl->ring);
 	if (ctrl->fd >= 0)
 		close(ctrl->fd);
 	free(ctrl);
@@ -383,11 +383,6 @@ int ublk_dev_refresh_info(struct ublk_dev *dev)
 		return ret;
 	dev->info = info;
 	return 0;
-}
-
-static int is_pow2(uint64_t v)
-{
-	return v && !(v & (v - 1));
 }
 
 static uint8_t log2_u32(uint32_t v)

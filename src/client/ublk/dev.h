@@ -24,9 +24,11 @@
  *   ublk_dev_end_recovery().
  *
  * Every function here issues a control command and waits for it: call them
- * from the control thread only, never from a queue thread (START_DEV and
- * END_USER_RECOVERY wait for the queue threads). Not thread-safe: one
- * struct ublk_ctrl and its devices belong to one thread.
+ * from control threads, never from a queue thread (START_DEV and
+ * END_USER_RECOVERY wait for the queue threads). Each command has a ring of
+ * its own, so several threads may use one struct ublk_ctrl at once, each
+ * for devices of its own: a struct ublk_dev belongs to one thread at a
+ * time.
  * All functions return 0 or a count on success and -errno on failure.
  */
 #ifndef IBNBD_UBLK_DEV_H
@@ -35,7 +37,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "ublk_uapi.h"
+#include "ublk/uapi.h"
 
 /* Largest tag buffer we accept: ublk's user-copy offset encoding caps a
  * request at 32 MiB, and nothing larger makes sense over the network. */

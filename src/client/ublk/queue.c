@@ -4,7 +4,7 @@
  * for one hardware queue. See ublk_queue.h for the tag state machine.
  * Nothing here allocates after ublk_queue_create().
  */
-#include "ublk_queue.h"
+#include "ublk/queue.h"
 
 #include <errno.h>
 #include <liburing.h>
@@ -14,7 +14,8 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "ublk_dev.h"
+#include "ring.h"
+#include "ublk/dev.h"
 
 enum ublk_tag_state {
 	UBLK_TAG_IDLE,
@@ -26,7 +27,9 @@ enum ublk_tag_state {
 struct ublk_tag {
 	uint8_t state;  /* enum ublk_tag_state */
 	uint8_t op;     /* of the request being served, for logs */
+	bool commit_held; /* IN_DAEMON, answered: its commit waits for an SQE */
 	uint32_t len;   /* bytes of that request: the most a commit may claim */
+	int32_t result; /* of a held commit */
 };
 
 struct ublk_queue {
@@ -36,7 +39,7 @@ struct ublk_queue {
 	uint16_t depth;
 	uint32_t max_io_bytes;
 	uint64_t dev_sectors;
-	unsigned int ud_type;
+	unsigned int ud_kind;
 	unsigned int ud_queue;
 	const struct ublksrv_io_desc *descs; /* mmap of the kernel's array */
 	size_t descs_len;
@@ -46,6 +49,8 @@ struct ublk_queue {
 	bool bufs_owned;
 	unsigned int in_kernel;
 	unsigned int in_daemon;
+	unsigned int retired;
+	unsigned int held;  /* commits waiting for an SQE */
 	struct ublk_tag *tags;
 };
 
@@ -145,9 +150,9 @@ int ublk_queue_create(struct ublk_dev *dev, const struct ublk_queue_config *cfg,
 		log_err("ublk%d: queue %u: the char device is not open", ublk_dev_id(dev), cfg->q_id);
 		return -EBADF;
 	}
-	if (cfg->ud_type >= (1u << UBLK_UD_TYPE_BITS) || cfg->ud_queue >= (1u << UBLK_UD_QUEUE_BITS)) {
-		log_err("ublk%d: queue %u: user_data type %u / queue %u out of range",
-			ublk_dev_id(dev), cfg->q_id, cfg->ud_type, cfg->ud_queue);
+	if (cfg->ud_kind >= (1u << UBLK_UD_KIND_BITS) || cfg->ud_queue >= (1u << UBLK_UD_QUEUE_BITS)) {
+		log_err("ublk%d: queue %u: user_data kind %u / queue %u out of range",
+			ublk_dev_id(dev), cfg->q_id, cfg->ud_kind, cfg->ud_queue);
 		return -EINVAL;
 	}
 	q = calloc(1, sizeof(*q));
@@ -159,7 +164,7 @@ int ublk_queue_create(struct ublk_dev *dev, const struct ublk_queue_config *cfg,
 	q->depth = info->queue_depth;
 	q->max_io_bytes = info->max_io_buf_bytes;
 	q->dev_sectors = cfg->dev_sectors;
-	q->ud_type = cfg->ud_type;
+	q->ud_kind = cfg->ud_kind;
 	q->ud_queue = cfg->ud_queue;
 	q->descs = MAP_FAILED;
 	q->bufs = MAP_FAILED;
@@ -264,15 +269,9 @@ unsigned int ublk_queue_in_kernel(const struct ublk_queue *q)
 	return q->in_kernel;
 }
 
-/* An SQE from the caller's ring; when the SQ is full, submit what is there
- * to make room (the caller's batch simply goes out a little early). */
-static struct io_uring_sqe *ublk_queue_get_sqe(struct io_uring *ring)
+unsigned int ublk_queue_retired(const struct ublk_queue *q)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-
-	if (!sqe && io_uring_submit(ring) >= 0)
-		sqe = io_uring_get_sqe(ring);
-	return sqe;
+	return q->retired;
 }
 
 static void ublk_queue_prep_cmd(struct ublk_queue *q, struct io_uring_sqe *sqe,
@@ -292,7 +291,7 @@ static void ublk_queue_prep_cmd(struct ublk_queue *q, struct io_uring_sqe *sqe,
 	cmd->tag = tag;
 	cmd->result = result;
 	cmd->addr = (uintptr_t)ublk_queue_tag_buf(q, tag);
-	sqe->user_data = ublk_ud_encode(q->ud_type, q->ud_queue, tag, ud_cmd);
+	sqe->user_data = ublk_ud_encode(q->ud_kind, q->ud_queue, tag, ud_cmd);
 }
 
 int ublk_queue_prep_fetch_all(struct ublk_queue *q, struct io_uring *ring)
@@ -304,7 +303,7 @@ int ublk_queue_prep_fetch_all(struct ublk_queue *q, struct io_uring *ring)
 	for (tag = 0; tag < q->depth; tag++) {
 		if (q->tags[tag].state != UBLK_TAG_IDLE)
 			continue;
-		sqe = ublk_queue_get_sqe(ring);
+		sqe = ring_get_sqe(ring);
 		if (!sqe) {
 			log_err("ublk%d: queue %u: no SQE to fetch tag %u", q->dev_id, q->q_id, tag);
 			return -EBUSY;
@@ -334,6 +333,7 @@ int ublk_queue_handle_cqe(struct ublk_queue *q, struct io_uring *ring,
 	q->in_kernel--;
 	if (cqe->res != UBLK_IO_RES_OK) {
 		t->state = UBLK_TAG_RETIRED;
+		q->retired++;
 		if (cqe->res == UBLK_IO_RES_ABORT) {
 			/* STOP_DEV, or the kernel cancelling our commands. */
 			log_debug(LOG_CAT_UBLK, "ublk%d: queue %u: tag %u aborted", q->dev_id,
@@ -389,10 +389,22 @@ int ublk_queue_commit(struct ublk_queue *q, struct io_uring *ring, uint16_t tag,
 			q->dev_id, q->q_id, tag, ublk_io_op_name(t->op), result, t->len);
 		result = -EIO;
 	}
-	sqe = ublk_queue_get_sqe(ring);
+	sqe = ring_get_sqe(ring);
 	if (!sqe) {
-		log_err("ublk%d: queue %u: no SQE to commit tag %u", q->dev_id, q->q_id, tag);
-		return -EBUSY;
+		/* Never strand the tag: its commit goes out with the next
+		 * round (ublk_queue_retry_commits()). */
+		if (!t->commit_held) {
+			log_warn("ublk%d: queue %u: no SQE to commit tag %u now; holding it",
+				 q->dev_id, q->q_id, tag);
+			t->commit_held = true;
+			q->held++;
+		}
+		t->result = result;
+		return 0;
+	}
+	if (t->commit_held) {
+		t->commit_held = false;
+		q->held--;
 	}
 	ublk_queue_prep_cmd(q, sqe, UBLK_U_IO_COMMIT_AND_FETCH_REQ, tag, result,
 			    UBLK_UD_CMD_COMMIT);
@@ -400,4 +412,17 @@ int ublk_queue_commit(struct ublk_queue *q, struct io_uring *ring, uint16_t tag,
 	q->in_daemon--;
 	q->in_kernel++;
 	return 0;
+}
+
+bool ublk_queue_commits_held(const struct ublk_queue *q)
+{
+	return q->held;
+}
+
+void ublk_queue_retry_commits(struct ublk_queue *q, struct io_uring *ring)
+{
+	for (uint16_t tag = 0; q->held && tag < q->depth; tag++)
+		if (q->tags[tag].commit_held &&
+		    (ublk_queue_commit(q, ring, tag, q->tags[tag].result) || q->tags[tag].commit_held))
+			return; /* still no SQE */
 }

@@ -33,7 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ublk_uapi.h"
+#include "ublk/uapi.h"
 
 struct io_uring;
 struct io_uring_cqe;
@@ -41,25 +41,26 @@ struct ublk_dev;
 struct ublk_queue;
 
 /*
- * user_data of the queue's SQEs, so a worker can dispatch its CQEs:
+ * user_data of the queue's SQEs, so the thread serving it can dispatch its
+ * CQEs:
  *
  *   63     56 55               32 31          16 15          0
- *   [ type  ][ queue (worker's) ][     tag      ][    cmd     ]
+ *   [ kind  ][ queue (thread's) ][     tag      ][    cmd     ]
  *
- * type:  chosen by the worker for "this is a ublk command" (other types are
- *        its RDMA poll, eventfd, timers ...).
- * queue: the worker's index of this queue (which device), not the hardware
- *        queue id (every queue of a worker has the same q_id).
+ * kind:  what the ring's owner calls "a ublk command" (engine.h: the kind
+ *        byte of every entry on an engine's ring).
+ * queue: the serving thread's index of this queue (which device), not the
+ *        hardware queue id (every queue of a worker may have the same q_id).
  * cmd:   UBLK_UD_CMD_* (what the SQE was), for logs and checks.
  */
-#define UBLK_UD_TYPE_BITS 8
+#define UBLK_UD_KIND_BITS 8
 #define UBLK_UD_QUEUE_BITS 24
 #define UBLK_UD_TAG_BITS 16
 #define UBLK_UD_CMD_BITS 16
 #define UBLK_UD_TAG_SHIFT UBLK_UD_CMD_BITS
 #define UBLK_UD_QUEUE_SHIFT (UBLK_UD_TAG_SHIFT + UBLK_UD_TAG_BITS)
-#define UBLK_UD_TYPE_SHIFT (UBLK_UD_QUEUE_SHIFT + UBLK_UD_QUEUE_BITS)
-_Static_assert(UBLK_UD_TYPE_SHIFT + UBLK_UD_TYPE_BITS == 64, "user_data fields fill 64 bits");
+#define UBLK_UD_KIND_SHIFT (UBLK_UD_QUEUE_SHIFT + UBLK_UD_QUEUE_BITS)
+_Static_assert(UBLK_UD_KIND_SHIFT + UBLK_UD_KIND_BITS == 64, "user_data fields fill 64 bits");
 _Static_assert(UBLK_MAX_QUEUE_DEPTH <= (1u << UBLK_UD_TAG_BITS), "a tag fits its field");
 
 enum ublk_ud_cmd {
@@ -67,20 +68,20 @@ enum ublk_ud_cmd {
 	UBLK_UD_CMD_COMMIT = 2,
 };
 
-static inline uint64_t ublk_ud_encode(unsigned int type, unsigned int queue,
+static inline uint64_t ublk_ud_encode(unsigned int kind, unsigned int queue,
 				      unsigned int tag, unsigned int cmd)
 {
-	assert(type < (1u << UBLK_UD_TYPE_BITS));
+	assert(kind < (1u << UBLK_UD_KIND_BITS));
 	assert(queue < (1u << UBLK_UD_QUEUE_BITS));
 	assert(tag < (1u << UBLK_UD_TAG_BITS));
 	assert(cmd < (1u << UBLK_UD_CMD_BITS));
-	return (uint64_t)type << UBLK_UD_TYPE_SHIFT | (uint64_t)queue << UBLK_UD_QUEUE_SHIFT |
+	return (uint64_t)kind << UBLK_UD_KIND_SHIFT | (uint64_t)queue << UBLK_UD_QUEUE_SHIFT |
 	       (uint64_t)tag << UBLK_UD_TAG_SHIFT | (uint64_t)cmd;
 }
 
-static inline unsigned int ublk_ud_type(uint64_t ud)
+static inline unsigned int ublk_ud_kind(uint64_t ud)
 {
-	return (unsigned int)(ud >> UBLK_UD_TYPE_SHIFT);
+	return (unsigned int)(ud >> UBLK_UD_KIND_SHIFT);
 }
 
 static inline unsigned int ublk_ud_queue(uint64_t ud)
@@ -125,7 +126,7 @@ size_t ublk_queue_buf_area_len(uint16_t depth, uint32_t max_io_bytes);
 
 struct ublk_queue_config {
 	uint16_t q_id;          /* hardware queue, < the device's nr_hw_queues */
-	unsigned int ud_type;   /* user_data type of this queue's SQEs */
+	unsigned int ud_kind;   /* user_data kind of this queue's SQEs */
 	unsigned int ud_queue;  /* user_data queue field (the worker's index) */
 	uint64_t dev_sectors;   /* device size, to reject requests beyond it;
 				 * 0: do not check */
@@ -169,13 +170,20 @@ int ublk_queue_handle_cqe(struct ublk_queue *q, struct io_uring *ring,
 /* Completes an IN_DAEMON tag and fetches its next request in one
  * COMMIT_AND_FETCH_REQ prepped into ring. result: bytes done for READ and
  * WRITE (normally io->len), 0 for FLUSH/DISCARD/WRITE_ZEROES, -errno to fail
- * the request. -EINVAL if the tag is not IN_DAEMON, -EBUSY if no SQE. */
+ * the request. -EINVAL if the tag is not IN_DAEMON. Without an SQE (even
+ * after submitting to make room) the commit is held, never lost:
+ * ublk_queue_retry_commits() preps it once there is room. */
 int ublk_queue_commit(struct ublk_queue *q, struct io_uring *ring, uint16_t tag,
 		      int32_t result);
+/* Commits held for want of an SQE. */
+bool ublk_queue_commits_held(const struct ublk_queue *q);
+void ublk_queue_retry_commits(struct ublk_queue *q, struct io_uring *ring);
 
 /* No command in the kernel and no request being served. */
 bool ublk_queue_idle(const struct ublk_queue *q);
 /* Tags whose FETCH/COMMIT_AND_FETCH is prepped or pending in the kernel. */
 unsigned int ublk_queue_in_kernel(const struct ublk_queue *q);
+/* Tags the kernel aborted or failed: they get no request any more. */
+unsigned int ublk_queue_retired(const struct ublk_queue *q);
 
 #endif

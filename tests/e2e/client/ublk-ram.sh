@@ -15,7 +15,7 @@
 # IBNBD_BUILD_DIR: the build to test (default ./build).
 set -u
 build=${IBNBD_BUILD_DIR:-$PWD/build}
-ram=$build/src/client/ibnbd-ublk-ram
+ram=$build/tests/e2e/client/ibnbd-ublk-ram
 tmp=$(mktemp -d /tmp/ublk-ram.XXXXXX)
 mnt=$tmp/mnt
 n=0 fail=0

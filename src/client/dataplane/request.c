@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * One client request from the kernel to the server and back: request.h's
+ * state machine, and the wait FIFO of a connection.
+ */
+#include "dataplane/request.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "clock.h"
+#include "control/session.h"
+#include "log.h"
+#include "transport/conn.h"
+#include "ublk/engine.h"
+
+static uint8_t ibnbd_opcode(const struct ublk_io *io, uint16_t *flags)
+{
+	*flags = 0;
+	switch (io->op) {
+	case UBLK_IO_OP_READ:
+		return IBNBD_OP_READ;
+	case UBLK_IO_OP_WRITE:
+		if (io->flags & UBLK_IO_F_FUA)
+			*flags |= IBNBD_IOF_FUA;
+		return IBNBD_OP_WRITE;
+	case UBLK_IO_OP_FLUSH:
+		return IBNBD_OP_FLUSH;
+	case UBLK_IO_OP_DISCARD:
+		return IBNBD_OP_DISCARD;
+	case UBLK_IO_OP_WRITE_ZEROES:
+		if (io->flags & UBLK_IO_F_NOUNMAP)
+			*flags |= IBNBD_IOF_NOUNMAP;
+		return IBNBD_OP_WRITE_ZEROES;
+	}
+	return 0xff;
+}
+
+static bool device_failed(const struct creq *r)
+{
+	return atomic_load_explicit(&r->dq->dev->failed, memory_order_relaxed);
+}
+
+/* ---- the wait FIFO ---- */
+
+static void fifo_push_tail(struct wsess *ws, struct creq *r)
+{
+	r->next = NULL;
+	if (ws->wait_tail)
+		ws->wait_tail->next = r;
+	else
+		ws->wait_head = r;
+	ws->wait_tail = r;
+}
+
+static void fifo_push_head(struct wsess *ws, struct creq *r)
+{
+	r->next = ws->wait_head;
+	ws->wait_head = r;
+	if (!ws->wait_tail)
+		ws->wait_tail = r;
+}
+
+static struct creq *fifo_pop(struct wsess *ws)
+{
+	struct creq *r = ws->wait_head;
+
+	ws->wait_head = r->next;
+	if (!ws->wait_head)
+		ws->wait_tail = NULL;
+	return r;
+}
+
+/* ---- transitions ---- */
+
+/* To IDLE: hands the tag back to the kernel with status (0 or -errno). */
+static void to_idle(struct worker *w, struct creq *r, int status)
+{
+	struct dev_queue *dq = r->dq;
+	int32_t result = status;
+	int ret;
+
+	if (status == 0)
+		result = r->io.op == UBLK_IO_OP_READ || r->io.op == UBLK_IO_OP_WRITE ?
+			 (int32_t)r->io.len : 0;
+	else
+		log_err("%s: queue %u tag %u: %s offset %llu length %u failed: %s",
+			dq->dev->path, dq->q_id, r->io.tag, ublk_io_op_name(r->io.op),
+			(unsigned long long)r->io.offset, r->io.len, strerror(-status));
+	r->state = CREQ_IDLE;
+	if (r->resent) {
+		r->resent = false;
+		atomic_fetch_sub_explicit(&dq->resending, 1, memory_order_relaxed);
+	}
+	ret = ublk_engine_commit(worker_engine(w), dq->uq, r->io.tag, result);
+	if (ret)
+		log_err("%s: queue %u tag %u: cannot commit the result: %s", dq->dev->path,
+			dq->q_id, r->io.tag, strerror(-ret));
+}
+
+/* To SENT: takes a free slot of ws (the caller checked there is one) and
+ * queues the request on its connection; the round's requests are posted
+ * together (worker.c, round end). */
+static void to_sent(struct creq *r, struct wsess *ws)
+{
+	int slot = slot_get(&ws->slots);
+
+	ws->inflight[slot] = r;
+	r->slot = (uint16_t)slot;
+	r->state = CREQ_SENT;
+	r->sent_ms = clock_now_ms();
+	if (r->resent)
+		atomic_fetch_add_explicit(&ws->reissued, 1, memory_order_relaxed);
+	conn_submit(ws->conn, r->slot, r->dq->handle, r->dq->cookie, r->opcode, r->flags,
+		    r->io.offset, r->io.len, r->io.buf, r->dq->mr);
+}
+
+static void on_new(struct worker *w, struct creq *r)
+{
+	struct wsess *ws = r->dq->ws;
+
+	r->opcode = ibnbd_opcode(&r->io, &r->flags);
+	r->queued_ms = clock_now_ms();
+	if (r->opcode == 0xff) {
+		to_idle(w, r, -EOPNOTSUPP);
+	} else if (device_failed(r) ||
+		   (!ws->conn && (r->dq->stopping || session_expired(ws->sess)))) {
+		to_idle(w, r, -EIO);
+	} else if (ws->conn && !ws->wait_head && slot_pool_free(&ws->slots)) {
+		to_sent(r, ws);
+	} else {
+		r->state = CREQ_WAITING;
+		fifo_push_tail(ws, r);
+	}
+}
+
+void creq_process(struct worker *w, struct creq *r, enum creq_event ev, int status)
+{
+	struct wsess *ws = r->dq->ws;
+
+	switch (r->state) {
+	case CREQ_IDLE:
+		if (ev == CREQ_EV_NEW) {
+			on_new(w, r);
+			return;
+		}
+		break;
+	case CREQ_WAITING:
+		if (ev == CREQ_EV_SLOT) {
+			/* Its handle may name another export now. */
+			if (device_failed(r))
+				to_idle(w, r, -EIO);
+			else
+				to_sent(r, ws);
+			return;
+		}
+		if (ev == CREQ_EV_FAIL) {
+			to_idle(w, r, status);
+			return;
+		}
+		break;
+	case CREQ_SENT:
+		if (ev == CREQ_EV_ANSWER) {
+			ws->inflight[r->slot] = NULL;
+			slot_put(&ws->slots, r->slot);
+			to_idle(w, r, status);
+			return;
+		}
+		if (ev == CREQ_EV_LOST) {
+			/* The caller resets the slots of the lost connection. */
+			ws->inflight[r->slot] = NULL;
+			r->state = CREQ_WAITING;
+			if (!r->resent)
+				atomic_fetch_add_explicit(&r->dq->resending, 1, memory_order_relaxed);
+			r->resent = true;
+			fifo_push_head(ws, r);
+			return;
+		}
+		break;
+	}
+	log_err("%s: queue %u tag %u: event %d in state %d ignored", r->dq->dev->path, r->dq->q_id,
+		r->io.tag, ev, r->state);
+}
+
+/* ---- on the FIFO ---- */
+
+void creq_dispatch(struct worker *w, struct wsess *ws)
+{
+	while (ws->conn && ws->wait_head && slot_pool_free(&ws->slots))
+		creq_process(w, fifo_pop(ws), CREQ_EV_SLOT, 0);
+}
+
+void creq_fail_waiting(struct worker *w, struct wsess *ws, int status,
+		       bool (*pick)(const struct creq *r, const void *arg), const void *arg)
+{
+	struct creq *r = ws->wait_head, *next;
+
+	ws->wait_head = ws->wait_tail = NULL;
+	for (; r; r = next) {
+		next = r->next;
+		if (pick(r, arg))
+			creq_process(w, r, CREQ_EV_FAIL, status);
+		else
+			fifo_push_tail(ws, r);
+	}
+}
+
+unsigned int creq_requeue_sent(struct worker *w, struct wsess *ws)
+{
+	unsigned int n = 0, slot;
+
+	/* Backwards, each to the head: they wait in slot order. */
+	for (slot = ws->slots.size; slot-- > 0;) {
+		struct creq *r = ws->inflight[slot];
+
+		if (r) {
+			creq_process(w, r, CREQ_EV_LOST, 0);
+			n++;
+		}
+	}
+	return n;
+}
+
+bool creq_any(const struct creq *r, const void *arg)
+{
+	return true;
+}
+
+bool creq_of_queue(const struct creq *r, const void *dq)
+{
+	return r->dq == dq;
+}
+
+bool creq_older_than(const struct creq *r, const void *deadline_ms)
+{
+	return r->queued_ms < *(const int64_t *)deadline_ms;
+}

@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "verbs.h"
+
+#include <errno.h>
+
+#include "util.h"
+
+int verbs_reg_mr(struct ibv_pd *pd, void *addr, size_t len, int access,
+		     struct ibv_mr **out)
+{
+	struct ibv_mr *mr = ibv_reg_mr(pd, addr, len, access);
+
+	if (!mr)
+		return errno ? -errno : -ENOMEM;
+	*out = mr;
+	return 0;
+}
+
+void verbs_dereg_mr(struct ibv_mr *mr)
+{
+	if (mr)
+		ibv_dereg_mr(mr);
+}
+
+int verbs_comp_channel_create(struct ibv_context *ctx, struct ibv_comp_channel **out)
+{
+	struct ibv_comp_channel *ch = ibv_create_comp_channel(ctx);
+	int ret;
+
+	if (!ch)
+		return errno ? -errno : -ENOMEM;
+	ret = fd_set_nonblock(ch->fd);
+	if (ret) {
+		ibv_destroy_comp_channel(ch);
+		return ret;
+	}
+	*out = ch;
+	return 0;
+}
+
+int verbs_cq_event(struct ibv_comp_channel *ch, struct ibv_cq **cq)
+{
+	void *ctx;
+	int ret;
+
+	if (ibv_get_cq_event(ch, cq, &ctx))
+		return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : (errno ? -errno : -EIO);
+	ibv_ack_cq_events(*cq, 1);
+	ret = ibv_req_notify_cq(*cq, 0);
+	return ret > 0 ? -ret : ret;
+}

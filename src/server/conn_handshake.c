@@ -1,0 +1,500 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * How a server connection starts and what it is told on the control
+ * credit (conn.h): the accept with its negotiated limits, HELLO (after any
+ * fencing wait), OPEN and CLOSE of exports (with the writer rule and
+ * takeovers), KEEPALIVE, and dropping a client that fell silent.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "clock.h"
+#include "cm.h"
+#include "conn_priv.h"
+#include "log.h"
+#include "verbs.h"
+
+int conn_cq_need(const struct ibnbd_conn_params *p)
+{
+	/*
+	 * SQ: each request needs at most 2 WRs (READ data + response); twice
+	 * that as slack, because send completions of answered tags may still
+	 * be unpolled when the client reuses them. RQ: one per credit.
+	 */
+	return (4 * p->queue_depth + IBNBD_CTRL_CREDITS) + (p->queue_depth + IBNBD_CTRL_CREDITS);
+}
+
+int conn_cq_held(const struct conn *c)
+{
+	return c->cq_need;
+}
+
+/* ---- control messages (one credit, answered from send buffer qd) ---- */
+
+static int ctrl_post(struct conn *c, size_t len)
+{
+	if (sq_used(c) + 1 > c->sq_depth) {
+		conn_violation(c, "control message while the previous answer is unsent");
+		return -ENOSPC;
+	}
+	return conn_post_answer(c, c->qd, len, NULL, c->qd);
+}
+
+static void uuid_tag(const struct conn *c, char *buf, size_t len)
+{
+	char u[REGISTRY_UUID_STR];
+
+	if (registry_uuid_is_zero(c->reg.uuid)) {
+		snprintf(buf, len, "no session uuid");
+		return;
+	}
+	registry_uuid_str(c->reg.uuid, u);
+	snprintf(buf, len, "session %s conn %u/%u", u, c->reg.conn_index, c->reg.conn_count);
+}
+
+/* Sends the HELLO_RSP for h (now, or after a deferral). */
+static void answer_hello(struct conn *c, const struct ibnbd_hello_params *h)
+{
+	struct ibnbd_slot_desc d = {
+		.version = IBNBD_PROTO_VERSION,
+		.queue_depth = c->qd,
+		.features = c->features,
+		.slot_addr = (uintptr_t)c->slot_mem,
+		.slot_rkey = c->slot_mr->rkey,
+		.slot_stride = c->stride,
+		.max_io_size = c->max_io_size,
+	};
+	char tag[96];
+
+	if (c->hello_done) {
+		d.status = -EALREADY;
+	} else if (h->version != IBNBD_PROTO_VERSION) {
+		d.status = -EPROTONOSUPPORT;
+	} else {
+		char *p = strstr(c->name, " host ");
+
+		/* IO is accepted from here on: after any fencing wait. */
+		c->hello_done = true;
+		if (p)
+			*p = '\0';
+		snprintf(c->name + strlen(c->name), sizeof(c->name) - strlen(c->name),
+			 " host '%s'", h->host_id);
+		uuid_tag(c, tag, sizeof(tag));
+		log_info("%s: HELLO, %s, queue depth %u, max IO %u bytes, features 0x%llx", c->name,
+			 tag, c->qd, c->max_io_size, (unsigned long long)c->features);
+	}
+	ibnbd_hello_rsp_encode((struct ibnbd_hello_rsp *)send_buf(c, c->qd), &d);
+	ctrl_post(c, sizeof(struct ibnbd_hello_rsp));
+}
+
+static void handle_hello(struct conn *c, const void *msg, size_t len)
+{
+	struct ibnbd_hello_params h;
+	char tag[96];
+
+	if (ibnbd_hello_decode(msg, len, &h)) {
+		conn_violation(c, "malformed HELLO");
+		return;
+	}
+	if (!c->hello_done && h.version == IBNBD_PROTO_VERSION) {
+		registry_set_host(c->w->shared->registry, &c->reg, h.host_id);
+		if (registry_fence_pending(c->w->shared->registry, &c->reg)) {
+			/*
+			 * The connection this one replaces may still have backing IO
+			 * in flight: no IO of ours may run before that has landed.
+			 */
+			uuid_tag(c, tag, sizeof(tag));
+			log_info("%s: reconnect of %s host '%s': HELLO answered once the superseded connection has drained",
+				 c->name, tag, h.host_id);
+			c->deferred = DEFER_HELLO;
+			c->deferred_hello = h;
+			c->deferred_since_ms = clock_now_ms();
+			return;
+		}
+	}
+	answer_hello(c, &h);
+}
+
+static const struct export *find_export(struct conn *c, const char *name)
+{
+	const struct worker_shared *sh = c->w->shared;
+
+	for (unsigned int i = 0; i < sh->nexports; i++)
+		if (!strcmp(sh->exports[i]->name, name))
+			return sh->exports[i];
+	return NULL;
+}
+
+/*
+ * An OPEN, first time or retried after a deferral. Returns without
+ * answering when a takeover has to wait for the old session to drain.
+ */
+static void open_export(struct conn *c, const struct ibnbd_open_params *o)
+{
+	const struct export *e = find_export(c, o->name);
+	struct ibnbd_dev_info d = { 0 };
+	char holder[256];
+	unsigned int h;
+	int ret;
+
+	for (h = 0; h < CONN_MAX_OPENS && c->opens[h].exp; h++)
+		;
+	if (!c->hello_done) {
+		d.status = -ENOTCONN;
+	} else if (!e) {
+		d.status = -ENOENT;
+		log_warn("%s: OPEN of unknown export '%s'", c->name, o->name);
+	} else if (o->access == IBNBD_ACCESS_RW && e->ro) {
+		d.status = -EROFS;
+		log_warn("%s: OPEN read-write of read-only export '%s' refused", c->name, o->name);
+	} else if (h == CONN_MAX_OPENS) {
+		d.status = -EMFILE;
+	} else if (o->access == IBNBD_ACCESS_RW &&
+		   (ret = registry_open_rw(c->w->shared->registry, &c->reg, e->index, e->shared,
+					   e->name, holder, sizeof(holder)))) {
+		if (ret > 0) {
+			if (c->deferred != DEFER_OPEN) {
+				log_info("%s: OPEN read-write of '%s': taking it over from %s; answered once that session has drained",
+					 c->name, e->name, holder);
+				c->deferred = DEFER_OPEN;
+				c->deferred_open = *o;
+				c->deferred_since_ms = clock_now_ms();
+			}
+			return;
+		}
+		d.status = ret;
+		stat_add(&c->w->stats.busy_opens, 1);
+		log_warn("%s: OPEN read-write of '%s' refused: it is open read-write by %s (an export has one writing session unless it is shared)",
+			 c->name, e->name, holder);
+	} else {
+		c->opens[h].exp = e;
+		c->opens[h].writable = o->access == IBNBD_ACCESS_RW;
+		c->opens[h].cookie = registry_open_cookie(c->w->shared->registry);
+		d.handle = h;
+		d.cookie = c->opens[h].cookie;
+		memcpy(d.boot_id, c->w->shared->boot_id, sizeof(d.boot_id));
+		d.size = e->size;
+		d.logical_block_size = e->logical_block_size;
+		d.physical_block_size = e->physical_block_size;
+		d.max_discard_sectors =
+			(c->features & IBNBD_FEAT_DISCARD) ? e->max_discard_sectors : 0;
+		d.max_write_zeroes_sectors =
+			(c->features & IBNBD_FEAT_WRITE_ZEROES) ? e->max_write_zeroes_sectors : 0;
+		d.flags = e->flags | (c->opens[h].writable ? 0 : IBNBD_DEV_READ_ONLY);
+		if (!(c->features & IBNBD_FEAT_FUA))
+			d.flags &= ~IBNBD_DEV_FUA;
+		d.export_id = e->export_id;
+		log_info("%s: opened export '%s' (%s) %s as handle %u", c->name, e->name, e->path,
+			 c->opens[h].writable ? "read-write" : "read-only", h);
+	}
+	if (c->deferred == DEFER_OPEN)
+		log_info("%s: OPEN read-write of '%s' answered after %lld ms of waiting for the old session: %s",
+			 c->name, o->name, (long long)(clock_now_ms() - c->deferred_since_ms),
+			 d.status ? strerror(-d.status) : "granted");
+	c->deferred = DEFER_NONE;
+	ibnbd_open_rsp_encode((struct ibnbd_open_rsp *)send_buf(c, c->qd), &d);
+	ctrl_post(c, sizeof(struct ibnbd_open_rsp));
+}
+
+static void handle_open(struct conn *c, const void *msg, size_t len)
+{
+	struct ibnbd_open_params o;
+
+	if (ibnbd_open_decode(msg, len, &o)) {
+		conn_violation(c, "malformed OPEN");
+		return;
+	}
+	open_export(c, &o);
+}
+
+static void handle_close(struct conn *c, const void *msg, size_t len)
+{
+	uint32_t h;
+	int32_t status = 0;
+	unsigned int i;
+
+	if (ibnbd_close_decode(msg, len, &h)) {
+		conn_violation(c, "malformed CLOSE");
+		return;
+	}
+	if (h >= CONN_MAX_OPENS || !c->opens[h].exp) {
+		status = -EBADF;
+	} else {
+		for (i = 0; i < c->qd; i++)
+			if (c->slots[i].state != SLOT_FREE && c->slots[i].dev == &c->opens[h])
+				status = -EBUSY;
+		if (!status && c->opens[h].writable)
+			registry_close_rw(c->w->shared->registry, &c->reg,
+					  c->opens[h].exp->index);
+		if (!status)
+			c->opens[h].exp = NULL;
+	}
+	ibnbd_close_rsp_encode((struct ibnbd_close_rsp *)send_buf(c, c->qd), status);
+	ctrl_post(c, sizeof(struct ibnbd_close_rsp));
+}
+
+static void handle_keepalive(struct conn *c, const void *msg, size_t len)
+{
+	uint64_t token;
+
+	if (ibnbd_keepalive_decode(msg, len, IBNBD_MSG_KEEPALIVE, &token)) {
+		conn_violation(c, "malformed KEEPALIVE");
+		return;
+	}
+	c->keepalive_seen = true;
+	ibnbd_keepalive_encode((struct ibnbd_keepalive *)send_buf(c, c->qd),
+			       IBNBD_MSG_KEEPALIVE_RSP, token);
+	ctrl_post(c, sizeof(struct ibnbd_keepalive));
+}
+
+void conn_handle_ctrl(struct conn *c, uint16_t type, const uint8_t *msg, size_t len)
+{
+	if (c->deferred) {
+		conn_violation(c, "%s while the answer to the previous control message is pending (one control credit)",
+			       ibnbd_msg_name(type));
+		return;
+	}
+	switch (type) {
+	case IBNBD_MSG_HELLO:
+		handle_hello(c, msg, len);
+		return;
+	case IBNBD_MSG_OPEN:
+		handle_open(c, msg, len);
+		return;
+	case IBNBD_MSG_CLOSE:
+		handle_close(c, msg, len);
+		return;
+	case IBNBD_MSG_KEEPALIVE:
+		handle_keepalive(c, msg, len);
+		return;
+	default:
+		conn_violation(c, "unexpected message type %u (%s)", type, ibnbd_msg_name(type));
+		return;
+	}
+}
+
+/* ---- lifecycle ---- */
+
+void conn_on_cm_event(struct conn *c, const struct rdma_cm_event *ev)
+{
+	switch (ev->event) {
+	case RDMA_CM_EVENT_ESTABLISHED:
+		if (c->state == CONN_ACCEPTING) {
+			conn_set_state(c, CONN_LIVE);
+			log_info("%s: connected", c->name);
+		}
+		break;
+	case RDMA_CM_EVENT_DISCONNECTED:
+		conn_close(c, "client disconnected");
+		break;
+	case RDMA_CM_EVENT_TIMEWAIT_EXIT:
+		break;
+	default:
+		log_warn("%s: %s", c->name, rdma_event_str(ev->event));
+		conn_close(c, rdma_event_str(ev->event));
+		break;
+	}
+}
+
+void conn_on_kick(struct conn *c)
+{
+	struct registry *r = c->w->shared->registry;
+	char why[256];
+
+	if (c->state != CONN_CLOSING && c->reg.joined &&
+	    registry_superseded(r, &c->reg, why, sizeof(why))) {
+		log_warn("%s: %s; closing it, its in-flight IO finishes first", c->name, why);
+		stat_add(&c->w->stats.superseded, 1);
+		conn_close(c, "superseded");
+		return;
+	}
+	if (c->deferred == DEFER_HELLO && !registry_fence_pending(r, &c->reg)) {
+		log_info("%s: the superseded connection drained after %lld ms", c->name,
+			 (long long)(clock_now_ms() - c->deferred_since_ms));
+		c->deferred = DEFER_NONE;
+		answer_hello(c, &c->deferred_hello);
+	} else if (c->deferred == DEFER_OPEN) {
+		open_export(c, &c->deferred_open);
+	}
+}
+
+void conn_tick(struct conn *c)
+{
+	unsigned int timeout_ms = c->w->shared->keepalive_timeout_ms;
+	int64_t now = clock_now_ms();
+
+	if (c->state == CONN_CLOSING || c->state == CONN_DRAINING)
+		return;
+	/*
+	 * Silence only counts while we owe the client nothing: with IO or a
+	 * control answer pending it waits for us, and a dead peer shows up as
+	 * a failed send of that answer.
+	 */
+	if (c->rx_count != c->rx_count_seen || c->busy || c->deferred) {
+		c->rx_count_seen = c->rx_count;
+		c->rx_last_ms = now;
+		return;
+	}
+	/*
+	 * Clients before reconnect offered the keepalive feature without
+	 * sending any: watch a connection once it has a session uuid (a client
+	 * that reconnects) or has sent a KEEPALIVE.
+	 */
+	if (!timeout_ms || !(c->features & IBNBD_FEAT_KEEPALIVE) ||
+	    (registry_uuid_is_zero(c->reg.uuid) && !c->keepalive_seen))
+		return;
+	if (now - c->rx_last_ms < timeout_ms)
+		return;
+	log_warn("%s: nothing received for %lld ms (keepalive timeout %u s): the client is presumed dead, dropping the connection",
+		 c->name, (long long)(now - c->rx_last_ms), timeout_ms / 1000);
+	stat_add(&c->w->stats.keepalive_timeouts, 1);
+	conn_close(c, "keepalive timeout");
+}
+
+/* ---- construction ---- */
+
+static void *map_mem(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+		       -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+int conn_create(struct worker *w, unsigned int idx, struct rdma_cm_id *id,
+		const struct ibnbd_conn_params *req, const char *peer, struct conn **out)
+{
+	struct ibnbd_conn_params rep;
+	struct cm_qp_caps caps;
+	struct rdma_conn_param cp = { 0 };
+	struct ibnbd_conn_rep wire;
+	struct conn *c;
+	struct iovec iov;
+	unsigned int i;
+	int ret;
+
+	ret = ibnbd_conn_negotiate(req, &w->shared->limits, &rep);
+	if (ret) {
+		log_warn("worker %u: connection from %s refused: version %u, depth %u, max IO %u: %s",
+			 w->index, peer, req->version, req->queue_depth, req->max_io_size,
+			 strerror(-ret));
+		return ret;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->w = w;
+	c->idx = idx;
+	c->gen = w->conn_gen[idx];
+	c->id = id;
+	snprintf(c->name, sizeof(c->name), "worker %u conn %u from %s", w->index, idx, peer);
+	memcpy(c->reg.uuid, req->session_uuid, sizeof(c->reg.uuid));
+	c->reg.conn_index = req->conn_index;
+	c->reg.conn_count = req->conn_count;
+	c->reg.kick_fd = w->efd;
+	snprintf(c->reg.peer, sizeof(c->reg.peer), "%s", peer);
+	c->rx_last_ms = clock_now_ms();
+	c->max_io_size = rep.max_io_size;
+	c->features = rep.features;
+	c->stride = (uint32_t)((rep.max_io_size + sizeof(struct ibnbd_io_req) + 4095) & ~4095u);
+	/* One io_uring fixed buffer is at most 1 GiB. */
+	if ((uint64_t)rep.queue_depth * c->stride > (1u << 30))
+		rep.queue_depth = (uint16_t)((1u << 30) / c->stride);
+	c->qd = rep.queue_depth;
+	c->nbufs = c->qd + IBNBD_CTRL_CREDITS;
+	c->sq_depth = 4 * c->qd + IBNBD_CTRL_CREDITS;
+	c->sq_last_signaled = UINT32_MAX; /* none yet */
+	c->rq_depth = c->nbufs;
+	rep.queue_depth = c->qd;
+	c->cq_need = conn_cq_need(&rep);
+	conn_set_state(c, CONN_ACCEPTING);
+	if (worker_cq_reserve(w, c->cq_need)) {
+		log_warn("%s: refused: this worker's CQ is fully committed (%d of %d entries left, %d needed); try a smaller queue depth or more workers",
+			 c->name, w->cq_budget, w->cq_size, c->cq_need);
+		ret = -EBUSY;
+		goto out_destroy;
+	}
+	c->cq_charged = true;
+
+	ret = -ENOMEM;
+	c->slots = calloc(c->qd, sizeof(*c->slots));
+	c->pending = calloc(c->qd, sizeof(*c->pending));
+	c->answers = calloc(c->qd + 1, sizeof(*c->answers));
+	c->slot_len = (size_t)c->qd * c->stride;
+	c->slot_mem = map_mem(c->slot_len);
+	c->msg_len = (size_t)2 * c->nbufs * IBNBD_MSG_MAX;
+	c->msg_mem = map_mem(c->msg_len);
+	if (!c->slots || !c->pending || !c->answers || !c->slot_mem || !c->msg_mem) {
+		log_err("%s: out of memory for %u slots of %u bytes", c->name, c->qd, c->stride);
+		goto out_destroy;
+	}
+	/* The client writes into slots; it never reads them (READ data is pushed). */
+	ret = verbs_reg_mr(w->pd, c->slot_mem, c->slot_len,
+			   IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, &c->slot_mr);
+	if (!ret)
+		ret = verbs_reg_mr(w->pd, c->msg_mem, c->msg_len, IBV_ACCESS_LOCAL_WRITE,
+				   &c->msg_mr);
+	if (ret) {
+		log_err("%s: registering %zu bytes of slots with the RDMA device failed: %s (check the memlock limit)",
+			c->name, c->slot_len, strerror(-ret));
+		goto out_destroy;
+	}
+	iov = (struct iovec){ .iov_base = c->slot_mem, .iov_len = c->slot_len };
+	ret = io_uring_register_buffers_update_tag(&w->ring, idx, &iov, NULL, 1);
+	if (ret < 0) {
+		log_err("%s: registering slots as io_uring fixed buffer %u failed: %s", c->name, idx,
+			strerror(-ret));
+		goto out_destroy;
+	}
+	c->buf_registered = true;
+	caps = (struct cm_qp_caps){
+		.max_send_wr = c->sq_depth + 1, /* + sq_drain()'s marker */
+		.max_recv_wr = c->rq_depth,
+		.max_send_sge = 1,
+		.max_recv_sge = 1,
+	};
+	ret = cm_create_qp(id, w->pd, w->cq, &caps);
+	if (ret) {
+		log_err("%s: creating the QP (%u send, %u receive WRs) failed: %s", c->name,
+			c->sq_depth, c->rq_depth, strerror(-ret));
+		goto out_destroy;
+	}
+	c->qp_created = true;
+	for (i = 0; i < c->nbufs; i++) {
+		ret = conn_post_recv(c, i);
+		if (ret) {
+			log_err("%s: posting receive %u failed: %s", c->name, i, strerror(-ret));
+			goto out_destroy;
+		}
+	}
+	ibnbd_conn_rep_encode(&wire, &rep);
+	cp.private_data = &wire;
+	cp.private_data_len = sizeof(wire);
+	cp.responder_resources = 1;
+	cp.initiator_depth = 1;
+	cp.rnr_retry_count = 7;
+	/* Before the accept: a connection it supersedes starts closing now. */
+	registry_join(w->shared->registry, &c->reg);
+	id->context = c;
+	if (rdma_accept(id, &cp)) {
+		ret = errno ? -errno : -EIO;
+		log_err("%s: rdma_accept failed: %s", c->name, strerror(-ret));
+		id->context = NULL;
+		goto out_destroy;
+	}
+	log_info("%s: accepted: queue depth %u, max IO %u, %zu bytes of slots", c->name, c->qd,
+		 c->max_io_size, c->slot_len);
+	*out = c;
+	return 0;
+out_destroy:
+	c->id = NULL; /* the caller rejects and destroys it */
+	if (c->qp_created) {
+		rdma_destroy_qp(id);
+		c->qp_created = false;
+	}
+	conn_destroy(c);
+	return ret;
+}
