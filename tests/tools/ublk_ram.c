@@ -293,15 +293,15 @@ static const struct ublk_tgt_ops ram_target = {
 	.queue_gone = ram_queue_gone,
 };
 
-/* On the queue's engine: create it and fetch every tag. */
-struct add_queue_call {
+/* A call on a queue's engine (adding, stopping it). */
+struct queue_call {
 	struct ublk_engine_call call;
 	struct ram_worker *w;
 };
 
 static int ram_add_queue(struct ublk_engine *e, struct ublk_engine_call *c)
 {
-	struct ram_worker *w = ((struct add_queue_call *)c)->w;
+	struct ram_worker *w = ((struct queue_call *)c)->w;
 	struct ublk_queue_config qcfg = {
 		.q_id = w->q_id,
 		.dev_sectors = w->ctx->opts.size >> 9,
@@ -326,7 +326,7 @@ static int ram_start_workers(struct ram_ctx *ctx)
 			.ops = &ram_target, .target = ctx,
 			.sq_entries = ublk_dev_info(ctx->dev)->queue_depth,
 		};
-		struct add_queue_call c = { .call.fn = ram_add_queue, .w = w };
+		struct queue_call c = { .call.fn = ram_add_queue, .w = w };
 		char name[16];
 
 		snprintf(name, sizeof(name), "ram-q%u", i);
@@ -343,6 +343,15 @@ static int ram_start_workers(struct ram_ctx *ctx)
 	return 0;
 }
 
+/* On the queue's engine: it is going; ops->queue_gone once it is idle. */
+static int ram_stop_queue(struct ublk_engine *e, struct ublk_engine_call *c)
+{
+	struct ram_worker *w = ((struct queue_call *)c)->w;
+
+	ublk_engine_stop_queue(e, w->q);
+	return 0;
+}
+
 /* After STOP_DEV: every queue retires its tags, then its engine goes. */
 static void ram_join_workers(struct ram_ctx *ctx)
 {
@@ -351,10 +360,13 @@ static void ram_join_workers(struct ram_ctx *ctx)
 
 	for (i = 0; i < ctx->nr_workers; i++) {
 		struct ram_worker *w = &ctx->workers[i];
+		struct queue_call c = { .call.fn = ram_stop_queue, .w = w };
 
-		if (w->q)
+		if (w->q) {
+			ublk_engine_call(w->engine, &c.call);
 			while (sem_wait(&w->gone) && errno == EINTR)
 				;
+		}
 		ublk_engine_destroy(w->engine);
 		ublk_queue_destroy(w->q);
 		sem_destroy(&w->gone);
