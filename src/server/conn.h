@@ -32,6 +32,7 @@
 #include "proto.h"
 
 struct worker;
+struct worker_dev;
 struct conn;
 
 /*
@@ -40,8 +41,9 @@ struct conn;
  * posted) and sends the accept. On failure returns -errno; the caller
  * rejects with that status and destroys the id.
  */
-int conn_create(struct worker *w, unsigned int idx, struct rdma_cm_id *id,
-		const struct ibnbd_conn_params *req, const char *peer, struct conn **out);
+int conn_create(struct worker *w, struct worker_dev *dev, unsigned int idx,
+		struct rdma_cm_id *id, const struct ibnbd_conn_params *req, const char *peer,
+		struct conn **out);
 /* Frees everything; only when conn_reapable(), or before accept. */
 void conn_destroy(struct conn *c);
 /* Rejects a connect request with status in the reply (no connection). */
@@ -66,6 +68,8 @@ void conn_shutdown(struct conn *c);
 /* Periodic: timeouts of DRAINING/CLOSING. True when it can be destroyed. */
 bool conn_reapable(struct conn *c);
 bool conn_closing(const struct conn *c);
+/* Logs what a connection that keeps a stopping worker waiting waits for. */
+void conn_log_waiting(const struct conn *c);
 /* CQ entries a connection's QP may generate (sq + rq depth), before and after. */
 int conn_cq_need(const struct ibnbd_conn_params *negotiated);
 int conn_cq_held(const struct conn *c);

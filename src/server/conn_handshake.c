@@ -364,8 +364,9 @@ static void *map_mem(size_t len)
 	return p == MAP_FAILED ? NULL : p;
 }
 
-int conn_create(struct worker *w, unsigned int idx, struct rdma_cm_id *id,
-		const struct ibnbd_conn_params *req, const char *peer, struct conn **out)
+int conn_create(struct worker *w, struct worker_dev *dev, unsigned int idx,
+		struct rdma_cm_id *id, const struct ibnbd_conn_params *req, const char *peer,
+		struct conn **out)
 {
 	struct ibnbd_conn_params rep;
 	struct cm_qp_caps caps;
@@ -387,6 +388,7 @@ int conn_create(struct worker *w, unsigned int idx, struct rdma_cm_id *id,
 	if (!c)
 		return -ENOMEM;
 	c->w = w;
+	c->dev = dev;
 	c->idx = idx;
 	c->gen = w->conn_gen[idx];
 	c->id = id;
@@ -411,9 +413,9 @@ int conn_create(struct worker *w, unsigned int idx, struct rdma_cm_id *id,
 	rep.queue_depth = c->qd;
 	c->cq_need = conn_cq_need(&rep);
 	conn_set_state(c, CONN_ACCEPTING);
-	if (worker_cq_reserve(w, c->cq_need)) {
+	if (worker_cq_reserve(w, dev, c->cq_need)) {
 		log_warn("%s: refused: this worker's CQ is fully committed (%d of %d entries left, %d needed); try a smaller queue depth or more workers",
-			 c->name, w->cq_budget, w->cq_size, c->cq_need);
+			 c->name, dev->cq_budget, dev->cq_size, c->cq_need);
 		ret = -EBUSY;
 		goto out_destroy;
 	}
@@ -432,10 +434,10 @@ int conn_create(struct worker *w, unsigned int idx, struct rdma_cm_id *id,
 		goto out_destroy;
 	}
 	/* The client writes into slots; it never reads them (READ data is pushed). */
-	ret = verbs_reg_mr(w->pd, c->slot_mem, c->slot_len,
+	ret = verbs_reg_mr(dev->pd, c->slot_mem, c->slot_len,
 			   IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, &c->slot_mr);
 	if (!ret)
-		ret = verbs_reg_mr(w->pd, c->msg_mem, c->msg_len, IBV_ACCESS_LOCAL_WRITE,
+		ret = verbs_reg_mr(dev->pd, c->msg_mem, c->msg_len, IBV_ACCESS_LOCAL_WRITE,
 				   &c->msg_mr);
 	if (ret) {
 		log_err("%s: registering %zu bytes of slots with the RDMA device failed: %s (check the memlock limit)",
@@ -456,7 +458,7 @@ int conn_create(struct worker *w, unsigned int idx, struct rdma_cm_id *id,
 		.max_send_sge = 1,
 		.max_recv_sge = 1,
 	};
-	ret = cm_create_qp(id, w->pd, w->cq, &caps);
+	ret = cm_create_qp(id, dev->pd, dev->cq, &caps);
 	if (ret) {
 		log_err("%s: creating the QP (%u send, %u receive WRs) failed: %s", c->name,
 			c->sq_depth, c->rq_depth, strerror(-ret));

@@ -246,7 +246,9 @@ static void slot_answer(struct conn *c, unsigned int tag)
 	ibnbd_io_rsp_encode((struct ibnbd_io_rsp *)send_buf(c, tag), sl->io.req_id, sl->status);
 	sl->state = SLOT_FREE;
 	c->busy--;
-	conn_post_answer(c, tag, sizeof(struct ibnbd_io_rsp), n == 2 ? sl : NULL, tag);
+	/* Cannot fail: only a closing connection refuses, checked above; the
+	 * post itself happens, and fails the connection, in conn_flush(). */
+	(void)conn_post_answer(c, tag, sizeof(struct ibnbd_io_rsp), n == 2 ? sl : NULL, tag);
 	conn_maybe_finish_drain(c);
 }
 
@@ -438,7 +440,7 @@ void conn_on_wc(struct conn *c, const struct ibv_wc *wc)
 			if (t == WRID_RDMA_WRITE)
 				stat_add(&c->w->stats.dropped, 1);
 		}
-		conn_close(c, "completion error");
+		conn_fail(c, "completion error");
 		return;
 	}
 	if (t == WRID_RECV) {

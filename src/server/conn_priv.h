@@ -16,7 +16,7 @@
 
 #define CONN_MAX_OPENS 64
 #define CONN_DRAIN_TIMEOUT_MS 10000 /* DRAINING: busy slots must answer */
-#define CONN_FLUSH_TIMEOUT_MS 3000  /* CLOSING: wait for flushed receives */
+#define CONN_FLUSH_TIMEOUT_MS 3000  /* CLOSING: wait for flush completions */
 #define CONN_SIGNAL_EVERY 16        /* answers: one signaled send per this many WRs */
 #define CONN_LOG_REJECTS 16 /* then every 1024th, so a bad client can't flood */
 
@@ -69,6 +69,7 @@ struct slot {
 
 struct conn {
 	struct worker *w;
+	struct worker_dev *dev; /* the RDMA device it is on: PD, CQ */
 	unsigned int idx;
 	uint16_t gen;
 	enum conn_state state;
@@ -133,6 +134,7 @@ struct conn {
 
 	uint64_t nrejects;
 	int64_t state_since_ms;
+	int64_t dreq_due_ms;   /* a failed connection's deferred disconnect */
 	int cq_need;
 	bool cq_charged; /* cq_need taken from the worker's CQ budget */
 };
@@ -167,6 +169,9 @@ static inline unsigned int sq_used(const struct conn *c)
 void conn_set_state(struct conn *c, enum conn_state st);
 /* Disconnect and push the QP to error so every posted WR comes back. */
 void conn_close(struct conn *c, const char *why);
+/* The same for a connection that failed on the wire: the disconnect
+ * request goes out a moment later (conn_teardown.c). */
+void conn_fail(struct conn *c, const char *why);
 /* A message we cannot frame: only this connection pays. */
 void conn_violation(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* CLOSING and no backing IO in flight: release what it holds. */

@@ -69,6 +69,26 @@ void conn_check_drained(struct conn *c)
 	}
 }
 
+/*
+ * A connection that failed on the wire (a completion error: the link went
+ * down, the peer vanished) says goodbye a little later: its QP is in error
+ * now, so nothing more goes out or lands, but the CM's disconnect request
+ * waits CONN_DREQ_DELAY_MS. On soft-RoCE a CM message sent in the moment
+ * after a carrier loss puts the device's CM queue pair into error for good
+ * (rxe treats the netdev's transient NET_XMIT_CN as fatal), and a failed
+ * connection would otherwise send its DREQ exactly then; on hardware the
+ * delay costs nothing, as the peer sees the loss by itself.
+ */
+#define CONN_DREQ_DELAY_MS 300
+
+void conn_fail(struct conn *c, const char *why)
+{
+	if (c->state == CONN_CLOSING)
+		return;
+	c->dreq_due_ms = clock_now_ms() + CONN_DREQ_DELAY_MS;
+	conn_close(c, why);
+}
+
 void conn_close(struct conn *c, const char *why)
 {
 	struct ibv_qp_attr attr = { .qp_state = IBV_QPS_ERR };
@@ -89,7 +109,8 @@ void conn_close(struct conn *c, const char *why)
 			c->sq_done = c->sq_head; /* not posted: nothing will complete */
 		c->batch_head = c->batch_tail = NULL;
 	}
-	rdma_disconnect(c->id); /* may fail if never connected; ERR below anyway */
+	if (!c->dreq_due_ms)
+		rdma_disconnect(c->id); /* may fail if never connected; ERR below anyway */
 	if (c->qp_created) {
 		ibv_modify_qp(c->id->qp, &attr, IBV_QP_STATE);
 		sq_drain(c);
@@ -131,18 +152,37 @@ bool conn_closing(const struct conn *c)
 
 bool conn_reapable(struct conn *c)
 {
-	int64_t age = clock_now_ms() - c->state_since_ms;
+	int64_t now = clock_now_ms(), age = now - c->state_since_ms;
 
+	if (c->dreq_due_ms && now >= c->dreq_due_ms) {
+		rdma_disconnect(c->id);
+		c->dreq_due_ms = 0;
+	}
+	if (c->dreq_due_ms)
+		return false;
 	if (c->state == CONN_DRAINING && age > CONN_DRAIN_TIMEOUT_MS)
 		conn_close(c, "shutdown: in-flight IO did not finish in time");
-	if (c->state != CONN_CLOSING || c->io_inflight || sq_used(c))
-		return false;
+	if (c->state != CONN_CLOSING || c->io_inflight)
+		return false; /* the kernel still writes to, or reads from, slots */
 	/*
-	 * Some providers don't flush the receive queue of a QP in error; the
-	 * QP is destroyed before its memory is freed, and stale completions
-	 * are dropped by their generation, so waiting a bit is enough.
+	 * Flush completions of the QP in error retire posted work requests.
+	 * Some providers don't flush the receive queue, and soft-RoCE now and
+	 * then leaves a send queue unflushed for good; the QP is destroyed
+	 * before its memory is freed (after which the device touches none of
+	 * it), and stale completions are dropped by their generation, so
+	 * waiting a bit is enough.
 	 */
-	return c->rq_posted == 0 || age > CONN_FLUSH_TIMEOUT_MS;
+	return (c->rq_posted == 0 && sq_used(c) == 0) || age > CONN_FLUSH_TIMEOUT_MS;
+}
+
+void conn_log_waiting(const struct conn *c)
+{
+	static const char *const names[] = { "accepting", "live", "draining", "closing" };
+
+	log_warn("%s: still %s after %lld ms: %u backing IO(s) in flight, %u send(s) not completed, %u receive(s) posted%s",
+		 c->name, names[c->state], (long long)(clock_now_ms() - c->state_since_ms),
+		 c->io_inflight, sq_used(c), c->rq_posted,
+		 c->dreq_due_ms ? ", disconnect pending" : "");
 }
 
 void conn_reject(struct rdma_cm_id *id, int status)
@@ -159,9 +199,10 @@ void conn_destroy(struct conn *c)
 	if (!c)
 		return;
 	if (c->state == CONN_CLOSING)
-		log_info("%s: closed after %lld ms of draining%s", c->name,
+		log_info("%s: closed after %lld ms of draining%s%s", c->name,
 			 (long long)(clock_now_ms() - c->state_since_ms),
-			 c->rq_posted ? " (receives were not flushed by the device)" : "");
+			 c->rq_posted ? " (receives were not flushed by the device)" : "",
+			 sq_used(c) ? " (sends were not flushed by the device)" : "");
 	registry_leave(c->w->shared->registry, &c->reg);
 	/* The QP goes first: nothing is retransmitted from, or lands in, the
 	 * memory freed below once it is destroyed (docs/protocol.md). */
@@ -181,7 +222,7 @@ void conn_destroy(struct conn *c)
 	if (c->id)
 		rdma_destroy_id(c->id);
 	if (c->cq_charged)
-		c->w->cq_budget += c->cq_need;
+		c->dev->cq_budget += c->cq_need;
 	free(c->slots);
 	free(c->pending);
 	free(c->answers);

@@ -12,6 +12,7 @@
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
+#include <blkid/blkid.h>
 
 #include "util.h"
 
@@ -79,41 +80,168 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
 	return h;
 }
 
-/*
- * What makes an export the same one after a server restart or reboot, so
- * that a client never carries on against another disk under the same name:
- * a file's filesystem (its fsid, which ext4, xfs and btrfs derive from the
- * filesystem UUID) and inode; a disk's WWID where the kernel knows one,
- * else its device number. Never 0, which clients read as "unknown".
- */
-static uint64_t export_identity(int fd, const struct stat *st)
+/* A sysfs attribute of block device rdev ("dm/uuid"), trimmed; 0 or -errno. */
+static int sysfs_attr(dev_t rdev, const char *name, char *buf, size_t len)
 {
-	uint64_t h = 0xcbf29ce484222325ull;
-	char path[128], wwid[256];
-	size_t n = 0;
-	struct statfs sfs;
+	char path[160];
+	size_t n;
 	FILE *f;
 
-	if (S_ISBLK(st->st_mode)) {
-		static const char *const where[] = { "wwid", "device/wwid" };
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/%s", major(rdev), minor(rdev), name);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	n = fread(buf, 1, len - 1, f);
+	fclose(f);
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+		n--;
+	buf[n] = '\0';
+	return n ? 0 : -ENODATA;
+}
 
-		for (size_t i = 0; i < sizeof(where) / sizeof(where[0]) && !n; i++) {
-			snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/%s",
-				 major(st->st_rdev), minor(st->st_rdev), where[i]);
-			f = fopen(path, "re");
-			if (!f)
-				continue;
-			n = fread(wwid, 1, sizeof(wwid), f);
-			fclose(f);
-		}
-		h = n ? fnv1a(h, wwid, n) : fnv1a(h, &st->st_rdev, sizeof(st->st_rdev));
-	} else {
-		if (fstatfs(fd, &sfs) == 0)
-			h = fnv1a(h, &sfs.f_fsid, sizeof(sfs.f_fsid));
-		else
-			h = fnv1a(h, &st->st_dev, sizeof(st->st_dev));
-		h = fnv1a(h, &st->st_ino, sizeof(st->st_ino));
+/* The UUID blkid finds on a block device: its filesystem's, else its
+ * partition table's. 0 or -errno. */
+static int blkid_uuid(const char *devpath, char *buf, size_t len)
+{
+	blkid_probe pr = blkid_new_probe_from_filename(devpath);
+	const char *v = NULL;
+	int ret = -ENODATA;
+
+	if (!pr)
+		return -errno ? -errno : -EIO;
+	blkid_probe_enable_superblocks(pr, 1);
+	blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_UUID);
+	blkid_probe_enable_partitions(pr, 1);
+	if (blkid_do_safeprobe(pr) == 0 &&
+	    (!blkid_probe_lookup_value(pr, "UUID", &v, NULL) ||
+	     !blkid_probe_lookup_value(pr, "PTUUID", &v, NULL)) && v && *v) {
+		snprintf(buf, len, "%s", v);
+		ret = 0;
 	}
+	blkid_free_probe(pr);
+	return ret;
+}
+
+/* The identity of a block device, into what: the stable name it has in
+ * the layer that made it (device-mapper and md UUIDs, the WWID, the
+ * serial), a partition's disk and place, a loop device's backing file, the
+ * UUID of what is on it; its device number only as a last resort, which
+ * renumbering (dm/LVM/md minors, loop devices) changes. */
+static int bdev_identity(dev_t rdev, int depth, char *what, size_t len);
+
+/* A file's: its filesystem's UUID (FS_IOC_GETFSUUID; blkid on the
+ * filesystem's device; its fsid last, which xfs derives from the device
+ * number) and its inode. */
+static int file_identity(int fd, const struct stat *st, char *what, size_t len)
+{
+	struct {
+		uint8_t len;
+		uint8_t uuid[16];
+	} fsuuid = { .len = 16 };
+	char buf[256], dev[300];
+	struct statfs sfs;
+	int n;
+
+	/* An all-zero UUID is none (some filesystems have no UUID). */
+#ifndef FS_IOC_GETFSUUID
+#define FS_IOC_GETFSUUID _IOR(0x15, 0, typeof(fsuuid)) /* Linux 6.5 */
+#endif
+	static const uint8_t zero[16];
+
+	if (ioctl(fd, FS_IOC_GETFSUUID, &fsuuid) == 0 && fsuuid.len > 0 && fsuuid.len <= 16 &&
+	    memcmp(fsuuid.uuid, zero, fsuuid.len)) {
+		n = snprintf(what, len, "fs-uuid:");
+		for (unsigned int i = 0; i < fsuuid.len && (size_t)n + 2 < len; i++)
+			n += snprintf(what + n, len - (size_t)n, "%02x", fsuuid.uuid[i]);
+	} else if (!sysfs_attr(st->st_dev, "uevent", buf, sizeof(buf)) && strstr(buf, "DEVNAME=") &&
+		   snprintf(dev, sizeof(dev), "/dev/%.*s", (int)strcspn(strstr(buf, "DEVNAME=") + 8, "\n"),
+			    strstr(buf, "DEVNAME=") + 8) > 0 &&
+		   !blkid_uuid(dev, buf, sizeof(buf))) {
+		n = snprintf(what, len, "fs-uuid:%.200s", buf);
+	} else if (fstatfs(fd, &sfs) == 0) {
+		n = snprintf(what, len, "fsid:%08x%08x", (unsigned int)sfs.f_fsid.__val[0],
+			     (unsigned int)sfs.f_fsid.__val[1]);
+	} else {
+		n = snprintf(what, len, "dev:%u:%u", major(st->st_dev), minor(st->st_dev));
+	}
+	if ((size_t)n < len)
+		snprintf(what + n, len - (size_t)n, ",inode:%llu", (unsigned long long)st->st_ino);
+	return 0;
+}
+
+static int bdev_identity(dev_t rdev, int depth, char *what, size_t len)
+{
+	static const char *const named[] = { "dm/uuid", "md/uuid", "wwid", "device/wwid",
+					     "serial", "device/serial" };
+	char buf[512], dev[64];
+	struct stat st;
+	unsigned int pmaj, pmin;
+	int fd, ret;
+
+	for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
+		if (!sysfs_attr(rdev, named[i], buf, sizeof(buf))) {
+			snprintf(what, len, "%s:%.400s", named[i], buf);
+			return 0;
+		}
+	}
+	/* A partition: its disk's identity and where it starts. */
+	if (depth < 4 && !sysfs_attr(rdev, "partition", buf, sizeof(buf))) {
+		char part[32], start[32], parent[64];
+
+		snprintf(part, sizeof(part), "%.20s", buf);
+		if (!sysfs_attr(rdev, "start", start, sizeof(start)) &&
+		    !sysfs_attr(rdev, "../dev", parent, sizeof(parent)) &&
+		    sscanf(parent, "%u:%u", &pmaj, &pmin) == 2) {
+			char disk[400];
+
+			bdev_identity(makedev(pmaj, pmin), depth + 1, disk, sizeof(disk));
+			snprintf(what, len, "%s,part:%s@%s", disk, part, start);
+			return 0;
+		}
+	}
+	/* A loop device: the file behind it, at its offset. */
+	if (depth < 4 && !sysfs_attr(rdev, "loop/backing_file", buf, sizeof(buf))) {
+		char offset[32] = "0", file[400];
+
+		sysfs_attr(rdev, "loop/offset", offset, sizeof(offset));
+		fd = open(buf, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 && !fstat(fd, &st)) {
+			file_identity(fd, &st, file, sizeof(file));
+			close(fd);
+			snprintf(what, len, "loop:%s@%s", file, offset);
+			return 0;
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	snprintf(dev, sizeof(dev), "/dev/block/%u:%u", major(rdev), minor(rdev));
+	ret = blkid_uuid(dev, buf, sizeof(buf));
+	if (!ret) {
+		snprintf(what, len, "content-uuid:%.400s", buf);
+		return 0;
+	}
+	snprintf(what, len, "dev:%u:%u", major(rdev), minor(rdev));
+	return 1; /* unstable */
+}
+
+/*
+ * What makes an export the same one after a server restart or reboot, so
+ * that a client never carries on against another disk under the same name
+ * (bdev_identity(), file_identity()), hashed. Never 0, which clients read
+ * as "unknown". *unstable: it is the device number, which renumbering
+ * changes (the operator is told).
+ */
+static uint64_t export_identity(int fd, const struct stat *st, char *what, size_t len,
+				bool *unstable)
+{
+	uint64_t h;
+
+	*unstable = false;
+	if (S_ISBLK(st->st_mode))
+		*unstable = bdev_identity(st->st_rdev, 0, what, len) > 0;
+	else
+		file_identity(fd, st, what, len);
+	h = fnv1a(0xcbf29ce484222325ull, what, strlen(what));
 	return h ? h : 1;
 }
 
@@ -175,7 +303,8 @@ int export_create(const struct export_spec *spec, unsigned int index, struct exp
 	e->flags |= IBNBD_DEV_VOLATILE_CACHE | IBNBD_DEV_FUA;
 	if (e->ro)
 		e->flags |= IBNBD_DEV_READ_ONLY;
-	e->export_id = export_identity(e->fd, &st);
+	e->export_id = export_identity(e->fd, &st, e->identity, sizeof(e->identity),
+				       &e->identity_unstable);
 	*out = e;
 	return 0;
 out_destroy:

@@ -27,6 +27,8 @@ struct export {
 	uint32_t max_write_zeroes_sectors;
 	uint32_t flags; /* IBNBD_DEV_* */
 	uint64_t export_id;
+	char identity[512];     /* what export_id is made of, for the log */
+	bool identity_unstable; /* only the device number: renumbering changes it */
 };
 
 /* Opens spec->path; on error err says what to check. */

@@ -221,11 +221,15 @@ int main(int argc, char **argv)
 			log_err("%s", err);
 			goto out;
 		}
-		log_info("export '%s': %s, %llu bytes, logical block %u, physical block %u%s%s",
+		log_info("export '%s': %s, %llu bytes, logical block %u, physical block %u%s%s, identity %s",
 			 exports[i]->name, exports[i]->path, (unsigned long long)exports[i]->size,
 			 exports[i]->logical_block_size, exports[i]->physical_block_size,
 			 exports[i]->ro ? ", read-only" : "",
-			 exports[i]->shared ? ", shared (several writers)" : "");
+			 exports[i]->shared ? ", shared (several writers)" : "",
+			 exports[i]->identity);
+		if (exports[i]->identity_unstable)
+			log_warn("export '%s': %s has no stable identity (no device-mapper or md UUID, WWID, serial, or UUID on it): its device number stands in, and should it change (renumbered minors), clients fail their devices as if it were another disk",
+				 exports[i]->name, exports[i]->path);
 	}
 	if (registry_create(&registry)) {
 		log_err("out of memory");
@@ -305,6 +309,13 @@ out:
 	if (workers)
 		print_stats(workers, nworkers, "exit");
 	free(workers);
+	/* What clients were told is written may sit in the device's or the
+	 * filesystem's cache: a stop (an upgrade, a reboot) makes it durable
+	 * first, so only a crash of the host can lose unflushed writes. */
+	for (unsigned int i = 0; i < cfg.nexports; i++)
+		if (exports[i] && !exports[i]->ro && fdatasync(exports[i]->fd))
+			log_err("export '%s': flushing %s before exit failed: %s", exports[i]->name,
+				exports[i]->path, strerror(errno));
 	for (unsigned int i = 0; i < cfg.nexports; i++)
 		export_destroy(exports[i]);
 	registry_destroy(registry);

@@ -10,6 +10,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "cm.h"
 #include "verbs.h"
@@ -18,6 +19,7 @@
 
 #define WORKER_RING_ENTRIES 1024
 #define WORKER_CQ_POLL_BATCH 32
+#define WORKER_STOP_REPORT_MS 3000 /* a slow stop says what it waits for */
 
 /* A message from the main thread. id == NULL: stop. */
 struct handoff {
@@ -37,14 +39,14 @@ struct io_uring_sqe *worker_get_sqe(struct worker *w)
 	return ring_get_sqe(&w->ring);
 }
 
-static int arm_poll(struct worker *w, int fd, enum wrid_type type)
+static int arm_poll(struct worker *w, int fd, enum wrid_type type, uint32_t index)
 {
 	struct io_uring_sqe *sqe = worker_get_sqe(w);
 
 	if (!sqe)
 		return -EBUSY;
 	io_uring_prep_poll_multishot(sqe, fd, POLLIN);
-	io_uring_sqe_set_data64(sqe, wrid_make(type, 0, 0, 0));
+	io_uring_sqe_set_data64(sqe, wrid_make(type, 0, 0, index));
 	return 0;
 }
 
@@ -76,82 +78,93 @@ static void send_reject(struct rdma_cm_id *id, int status)
 	rdma_destroy_id(id);
 }
 
-/* Undoes worker_setup_verbs(), also half done. */
-static void worker_destroy_verbs(struct worker *w)
+/* Undoes worker_dev_get(), also half done. */
+static void worker_dev_destroy(struct worker_dev *d)
 {
-	if (w->cq)
-		ibv_destroy_cq(w->cq);
-	if (w->comp_ch)
-		ibv_destroy_comp_channel(w->comp_ch);
-	if (w->pd)
-		ibv_dealloc_pd(w->pd);
-	w->cq = NULL;
-	w->comp_ch = NULL;
-	w->pd = NULL;
+	if (d->cq)
+		ibv_destroy_cq(d->cq);
+	if (d->comp_ch)
+		ibv_destroy_comp_channel(d->comp_ch);
+	if (d->pd)
+		ibv_dealloc_pd(d->pd);
+	*d = (struct worker_dev){ 0 };
 }
 
-int worker_cq_reserve(struct worker *w, int need)
+int worker_cq_reserve(struct worker *w, struct worker_dev *d, int need)
 {
-	int size = w->cq_size;
+	int size = d->cq_size;
 
-	while (w->cq_budget + (size - w->cq_size) < need && size < w->cq_max)
-		size = size * 2 < w->cq_max ? size * 2 : w->cq_max;
-	if (w->cq_budget + (size - w->cq_size) < need)
+	while (d->cq_budget + (size - d->cq_size) < need && size < d->cq_max)
+		size = size * 2 < d->cq_max ? size * 2 : d->cq_max;
+	if (d->cq_budget + (size - d->cq_size) < need)
 		return -EBUSY;
-	if (size != w->cq_size) {
-		int ret = ibv_resize_cq(w->cq, size);
+	if (size != d->cq_size) {
+		int ret = ibv_resize_cq(d->cq, size);
 
 		if (ret) {
-			log_warn("worker %u: cannot grow the CQ from %d to %d entries: %s", w->index,
-				 w->cq_size, size, strerror(ret));
+			log_warn("worker %u: cannot grow the CQ of %s from %d to %d entries: %s",
+				 w->index, ibv_get_device_name(d->verbs->device), d->cq_size, size,
+				 strerror(ret));
 			return -EBUSY;
 		}
-		w->cq_budget += size - w->cq_size;
-		w->cq_size = size;
+		d->cq_budget += size - d->cq_size;
+		d->cq_size = size;
 	}
-	w->cq_budget -= need;
+	d->cq_budget -= need;
 	return 0;
 }
 
-/* The PD, completion channel and CQ, for the device of the first connection. */
-static int worker_setup_verbs(struct worker *w, struct ibv_context *verbs)
+int worker_dev_get(struct worker *w, struct ibv_context *verbs, struct worker_dev **out)
 {
 	struct ibv_device_attr attr;
+	struct worker_dev *d;
 	int ret;
 
-	if (w->verbs)
-		return w->verbs == verbs ? 0 : -EXDEV;
-	w->pd = ibv_alloc_pd(verbs);
-	if (!w->pd)
+	for (unsigned int i = 0; i < w->ndevs; i++) {
+		if (w->devs[i].verbs == verbs) {
+			*out = &w->devs[i];
+			return 0;
+		}
+	}
+	if (w->ndevs == WORKER_MAX_DEVS)
+		return -ENOSPC;
+	d = &w->devs[w->ndevs];
+	d->pd = ibv_alloc_pd(verbs);
+	if (!d->pd)
 		return -ENOMEM;
-	ret = verbs_comp_channel_create(verbs, &w->comp_ch);
+	ret = verbs_comp_channel_create(verbs, &d->comp_ch);
 	if (ret)
 		goto out;
-	w->cq_max = WORKER_CQ_MAX;
-	if (!ibv_query_device(verbs, &attr) && attr.max_cqe < w->cq_max)
-		w->cq_max = attr.max_cqe;
-	w->cq_size = WORKER_CQ_INITIAL < w->cq_max ? WORKER_CQ_INITIAL : w->cq_max;
-	w->cq = ibv_create_cq(verbs, w->cq_size, w, w->comp_ch, 0);
-	if (!w->cq) {
+	d->cq_max = WORKER_CQ_MAX;
+	if (!ibv_query_device(verbs, &attr) && attr.max_cqe < d->cq_max)
+		d->cq_max = attr.max_cqe;
+	d->cq_size = WORKER_CQ_INITIAL < d->cq_max ? WORKER_CQ_INITIAL : d->cq_max;
+	d->cq = ibv_create_cq(verbs, d->cq_size, w, d->comp_ch, 0);
+	if (!d->cq) {
 		ret = errno ? -errno : -ENOMEM;
 		goto out;
 	}
-	ret = -ibv_req_notify_cq(w->cq, 0);
+	ret = -ibv_req_notify_cq(d->cq, 0);
 	if (ret)
 		goto out;
-	ret = arm_poll(w, w->comp_ch->fd, WRID_POLL_CQ);
+	ret = arm_poll(w, d->comp_ch->fd, WRID_POLL_CQ, w->ndevs);
 	if (ret)
 		goto out;
-	w->cq_budget = w->cq_size;
-	w->verbs = verbs;
+	d->cq_budget = d->cq_size;
+	d->verbs = verbs;
+	w->ndevs++;
+	log_info("worker %u: serving connections on RDMA device %s", w->index,
+		 ibv_get_device_name(verbs->device));
+	*out = d;
 	return 0;
 out:
-	worker_destroy_verbs(w);
+	worker_dev_destroy(d);
 	return ret;
 }
 
 static void worker_accept(struct worker *w, struct handoff *h)
 {
+	struct worker_dev *dev;
 	struct conn *c;
 	unsigned int idx;
 	int ret;
@@ -160,10 +173,10 @@ static void worker_accept(struct worker *w, struct handoff *h)
 		send_reject(h->id, -ESHUTDOWN);
 		return;
 	}
-	ret = worker_setup_verbs(w, h->id->verbs);
+	ret = worker_dev_get(w, h->id->verbs, &dev);
 	if (ret) {
-		log_err("worker %u: cannot set up RDMA resources for %s: %s", w->index, h->peer,
-			strerror(-ret));
+		log_err("worker %u: cannot set up RDMA resources on %s for %s: %s", w->index,
+			ibv_get_device_name(h->id->verbs->device), h->peer, strerror(-ret));
 		send_reject(h->id, ret);
 		return;
 	}
@@ -175,7 +188,7 @@ static void worker_accept(struct worker *w, struct handoff *h)
 		send_reject(h->id, -EBUSY);
 		return;
 	}
-	ret = conn_create(w, idx, h->id, &h->req, h->peer, &c);
+	ret = conn_create(w, dev, idx, h->id, &h->req, h->peer, &c);
 	if (ret) {
 		send_reject(h->id, ret);
 		return;
@@ -208,6 +221,7 @@ static void worker_read_inbox(struct worker *w)
 			worker_accept(w, h);
 		} else if (!w->stopping) {
 			w->stopping = true;
+			w->stop_report_ms = clock_now_ms() + WORKER_STOP_REPORT_MS;
 			for (unsigned int i = 0; i < WORKER_MAX_CONNS; i++)
 				if (w->conns[i])
 					conn_shutdown(w->conns[i]);
@@ -225,15 +239,13 @@ static struct conn *lookup(struct worker *w, uint64_t wr_id)
 	return w->conns[i];
 }
 
-static void worker_poll_cq(struct worker *w)
+static void worker_poll_cq(struct worker *w, struct worker_dev *d)
 {
 	struct ibv_wc wc[WORKER_CQ_POLL_BATCH];
 	int n, i;
 
-	if (!w->cq)
-		return;
 	do {
-		n = ibv_poll_cq(w->cq, WORKER_CQ_POLL_BATCH, wc);
+		n = ibv_poll_cq(d->cq, WORKER_CQ_POLL_BATCH, wc);
 		for (i = 0; i < n; i++) {
 			struct conn *c = lookup(w, wc[i].wr_id);
 
@@ -261,12 +273,11 @@ static void worker_cm_events(struct worker *w)
 /* One event per wakeup: an armed CQ raises one, and the read re-arms it.
  * Reading until EAGAIN cost a second read() per wakeup; should another
  * event be pending, the channel stays readable and the next loop takes it. */
-static void worker_cq_events(struct worker *w)
+static void worker_cq_events(struct worker_dev *d)
 {
 	struct ibv_cq *cq;
 
-	if (w->comp_ch)
-		verbs_cq_event(w->comp_ch, &cq);
+	verbs_cq_event(d->comp_ch, &cq);
 }
 
 static void worker_reap(struct worker *w)
@@ -283,10 +294,17 @@ static void worker_reap(struct worker *w)
 		w->nclosing--;
 		__atomic_store_n(&w->nconns_hint, w->nconns, __ATOMIC_RELAXED);
 	}
-	if (w->stopping) /* DRAINING timeouts are checked by conn_reapable */
+	if (!w->stopping)
+		return;
+	for (unsigned int i = 0; i < WORKER_MAX_CONNS; i++) /* DRAINING timeouts */
+		if (w->conns[i] && !conn_closing(w->conns[i]))
+			conn_reapable(w->conns[i]);
+	if (w->nconns && clock_now_ms() >= w->stop_report_ms) {
+		w->stop_report_ms = clock_now_ms() + WORKER_STOP_REPORT_MS;
 		for (unsigned int i = 0; i < WORKER_MAX_CONNS; i++)
-			if (w->conns[i] && !conn_closing(w->conns[i]))
-				conn_reapable(w->conns[i]);
+			if (w->conns[i])
+				conn_log_waiting(w->conns[i]);
+	}
 }
 
 /* The eventfd fired: the registry may have news for any of our connections. */
@@ -316,14 +334,17 @@ static void worker_handle_cqe(struct worker *w, const struct io_uring_cqe *cqe)
 			conn_on_io(c, wrid_index(ud), cqe->res);
 		break;
 	case WRID_POLL_CQ:
-		worker_cq_events(w);
+		if (wrid_index(ud) >= w->ndevs)
+			break;
+		worker_cq_events(&w->devs[wrid_index(ud)]);
 		if (!(cqe->flags & IORING_CQE_F_MORE))
-			arm_poll(w, w->comp_ch->fd, WRID_POLL_CQ);
+			arm_poll(w, w->devs[wrid_index(ud)].comp_ch->fd, WRID_POLL_CQ,
+				 wrid_index(ud));
 		break;
 	case WRID_POLL_CM:
 		worker_cm_events(w);
 		if (!(cqe->flags & IORING_CQE_F_MORE))
-			arm_poll(w, w->cm_ch->fd, WRID_POLL_CM);
+			arm_poll(w, w->cm_ch->fd, WRID_POLL_CM, 0);
 		break;
 	case WRID_POLL_EVENTFD:
 		if (read(w->efd, &w->efd_buf, sizeof(w->efd_buf)) < 0 && errno != EAGAIN)
@@ -331,7 +352,7 @@ static void worker_handle_cqe(struct worker *w, const struct io_uring_cqe *cqe)
 		worker_read_inbox(w);
 		worker_kicked(w);
 		if (!(cqe->flags & IORING_CQE_F_MORE))
-			arm_poll(w, w->efd, WRID_POLL_EVENTFD);
+			arm_poll(w, w->efd, WRID_POLL_EVENTFD, 0);
 		break;
 	case WRID_TICK:
 		worker_tick(w);
@@ -364,7 +385,8 @@ static void worker_loop(struct worker *w)
 		}
 		io_uring_cq_advance(&w->ring, n);
 		/* Completions can be queued without a new event: poll every round. */
-		worker_poll_cq(w);
+		for (unsigned int i = 0; i < w->ndevs; i++)
+			worker_poll_cq(w, &w->devs[i]);
 		/* Then every connection posts this round's answers at once. */
 		while (w->flush_list)
 			w->flush_list = conn_flush(w->flush_list);
@@ -399,9 +421,9 @@ static int worker_setup(struct worker *w)
 			w->index, strerror(-ret));
 		return ret;
 	}
-	ret = arm_poll(w, w->efd, WRID_POLL_EVENTFD);
+	ret = arm_poll(w, w->efd, WRID_POLL_EVENTFD, 0);
 	if (!ret)
-		ret = arm_poll(w, w->cm_ch->fd, WRID_POLL_CM);
+		ret = arm_poll(w, w->cm_ch->fd, WRID_POLL_CM, 0);
 	if (!ret)
 		ret = arm_tick(w);
 	if (!ret)
@@ -506,7 +528,8 @@ void worker_destroy(struct worker *w)
 	}
 	if (w->ring_ready)
 		io_uring_queue_exit(&w->ring);
-	worker_destroy_verbs(w);
+	for (unsigned int i = 0; i < w->ndevs; i++)
+		worker_dev_destroy(&w->devs[i]);
 	cm_channel_destroy(w->cm_ch);
 	if (w->efd >= 0)
 		close(w->efd);

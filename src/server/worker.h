@@ -27,9 +27,24 @@
 #define WORKER_CQ_INITIAL 1024  /* grows with the connections it serves */
 #define WORKER_CQ_MAX 65536     /* clamped to the device's max_cqe */
 
+#define WORKER_MAX_DEVS 16      /* RDMA devices (ports) a worker serves */
+
 struct conn;
 
 struct registry;
+
+/* What a worker keeps per RDMA device: a server with several devices or
+ * ports serves connections on all of them, each worker with a PD, a
+ * completion channel and a CQ per device. */
+struct worker_dev {
+	struct ibv_context *verbs;
+	struct ibv_pd *pd;
+	struct ibv_comp_channel *comp_ch;
+	struct ibv_cq *cq;
+	int cq_size;
+	int cq_max;    /* the device's limit */
+	int cq_budget; /* CQEs not yet promised to a connection */
+};
 
 struct worker_shared {
 	struct export **exports; /* read-only while workers run */
@@ -55,14 +70,9 @@ struct worker {
 	struct rdma_event_channel *cm_ch;
 	struct __kernel_timespec tick_ts; /* read by the kernel at submission */
 
-	/* Created on the first connection, for its device. */
-	struct ibv_context *verbs;
-	struct ibv_pd *pd;
-	struct ibv_comp_channel *comp_ch;
-	struct ibv_cq *cq;
-	int cq_size;
-	int cq_max;    /* the device's limit */
-	int cq_budget; /* CQEs not yet promised to a connection */
+	/* Per RDMA device it has connections on (created with the first). */
+	struct worker_dev devs[WORKER_MAX_DEVS];
+	unsigned int ndevs;
 
 	struct conn *conns[WORKER_MAX_CONNS];
 	uint16_t conn_gen[WORKER_MAX_CONNS];
@@ -71,6 +81,7 @@ struct worker {
 	unsigned int nconns;
 	unsigned int nclosing;
 	bool stopping; /* stop message seen: drain connections, then leave the loop */
+	int64_t stop_report_ms; /* when to say what the stop still waits for */
 
 	pthread_mutex_t inbox_lock;
 	struct handoff *inbox;
@@ -98,9 +109,12 @@ int worker_handoff(struct worker *w, struct rdma_cm_id *id,
 /* For connections: the io_uring SQE, submitting to make room if needed. */
 struct io_uring_sqe *worker_get_sqe(struct worker *w);
 
-/* Promises a new connection need CQEs of the worker's CQ, growing it (it
+/* The worker's resources for the RDMA device of a new connection, made on
+ * its first: 0 with *out, or -errno (-ENOSPC: too many devices). */
+int worker_dev_get(struct worker *w, struct ibv_context *verbs, struct worker_dev **out);
+/* Promises a new connection need CQEs of the device's CQ, growing it (it
  * starts small: on soft-RoCE a CQE costs 128 bytes of memory). -EBUSY when
  * the device's limit is reached. */
-int worker_cq_reserve(struct worker *w, int need);
+int worker_cq_reserve(struct worker *w, struct worker_dev *d, int need);
 
 #endif

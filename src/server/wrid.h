@@ -21,7 +21,7 @@ enum wrid_type {
 	WRID_SEND,       /* RDMA: a response SEND (index = send buffer) */
 	WRID_RDMA_WRITE, /* RDMA: READ data slot -> client (index = slot) */
 	WRID_IO,         /* io_uring: backing IO for slot (index = slot) */
-	WRID_POLL_CQ,    /* io_uring: completion channel readable */
+	WRID_POLL_CQ,    /* io_uring: completion channel readable (index = device) */
 	WRID_POLL_CM,    /* io_uring: CM event channel readable */
 	WRID_POLL_EVENTFD, /* io_uring: messages from the main thread, registry kicks */
 	WRID_TICK,       /* io_uring: the 1 s timeout (keepalive, deferred answers) */

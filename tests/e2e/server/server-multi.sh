@@ -66,6 +66,12 @@ for _ in $(seq 300); do
 	sleep 0.1
 done
 [ $rc = 124 ] || srv=
+if [ $rc = 124 ]; then
+	for t in /proc/$srv/task/*; do
+		echo "# thread $(cat $t/comm) wchan $(cat $t/wchan 2>/dev/null):"
+		sed 's/^/#   /' $t/stack 2>/dev/null
+	done
+fi
 [ $rc = 0 ] && pass "SIGTERM: exit 0" || flunk "SIGTERM: exit $rc"
 stats=$(grep "stats (exit)" "$log")
 num() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<< "$stats"; }
