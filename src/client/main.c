@@ -16,9 +16,10 @@ static void usage(FILE *f)
 		"         [--loss-timeout S] [--io-timeout S]   run the client daemon\n"
 		"  map ADDR[:PORT] EXPORT [--ro] [--name NAME]\n"
 		"                                     map an export; prints /dev/ublkbN\n"
-		"  unmap DEVICE|NAME [--force]        unmap (refuses a device in use)\n"
+		"  unmap DEVICE|NAME|--all [--force]  unmap (refuses a device in use)\n"
 		"  list [--json]                      mapped devices\n"
 		"  show DEVICE|NAME [--json]          one device: state, reconnects, errors\n"
+		"  host-id                            the id this host presents to servers\n"
 		"  --help, --version\n"
 		"The default port is 4422. The verbs talk to the daemon on\n"
 		"/run/ibnbd/client.sock ($IBNBD_CLIENT_SOCKET overrides).\n");

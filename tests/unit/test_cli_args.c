@@ -163,6 +163,14 @@ static void test_unmap(void)
 	bad(parse("unmap", "", NULL), "unmap: the device is empty", "an empty device");
 	bad(parse("unmap", "a", "--ro", NULL), "unmap: unknown option '--ro'", "map's option");
 	bad(parse("unmap", "a", "--force=1", NULL), "unmap: --force takes no value", "--force=1");
+	ret = parse("unmap", "--all", NULL);
+	ok(ret == 0 && args.all && !args.device, "unmap --all");
+	ret = parse("unmap", "--all", "--force", NULL);
+	ok(ret == 0 && args.all && args.force, "unmap --all --force");
+	bad(parse("unmap", "--all", "db", NULL), "unmap --all takes no device, not 'db'",
+	    "unmap --all with a device");
+	ok(parse("host-id", NULL) == 0 && args.verb == CLI_HOST_ID, "host-id");
+	bad(parse("host-id", "x", NULL), "host-id: unexpected argument 'x'", "host-id with an argument");
 }
 
 static void test_list(void)

@@ -20,6 +20,7 @@
 
 #include "cli/cli_args.h"
 #include "control/ctl.h"
+#include "hostid.h"
 #include "log.h"
 
 /* Mapping waits for the connection (unreachable servers fail within 10 s)
@@ -169,14 +170,14 @@ static bool device_in_use(const char *path, char *why, size_t len)
 	return false;
 }
 
-static int cmd_unmap(const struct cli_args *a)
+/* Unmaps path (a /dev/ublkbN, or the name of a device not taken over,
+ * which has no node): refused while in use, unless force. */
+static int unmap_one(const char *path, bool force)
 {
-	char path[PATH_MAX], why[PATH_MAX + 64];
+	char why[PATH_MAX + 64];
 	json_object *req, *resp;
 
-	if (resolve_device(a->device, path, sizeof(path)))
-		return 1;
-	if (!a->force && device_in_use(path, why, sizeof(why))) {
+	if (!force && device_in_use(path, why, sizeof(why))) {
 		log_err("%s is in use: %s; unmount or close it first, or use --force "
 			"(IO still in flight then fails)", path, why);
 		return 1;
@@ -184,10 +185,69 @@ static int cmd_unmap(const struct cli_args *a)
 	req = json_object_new_object();
 	json_object_object_add(req, "cmd", json_object_new_string("unmap"));
 	json_object_object_add(req, "device", json_object_new_string(path));
-	json_object_object_add(req, "force", json_object_new_boolean(a->force));
+	json_object_object_add(req, "force", json_object_new_boolean(force));
 	if (call(req, &resp, CTL_TIMEOUT_MS))
 		return 1;
 	json_object_put(resp);
+	return 0;
+}
+
+/* Every mapped device, one after the other; says which could not be. */
+static int unmap_all(bool force)
+{
+	json_object *req = json_object_new_object(), *resp, *devs;
+	size_t i, n;
+	int failed = 0;
+
+	json_object_object_add(req, "cmd", json_object_new_string("list"));
+	if (call(req, &resp, CTL_TIMEOUT_MS))
+		return 1;
+	devs = json_object_object_get(resp, "devices");
+	n = devs ? json_object_array_length(devs) : 0;
+	for (i = 0; i < n; i++) {
+		json_object *d = json_object_array_get_idx(devs, i);
+		const char *dev = jstr(d, "device");
+
+		failed += unmap_one(*dev ? dev : jstr(d, "name"), force);
+	}
+	json_object_put(resp);
+	if (failed)
+		log_err("%d of %zu device(s) were not unmapped", failed, n);
+	return failed ? 1 : 0;
+}
+
+static int cmd_unmap(const struct cli_args *a)
+{
+	char path[PATH_MAX];
+
+	if (a->all)
+		return unmap_all(a->force);
+	if (resolve_device(a->device, path, sizeof(path)))
+		return 1;
+	return unmap_one(path, a->force);
+}
+
+/* The id this host presents: the running daemon's, else the one it would
+ * derive from the machine id. */
+static int cmd_host_id(void)
+{
+	json_object *req = json_object_new_object(), *resp;
+	char id[HOST_ID_LEN], err[512];
+
+	json_object_object_add(req, "cmd", json_object_new_string("host-id"));
+	if (!ctl_call(req, &resp, CTL_TIMEOUT_MS, err, sizeof(err)) &&
+	    json_object_get_boolean(json_object_object_get(resp, "ok"))) {
+		printf("%s\n", jstr(resp, "host_id"));
+		json_object_put(resp);
+		json_object_put(req);
+		return 0;
+	}
+	json_object_put(req);
+	if (host_id_from_machine_id("/etc/machine-id", id, err, sizeof(err))) {
+		log_err("%s", err);
+		return 1;
+	}
+	printf("%s\n", id);
 	return 0;
 }
 
@@ -312,6 +372,8 @@ int cli_main(int argc, char **argv)
 		return cmd_map(&a);
 	case CLI_UNMAP:
 		return cmd_unmap(&a);
+	case CLI_HOST_ID:
+		return cmd_host_id();
 	case CLI_LIST:
 		return cmd_list(&a);
 	case CLI_SHOW:

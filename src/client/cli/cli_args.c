@@ -23,7 +23,7 @@ struct verb_syntax {
 };
 
 /* Long options without a short one get a val no character has. */
-enum { OPT_JSON = 256 };
+enum { OPT_JSON = 256, OPT_ALL };
 
 static const struct option map_opts[] = {
 	{ "ro", no_argument, NULL, 'r' },
@@ -32,6 +32,10 @@ static const struct option map_opts[] = {
 };
 static const struct option unmap_opts[] = {
 	{ "force", no_argument, NULL, 'f' },
+	{ "all", no_argument, NULL, OPT_ALL },
+	{ 0 },
+};
+static const struct option no_opts[] = {
 	{ 0 },
 };
 static const struct option list_opts[] = {
@@ -44,10 +48,11 @@ static const struct verb_syntax verbs[] = {
 	{ "map", CLI_MAP, ":rn:", map_opts, 2, { "ADDR[:PORT] and EXPORT", "EXPORT" },
 	  "ibnbd-client map ADDR[:PORT] EXPORT [--ro] [--name NAME]" },
 	{ "unmap", CLI_UNMAP, ":f", unmap_opts, 1, { "DEVICE|NAME" },
-	  "ibnbd-client unmap DEVICE|NAME [--force]" },
+	  "ibnbd-client unmap DEVICE|NAME|--all [--force]" },
 	{ "list", CLI_LIST, ":", list_opts, 0, { NULL }, "ibnbd-client list [--json]" },
 	{ "show", CLI_SHOW, ":", list_opts, 1, { "DEVICE|NAME" },
 	  "ibnbd-client show DEVICE|NAME [--json]" },
+	{ "host-id", CLI_HOST_ID, ":", no_opts, 0, { NULL }, "ibnbd-client host-id" },
 };
 
 int cli_name_check(const char *name, char *err, size_t errlen)
@@ -135,12 +140,21 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, char *err, size_t 
 		case OPT_JSON:
 			a->json = true;
 			break;
+		case OPT_ALL:
+			a->all = true;
+			break;
 		default:
 			bad_option(v, c, argv, err, errlen);
 			return -EINVAL;
 		}
 	}
 	n = argc - optind;
+	if (a->all) {
+		if (n)
+			return errmsg(err, errlen, "unmap --all takes no device, not '%s' (usage: %s)",
+				      argv[optind], v->usage);
+		return 0;
+	}
 	if (n > v->noperands)
 		return errmsg(err, errlen, "%s: unexpected argument '%s' (usage: %s)", v->name,
 			    argv[optind + v->noperands], v->usage);
@@ -165,6 +179,7 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, char *err, size_t 
 			return errmsg(err, errlen, "%s: the device is empty", v->name);
 		break;
 	case CLI_LIST:
+	case CLI_HOST_ID:
 		break;
 	}
 	return 0;

@@ -4,9 +4,10 @@
  * daemon or printing anything:
  *
  *   map ADDR[:PORT] EXPORT [--ro|-r] [--name|-n NAME]
- *   unmap DEVICE|NAME [--force|-f]
+ *   unmap DEVICE|NAME|--all [--force|-f]
  *   list [--json]
  *   show DEVICE|NAME [--json]
+ *   host-id
  *
  * Options may come before, between or after the operands (GNU getopt
  * order); "--" ends them, so an export named "-x" is "map ADDR -- -x".
@@ -27,6 +28,7 @@ enum cli_verb {
 	CLI_UNMAP,
 	CLI_LIST,
 	CLI_SHOW,
+	CLI_HOST_ID,
 };
 
 /* Strings point into argv. */
@@ -40,6 +42,7 @@ struct cli_args {
 	/* unmap, show */
 	const char *device;     /* a /dev/ublkbN path or a --name */
 	bool force;             /* --force */
+	bool all;               /* unmap --all */
 	/* list, show */
 	bool json;              /* --json */
 };

@@ -20,6 +20,8 @@ struct client_opts {
 	int loss_timeout_s;          /* down this long: IO fails; 120; -1 = never */
 	int io_timeout_s;            /* unanswered request: reconnect; 30; -1 = never */
 	const char *state_path;      /* mapped devices are recorded there; NULL: not */
+	const char *host_id;         /* NULL: derived from the machine id (hostid.h) */
+	const char *machine_id_path; /* NULL: /etc/machine-id */
 };
 
 struct map_args {
@@ -30,9 +32,15 @@ struct map_args {
 	const char *name; /* NULL: the device's own name */
 };
 
-int client_create(const struct client_opts *opts, struct client **out);
-/* Unmaps every device, closes every session. */
+/* On failure err says why (no machine id, no ublk, ...). */
+int client_create(const struct client_opts *opts, struct client **out, char *err,
+		  size_t errlen);
+/* Leaves every device to the next daemon (a SIGTERM is an upgrade): what
+ * is in flight is answered first, nothing is stopped or deleted; the kernel
+ * holds what comes meanwhile. No verb may run any more. */
 void client_destroy(struct client *c);
+/* The id this daemon presents to servers. */
+const char *client_host_id(const struct client *c);
 
 /* Maps an export; on success devpath is the usable /dev/ublkbN. On error
  * err holds a sentence for the operator. */
@@ -45,9 +53,15 @@ int client_unmap(struct client *c, const char *devpath, bool force, char *err,
  * left behind (killed, crashed, upgraded): each keeps its /dev/ublkbN, and
  * the IO the kernel held meanwhile is served. A device whose server is
  * unreachable is recovered anyway; its IO waits while the session
- * reconnects. Returns how many devices were recovered.
+ * reconnects; one whose export changed is taken over failed (its IO
+ * fails). One the kernel will not hand over yet (START_USER_RECOVERY
+ * refused) stays in the state file and in `list`, failed with why, and is
+ * tried again by client_retry_recovery(). Returns how many were recovered.
  */
 int client_recover(struct client *c);
+/* Tries every device not taken over yet again; how many were. */
+int client_retry_recovery(struct client *c);
+bool client_has_unrecovered(struct client *c);
 /* A new JSON array describing every device (docs/control-protocol.md). */
 json_object *client_list(struct client *c);
 

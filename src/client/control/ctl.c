@@ -232,15 +232,19 @@ int ctl_server_fd(const struct ctl_server *s)
 	return s->fd;
 }
 
-void ctl_server_serve_one(struct ctl_server *s, ctl_handler_fn fn, void *ctx)
+int ctl_server_accept(struct ctl_server *s)
+{
+	int fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC);
+
+	return fd < 0 ? -errno : fd;
+}
+
+void ctl_serve_fd(int fd, ctl_handler_fn fn, void *ctx)
 {
 	json_object *req = NULL, *resp;
 	char *line = NULL;
-	int fd, ret;
+	int ret;
 
-	fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd < 0)
-		return;
 	ret = read_line(fd, CTL_REQUEST_TIMEOUT_MS, &line);
 	if (ret) {
 		log_debug(LOG_CAT_CTL, "control: dropped a client: %s", strerror(-ret));

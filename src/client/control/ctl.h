@@ -28,8 +28,11 @@ typedef json_object *(*ctl_handler_fn)(void *ctx, json_object *req);
 struct ctl_server;
 int ctl_server_create(const char *path, struct ctl_server **out);
 int ctl_server_fd(const struct ctl_server *s);
-/* Accepts one pending connection, reads its request, answers it. */
-void ctl_server_serve_one(struct ctl_server *s, ctl_handler_fn fn, void *ctx);
+/* Accepts one pending connection: its fd, or -errno. */
+int ctl_server_accept(struct ctl_server *s);
+/* Reads one request from fd (within 5 s), answers it with fn's response,
+ * closes fd. Any thread. */
+void ctl_serve_fd(int fd, ctl_handler_fn fn, void *ctx);
 void ctl_server_destroy(struct ctl_server *s);
 
 /* Response helpers. */

@@ -1,8 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * ibnbd-client daemon: the control thread. Holds the single-instance lock,
- * serves the control socket (ctl.h) and hands map/unmap/list to the data
- * plane (client.h). It never touches the IO path.
+ * accepts on the control socket (ctl.h), and runs every request on a
+ * thread of its own, so that a verb that waits - a map to a server that
+ * does not answer, an unmap of a device whose server is gone - holds back
+ * no other, and signals are always taken at once. It never touches the IO
+ * path.
+ *
+ * SIGTERM (and SIGINT) is an upgrade, not an unmap: the daemon leaves its
+ * devices to the next one, which takes them over from the state file (the
+ * kernel holds their IO meanwhile). `ibnbd-client unmap --all` unmaps.
  */
 #include "control/daemon.h"
 
@@ -23,18 +30,36 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "control/client.h"
 #include "config.h"
 #include "control/ctl.h"
+#include "hostid.h"
 #include "log.h"
 #include "parse.h"
 #include "sd_notify.h"
+
+/* Requests served at once; more wait in the socket's backlog. */
+#define MAX_REQUEST_THREADS 32
+/* How often devices a predecessor left, not taken over yet, are tried. */
+#define RECOVERY_RETRY_MS 3000
+/* How long a stop waits for verbs under way before it leaves anyway. */
+#define STOP_WAIT_MS 5000
 
 struct daemon {
 	struct client *client;
 	struct ctl_server *ctl;
 	int lock_fd;
 	int sig_fd;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned int running; /* request threads */
+	bool retrying;        /* a recovery retry thread runs */
+};
+
+struct request_job {
+	struct daemon *d;
+	int fd;
 };
 
 static const char *rundir(void)
@@ -159,7 +184,118 @@ static json_object *handle_request(void *ctx, json_object *req)
 		json_object_object_add(resp, "devices", client_list(d->client));
 		return resp;
 	}
-	return ctl_error("unknown command \"%s\" (map, unmap, list)", cmd);
+	if (!strcmp(cmd, "host-id")) {
+		resp = ctl_ok();
+		json_object_object_add(resp, "host_id",
+				       json_object_new_string(client_host_id(d->client)));
+		return resp;
+	}
+	return ctl_error("unknown command \"%s\" (map, unmap, list, host-id)", cmd);
+}
+
+static void *request_thread(void *arg)
+{
+	struct request_job *j = arg;
+	struct daemon *d = j->d;
+
+	ctl_serve_fd(j->fd, handle_request, d);
+	free(j);
+	pthread_mutex_lock(&d->lock);
+	d->running--;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	return NULL;
+}
+
+/* Takes one connection off the socket and serves it on a thread of its
+ * own; past MAX_REQUEST_THREADS, on this thread, which only happens when
+ * the socket is flooded. */
+static void accept_request(struct daemon *d)
+{
+	int fd = ctl_server_accept(d->ctl);
+	struct request_job *j;
+	pthread_t t;
+
+	if (fd < 0)
+		return;
+	j = malloc(sizeof(*j));
+	pthread_mutex_lock(&d->lock);
+	if (j && d->running < MAX_REQUEST_THREADS) {
+		*j = (struct request_job){ d, fd };
+		d->running++;
+		if (!pthread_create(&t, NULL, request_thread, j)) {
+			pthread_detach(t);
+			pthread_mutex_unlock(&d->lock);
+			return;
+		}
+		d->running--;
+	}
+	pthread_mutex_unlock(&d->lock);
+	free(j);
+	{
+		json_object *resp = ctl_error("the daemon is busy with %u requests; try again",
+					      MAX_REQUEST_THREADS);
+		const char *s = json_object_to_json_string_ext(resp, JSON_C_TO_STRING_PLAIN);
+
+		if (write(fd, s, strlen(s)) < 0 || write(fd, "\n", 1) < 0)
+			log_debug(LOG_CAT_CTL, "control: cannot answer a request refused as busy");
+		json_object_put(resp);
+		close(fd);
+	}
+}
+
+static void *retry_thread(void *arg)
+{
+	struct daemon *d = arg;
+	int n = client_retry_recovery(d->client);
+
+	if (n > 0)
+		log_info("took over %d more device(s) left by the previous daemon", n);
+	pthread_mutex_lock(&d->lock);
+	d->retrying = false;
+	d->running--;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	return NULL;
+}
+
+/* Devices a predecessor left and this daemon has not taken over yet are
+ * tried again, every RECOVERY_RETRY_MS, off the control thread. */
+static void retry_recovery(struct daemon *d)
+{
+	pthread_t t;
+
+	if (!client_has_unrecovered(d->client))
+		return;
+	pthread_mutex_lock(&d->lock);
+	if (!d->retrying) {
+		d->retrying = true;
+		d->running++;
+		if (pthread_create(&t, NULL, retry_thread, d)) {
+			d->retrying = false;
+			d->running--;
+		} else {
+			pthread_detach(t);
+		}
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* No new request is taken; those under way get STOP_WAIT_MS. False if
+ * some did not end (the caller must not tear down what they use). */
+static bool wait_requests(struct daemon *d)
+{
+	struct timespec ts;
+	bool done;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += STOP_WAIT_MS / 1000;
+	pthread_mutex_lock(&d->lock);
+	while (d->running && pthread_cond_timedwait(&d->cond, &d->lock, &ts) == 0)
+		;
+	done = !d->running;
+	pthread_mutex_unlock(&d->lock);
+	return done;
 }
 
 static int setup_signals(struct daemon *d)
@@ -177,24 +313,47 @@ static int setup_signals(struct daemon *d)
 	return d->sig_fd < 0 ? -errno : 0;
 }
 
+/* Whether the mount at dir holds path (dir is path or one of its parents). */
+static bool mount_holds(const char *dir, const char *path)
+{
+	size_t n = strlen(dir);
+
+	if (!strcmp(dir, "/"))
+		return true;
+	return !strncmp(dir, path, n) && (path[n] == '\0' || path[n] == '/');
+}
+
 /*
- * Our private mount namespace starts as a copy of the host's, including any
- * filesystem mounted on an ibnbd device a previous daemon served (we are
- * taking it over). Our copy of such a mount would keep the device open after
- * the host unmounts it, and unmapping would then wait forever: drop ours.
+ * Our private mount namespace starts as a copy of the host's. Our copy of a
+ * filesystem on a disk would keep that filesystem alive after the host
+ * unmounts it: a device that cannot be detached or checked, an xfs that will
+ * not mount again (its UUID still "mounted"), an ibnbd device a previous
+ * daemon served that unmapping would wait for forever. We read nothing from
+ * them but what lies under keep[] (our run directory, /etc): drop the rest.
  */
-static void detach_ublk_mounts(void)
+static void detach_disk_mounts(const char *const *keep, size_t nkeep)
 {
 	FILE *f = setmntent("/proc/self/mounts", "r");
 	struct mntent *m;
+	struct stat st;
 
 	if (!f)
 		return;
-	while ((m = getmntent(f)))
-		if (!strncmp(m->mnt_fsname, "/dev/ublkb", 10) &&
-		    umount2(m->mnt_dir, MNT_DETACH) < 0)
+	while ((m = getmntent(f))) {
+		bool needed = !strcmp(m->mnt_dir, "/");
+
+		for (size_t i = 0; i < nkeep && !needed; i++)
+			needed = mount_holds(m->mnt_dir, keep[i]);
+		if (needed || strncmp(m->mnt_fsname, "/dev/", 5) || stat(m->mnt_fsname, &st) ||
+		    !S_ISBLK(st.st_mode))
+			continue;
+		if (umount2(m->mnt_dir, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
 			log_warn("cannot detach our copy of %s on %s: %s", m->mnt_fsname,
 				 m->mnt_dir, strerror(errno));
+		else
+			log_debug(LOG_CAT_CTL, "detached our copy of %s on %s", m->mnt_fsname,
+				  m->mnt_dir);
+	}
 	endmntent(f);
 }
 
@@ -203,11 +362,15 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: ibnbd-client daemon [--config FILE] [--foreground] [--workers N]\n"
 		"         [--dead-timeout SECS] [--loss-timeout SECS] [--io-timeout SECS]\n"
+		"         [--host-id ID]\n"
 		"  --dead-timeout   silence after which a server is declared dead (default 4)\n"
 		"  --loss-timeout   how long IO waits for a lost server before failing\n"
 		"                   (default 120; 0 = wait forever)\n"
 		"  --io-timeout     unanswered request: reconnect and send it again\n"
-		"                   (default 30; 0 = never)\n");
+		"                   (default 30; 0 = never)\n"
+		"  --host-id        the id presented to servers (default: derived from\n"
+		"                   /etc/machine-id; see 'ibnbd-client host-id')\n"
+		"SIGTERM leaves the devices to the next daemon; 'unmap --all' unmaps.\n");
 }
 
 int daemon_main(int argc, char **argv)
@@ -219,18 +382,20 @@ int daemon_main(int argc, char **argv)
 		{ "dead-timeout", required_argument, NULL, 'D' },
 		{ "loss-timeout", required_argument, NULL, 'L' },
 		{ "io-timeout", required_argument, NULL, 'T' },
+		{ "host-id", required_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct daemon d = { .lock_fd = -1, .sig_fd = -1 };
+	struct daemon d = { .lock_fd = -1, .sig_fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER,
+			    .cond = PTHREAD_COND_INITIALIZER };
 	struct client_opts copts = { 0 };
 	bool foreground = false;
 	int c, ret, ready[2] = { -1, -1 };
-	char state_path[4096];
+	char state_path[4096], err[512];
 	unsigned int v;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:fw:D:L:T:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:fw:D:L:T:H:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			break; /* maps.conf restoring comes with persistent maps */
@@ -258,6 +423,13 @@ int daemon_main(int argc, char **argv)
 				copts.loss_timeout_s = v ? (int)v : -1;
 			else
 				copts.io_timeout_s = v ? (int)v : -1;
+			break;
+		case 'H':
+			if (host_id_check(optarg, err, sizeof(err))) {
+				log_err("--host-id: %s", err);
+				return 2;
+			}
+			copts.host_id = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -298,7 +470,7 @@ int daemon_main(int argc, char **argv)
 	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		log_warn("cannot get a mount namespace of its own: %s", strerror(errno));
 	else
-		detach_ublk_mounts();
+		detach_disk_mounts((const char *const[]){ rundir(), IBNBD_SYSCONFDIR, "/etc" }, 3);
 	ret = setup_signals(&d);
 	if (ret) {
 		log_err("cannot set up signals: %s", strerror(-ret));
@@ -306,11 +478,12 @@ int daemon_main(int argc, char **argv)
 	}
 	snprintf(state_path, sizeof(state_path), "%s/devices.json", rundir());
 	copts.state_path = state_path;
-	ret = client_create(&copts, &d.client);
+	ret = client_create(&copts, &d.client, err, sizeof(err));
 	if (ret) {
-		log_err("cannot start the data plane: %s", strerror(-ret));
+		log_err("%s", err);
 		goto out;
 	}
+	log_info("host id %s", client_host_id(d.client));
 	/* Devices a killed daemon left behind come back before the socket
 	 * answers, so a 'list' right after start shows them. */
 	ret = client_recover(d.client);
@@ -331,29 +504,54 @@ int daemon_main(int argc, char **argv)
 		close(ready[1]);
 		ready[1] = -1;
 	}
-	for (;;) {
+	for (int64_t retry_at = clock_now_ms() + RECOVERY_RETRY_MS;;) {
 		struct pollfd pfd[2] = {
 			{ .fd = ctl_server_fd(d.ctl), .events = POLLIN },
 			{ .fd = d.sig_fd, .events = POLLIN },
 		};
+		bool unrecovered = client_has_unrecovered(d.client);
+		int64_t now = clock_now_ms();
+		int n;
 
-		if (poll(pfd, 2, -1) < 0) {
+		/* By the clock, not by idleness: a busy control socket (a
+		 * script polling `list`) must not hold the retries off. */
+		if (unrecovered && now >= retry_at) {
+			retry_recovery(&d);
+			retry_at = now + RECOVERY_RETRY_MS;
+		}
+		n = poll(pfd, 2, unrecovered ? (int)(retry_at - now > 0 ? retry_at - now : 0) : -1);
+		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			ret = -errno;
 			break;
 		}
+		if (n == 0)
+			continue;
 		if (pfd[1].revents) {
 			struct signalfd_siginfo si;
 
-			if (read(d.sig_fd, &si, sizeof(si)) == sizeof(si))
-				log_info("signal %u: unmapping everything and exiting", si.ssi_signo);
+			if (read(d.sig_fd, &si, sizeof(si)) != sizeof(si) || si.ssi_signo == SIGHUP)
+				continue;
+			log_info("%s: leaving the devices to the next daemon and exiting "
+				 "('ibnbd-client unmap --all' unmaps them)", strsignal((int)si.ssi_signo));
 			ibnbd_sd_notify("STOPPING=1");
 			ret = 0;
 			break;
 		}
 		if (pfd[0].revents)
-			ctl_server_serve_one(d.ctl, handle_request, &d);
+			accept_request(&d);
+	}
+	/* No new request from here; those under way finish first. */
+	ctl_server_destroy(d.ctl);
+	d.ctl = NULL;
+	if (!wait_requests(&d)) {
+		/* A verb is stuck (a server that does not answer): leave as
+		 * after a crash. The kernel holds the devices' IO, the state
+		 * file lists them, the next daemon takes them over. */
+		log_warn("a request is still under way after %d s: exiting without waiting for it",
+			 STOP_WAIT_MS / 1000);
+		_exit(0);
 	}
 out:
 	ctl_server_destroy(d.ctl);

@@ -1,4 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
+/*
+ * A session to one server (session.h): its W connections, the devices
+ * opened on them, and the thread that reconnects them when one fails.
+ */
 #include "control/session.h"
 
 #include <errno.h>
@@ -9,6 +13,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "control/export_check.h"
 #include "dataplane/worker.h"
 #include "log.h"
 #include "verbs.h"
@@ -26,9 +31,10 @@ struct session {
 	struct wsess *ws;        /* [nr_conns] */
 	struct ibv_pd *pd;       /* where the devices' tag buffers live */
 
-	/* Serialises reconnect attempts with opening and closing devices:
-	 * the device list only changes, and handles are only rewritten,
-	 * under it. Never held while waiting for IO. */
+	/* Serialises re-opening and attaching after a reconnect with opening
+	 * and closing devices: the device list only changes, and handles are
+	 * only rewritten, under it. Never held while connecting, and only
+	 * for bounded exchanges with the server. */
 	pthread_mutex_t op_lock;
 
 	pthread_mutex_t lock;    /* guards everything below */
@@ -36,6 +42,7 @@ struct session {
 	pthread_t thread;
 	bool thread_started;
 	bool lost;               /* a worker reported a lost connection */
+	bool lost_on_wire;       /* ... by a failed work request */
 	bool stopping;
 	struct device *devices;
 	unsigned int nr_devices;
@@ -107,9 +114,11 @@ struct ibv_pd *session_pd(const struct session *s)
 	return s->pd;
 }
 
-void session_report_failure(struct session *s, unsigned int q, const char *why)
+void session_report_failure(struct session *s, unsigned int q, const char *why, bool wire)
 {
 	pthread_mutex_lock(&s->lock);
+	if (!s->lost)
+		s->lost_on_wire = wire;
 	s->lost = true;
 	snprintf(s->why, sizeof(s->why), "connection %u: %.200s", q, why);
 	pthread_cond_signal(&s->cond);
@@ -131,6 +140,7 @@ struct connect_job {
 	struct conn **out;
 	char err[256];
 	int ret;
+	bool accepted;
 	pthread_t thread;
 	bool started;
 };
@@ -144,9 +154,10 @@ static void *connect_thread(void *arg)
 }
 
 /* Connects all W connections into conns[], at the same time (a reconnect
- * waits for the slowest, not for the sum); on failure none is left. */
+ * waits for the slowest, not for the sum); on failure none is left.
+ * *accepted: the server accepted the connects (a failure was later). */
 static int connect_all(struct session *s, struct conn **conns, unsigned int timeout_ms,
-		       char *err, size_t errlen)
+		       bool *accepted, char *err, size_t errlen)
 {
 	struct connect_job *jobs = calloc(s->nr_conns, sizeof(*jobs));
 	unsigned int q;
@@ -161,6 +172,7 @@ static int connect_all(struct session *s, struct conn **conns, unsigned int time
 			.timeout_ms = timeout_ms, .host_id = s->host_id, .session_uuid = s->uuid,
 			.conn_index = (uint16_t)q, .conn_count = (uint16_t)s->nr_conns,
 			.get_pd = s->cfg.get_pd, .get_pd_ctx = s->cfg.get_pd_ctx,
+			.accepted = &jobs[q].accepted,
 		};
 		jobs[q].out = &conns[q];
 		/* Connection 0 on this thread; the others on their own. */
@@ -170,6 +182,8 @@ static int connect_all(struct session *s, struct conn **conns, unsigned int time
 			connect_thread(&jobs[q]);
 	}
 	connect_thread(&jobs[0]);
+	if (accepted)
+		*accepted = true;
 	for (q = 0; q < s->nr_conns; q++) {
 		if (jobs[q].started)
 			pthread_join(jobs[q].thread, NULL);
@@ -177,6 +191,8 @@ static int connect_all(struct session *s, struct conn **conns, unsigned int time
 			ret = jobs[q].ret;
 			snprintf(err, errlen, "%s", jobs[q].err);
 		}
+		if (accepted && !jobs[q].accepted)
+			*accepted = false;
 	}
 	free(jobs);
 	if (ret)
@@ -232,7 +248,7 @@ int session_create(const struct session_config *cfg, struct session **out, char 
 		goto out_free;
 	}
 	if (!cfg->start_down) {
-		ret = connect_all(s, s->conns, s->t.connect_ms, err, errlen);
+		ret = connect_all(s, s->conns, s->t.connect_ms, NULL, err, errlen);
 		if (ret)
 			goto out_free;
 		s->pd = conn_pd(s->conns[0]);
@@ -282,29 +298,33 @@ static int start_thread(struct session *s)
 {
 	int ret;
 
-	if (s->thread_started)
-		return 0;
-	ret = -pthread_create(&s->thread, NULL, session_thread, s);
+	pthread_mutex_lock(&s->lock);
+	ret = s->thread_started ? 0 : -pthread_create(&s->thread, NULL, session_thread, s);
 	if (!ret)
 		s->thread_started = true;
+	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
 
-void session_destroy(struct session *s)
+/* Stops the reconnect thread: it may be in the middle of an attempt, which
+ * ends within its time (reconnect_ms, or more after slow attempts). */
+static void stop_thread(struct session *s)
 {
-	unsigned int q;
+	bool started;
 
-	if (!s)
-		return;
 	pthread_mutex_lock(&s->lock);
 	s->stopping = true;
 	pthread_cond_signal(&s->cond);
+	started = s->thread_started;
 	pthread_mutex_unlock(&s->lock);
-	if (s->thread_started)
+	if (started)
 		pthread_join(s->thread, NULL);
-	for (q = 0; q < s->nr_conns; q++)
-		if (s->ws[q].w)
-			worker_msg(s, q, WM_REMOVE_SESS, NULL);
+}
+
+static void session_free(struct session *s)
+{
+	unsigned int q;
+
 	destroy_conns(s);
 	for (q = 0; q < s->nr_conns; q++) {
 		slot_pool_destroy(&s->ws[q].slots);
@@ -318,25 +338,83 @@ void session_destroy(struct session *s)
 	free(s);
 }
 
-/* Whether the server's export is still the one a device was mapped from:
- * same geometry and same backing (an identity of 0 is unknown, as in a
- * state file written before identities were recorded). */
-static bool same_export(const struct ibnbd_dev_info *now, const struct ibnbd_dev_info *was)
+void session_destroy(struct session *s)
 {
-	return now->size == was->size && now->logical_block_size == was->logical_block_size &&
-	       (!was->export_id || now->export_id == was->export_id);
+	unsigned int q;
+
+	if (!s)
+		return;
+	stop_thread(s);
+	for (q = 0; q < s->nr_conns; q++)
+		if (s->ws[q].w)
+			worker_msg(s, q, WM_REMOVE_SESS, NULL);
+	session_free(s);
 }
 
-static void describe_change(const struct ibnbd_dev_info *now, const struct ibnbd_dev_info *was,
-			    char *buf, size_t len)
+unsigned int session_quiesce(struct session *s)
 {
-	if (now->size != was->size || now->logical_block_size != was->logical_block_size)
-		snprintf(buf, len, "size %llu with %u-byte blocks, was %llu with %u-byte blocks",
-			 (unsigned long long)now->size, now->logical_block_size,
-			 (unsigned long long)was->size, was->logical_block_size);
-	else
-		snprintf(buf, len, "backing identity %016llx, was %016llx",
-			 (unsigned long long)now->export_id, (unsigned long long)was->export_id);
+	unsigned int q, inflight = 0;
+
+	for (q = 0; q < s->nr_conns; q++) {
+		struct wmsg m = { .type = WM_QUIESCE, .ws = &s->ws[q] };
+
+		if (s->ws[q].w) {
+			int ret = worker_call(s->cfg.workers[q], &m);
+
+			inflight += ret > 0 ? (unsigned int)ret : 0;
+		}
+	}
+	return inflight;
+}
+
+void session_leave(struct session *s)
+{
+	unsigned int q;
+
+	if (!s)
+		return;
+	stop_thread(s);
+	for (q = 0; q < s->nr_conns; q++)
+		if (s->ws[q].w)
+			worker_msg(s, q, WM_FORGET_SESS, NULL);
+	session_free(s);
+}
+
+/* ---- opening devices ---- */
+
+/* Marks d failed for good: from now on every IO to it fails (workers
+ * check the flag), and `list` says why. */
+static void device_fail(struct session *s, struct device *d, const char *why)
+{
+	unsigned int q;
+
+	snprintf(d->failed_why, sizeof(d->failed_why), "%s", why);
+	atomic_store(&d->failed, true);
+	for (q = 0; q < s->nr_conns; q++)
+		d->handles[q].cookie = 0; /* no server accepts it */
+	log_err("%s: %s: it now fails every IO", d->path, why);
+}
+
+/* The first open of d on a live session: learns what it maps (a new
+ * device), or checks it is what it was mapped from (one taken over). */
+static int check_first_open(struct session *s, struct device *d,
+			    const struct ibnbd_dev_info *info, bool first, char *err, size_t errlen)
+{
+	char what[160];
+
+	if (!d->info.size) {
+		d->info = *info;
+		return 0;
+	}
+	if (!export_same(info, &d->info)) {
+		export_describe_change(info, &d->info, what, sizeof(what));
+		snprintf(err, errlen, "export '%s' on %s is not the one %s was mapped from (%s)",
+			 d->export_name, s->peer, *d->path ? d->path : "the device", what);
+		return -ESTALE;
+	}
+	if (first)
+		d->info = *info;
+	return 0;
 }
 
 int session_open_device(struct session *s, struct device *d, bool may_wait, char *err,
@@ -382,28 +460,17 @@ int session_open_device(struct session *s, struct device *d, bool may_wait, char
 			break;
 		}
 		opened++;
-		d->queues[q].handle = m.info.handle;
-		d->queues[q].cookie = m.info.cookie;
-		/* A device taken over from a previous daemon knows what it
-		 * was mapped from; a new one learns it from the first open. */
-		if (q == 0 && !d->info.size) {
-			d->info = m.info;
-		} else if (!same_export(&m.info, &d->info)) {
-			char what[160];
-
-			describe_change(&m.info, &d->info, what, sizeof(what));
-			snprintf(err, errlen, "export '%s' on %s is not the one %s was mapped from "
-				 "(%s)", d->export_name, s->peer, q ? "the device" : d->path, what);
-			ret = -ESTALE;
+		d->handles[q] = (struct dev_handle){ m.info.handle, m.info.cookie };
+		ret = check_first_open(s, d, &m.info, q == 0, err, errlen);
+		if (ret)
 			break;
-		} else if (q == 0) {
-			d->info = m.info;
-		}
+		if (q == 0)
+			memcpy(d->boot_id, m.info.boot_id, sizeof(d->boot_id));
 	}
 	if (ret) {
 		for (q = 0; q < opened; q++) {
 			struct wmsg m = { .type = WM_CLOSE, .ws = &s->ws[q],
-					  .handle = d->queues[q].handle };
+					  .handle = d->handles[q].handle };
 
 			worker_call(s->cfg.workers[q], &m);
 		}
@@ -433,13 +500,16 @@ void session_close_device(struct session *s, struct device *d)
 			break;
 		}
 	}
-	live = s->state == SESSION_LIVE;
+	live = s->state == SESSION_LIVE && !s->lost;
 	pthread_mutex_unlock(&s->lock);
-	for (q = 0; live && q < s->nr_conns; q++) {
-		struct wmsg m = { .type = WM_CLOSE, .ws = &s->ws[q], .handle = d->queues[q].handle };
+	/* The CLOSE of each connection is answered only after the send
+	 * completion of everything posted before it, so no WR retransmits
+	 * from the device's buffers once this returns (docs/protocol.md). */
+	for (q = 0; live && !atomic_load(&d->failed) && q < s->nr_conns; q++) {
+		struct wmsg m = { .type = WM_CLOSE, .ws = &s->ws[q], .handle = d->handles[q].handle };
 		int ret = worker_call(s->cfg.workers[q], &m);
 
-		if (ret && ret != -ENOTCONN)
+		if (ret && ret != -ENOTCONN && ret != -ECONNRESET)
 			log_warn("%s: closing '%s' on connection %u: %s", s->peer, d->export_name,
 				 q, strerror(-ret));
 	}
@@ -448,27 +518,42 @@ void session_close_device(struct session *s, struct device *d)
 
 /* ---- reconnect ---- */
 
-/* Marks d failed for good: from now on every IO to it fails (workers
- * check the flag), and `list` says why. */
-static void device_fail(struct session *s, struct device *d, const char *why)
+/* The server host restarted (another boot id): writes acknowledged since
+ * the device's last completed FLUSH may have been in its volatile cache
+ * and are lost, and the next FLUSH must say so. */
+static void check_boot(struct session *s, struct device *d, const uint8_t boot_id[16])
 {
-	unsigned int q;
+	static const uint8_t zero[16];
+	uint64_t acked = device_writes_acked(d);
 
-	snprintf(d->failed_why, sizeof(d->failed_why), "%s", why);
-	atomic_store(&d->failed, true);
-	for (q = 0; q < s->nr_conns; q++)
-		d->queues[q].cookie = 0; /* no server accepts it */
-	log_err("%s: %s: it now fails every IO", d->path, why);
+	if (!memcmp(boot_id, zero, 16) || !memcmp(d->boot_id, zero, 16) ||
+	    !memcmp(boot_id, d->boot_id, 16)) {
+		memcpy(d->boot_id, boot_id, 16);
+		return;
+	}
+	memcpy(d->boot_id, boot_id, 16);
+	if (acked <= atomic_load(&d->flushed_upto)) {
+		log_info("%s: the server host %s restarted; every acknowledged write had been flushed",
+			 d->path, s->peer);
+		return;
+	}
+	atomic_store(&d->flush_must_fail, true);
+	pthread_mutex_lock(&s->lock);
+	d->lost_writes_events++;
+	pthread_mutex_unlock(&s->lock);
+	log_err("%s: the server host %s restarted with %llu acknowledged write(s) not yet flushed: they may be lost, and the next FLUSH fails",
+		d->path, s->peer, (unsigned long long)(acked - atomic_load(&d->flushed_upto)));
 }
 
 /*
- * Re-opens d on every new connection into handles[]/cookies[] and checks it
- * is still the same export. 0: it is. 1: the server refused it or it is
- * another export: d is failed (the handles it got are closed again). -errno:
- * a connection broke; the whole attempt fails.
+ * Re-opens d on every new connection into handles[] and checks it is still
+ * the same export, serving what the device promised. 0: it is. 1: the
+ * server refused it, or it is another export or offers less: d is failed
+ * (the handles it got are closed again). -errno: a connection broke or the
+ * attempt's deadline passed; the whole attempt fails.
  */
 static int reopen_device(struct session *s, struct conn **conns, struct device *d,
-			 uint32_t *handles, uint64_t *cookies, char *err, size_t errlen)
+			 struct dev_handle *handles, int64_t deadline, char *err, size_t errlen)
 {
 	uint8_t access = d->read_only ? IBNBD_ACCESS_RO : IBNBD_ACCESS_RW;
 	char why[sizeof(d->failed_why)] = "";
@@ -477,7 +562,10 @@ static int reopen_device(struct session *s, struct conn **conns, struct device *
 	int ret = 0;
 
 	for (q = 0; q < s->nr_conns; q++) {
-		ret = conn_open_sync(conns[q], d->export_name, access, s->t.reconnect_ms, &info);
+		int64_t left = deadline - clock_now_ms();
+
+		ret = left > 0 ? conn_open_sync(conns[q], d->export_name, access,
+						(unsigned int)left, &info) : -ETIMEDOUT;
 		if (ret) {
 			snprintf(err, errlen, "re-opening '%s' on connection %u: %s", d->export_name,
 				 q, strerror(-ret));
@@ -491,17 +579,28 @@ static int reopen_device(struct session *s, struct conn **conns, struct device *
 				 what);
 			break;
 		}
-		handles[q] = info.handle;
-		cookies[q] = info.cookie;
-		if (!same_export(&info, &d->info)) {
+		handles[q] = (struct dev_handle){ info.handle, info.cookie };
+		if (!export_same(&info, &d->info)) {
 			char what[160];
 
-			describe_change(&info, &d->info, what, sizeof(what));
+			export_describe_change(&info, &d->info, what, sizeof(what));
 			snprintf(why, sizeof(why), "export '%s' on %s is no longer the one this "
 				 "device was mapped from (%s)", d->export_name, s->peer, what);
 			q++;
 			break;
 		}
+		if (!export_keeps_promise(&d->promise, &info, conn_max_io(conns[q]), why,
+					  sizeof(why))) {
+			char what[256];
+
+			snprintf(what, sizeof(what), "%s", why);
+			snprintf(why, sizeof(why), "export '%s' on %s no longer serves what the device "
+				 "offers: %s", d->export_name, s->peer, what);
+			q++;
+			break;
+		}
+		if (q == 0)
+			check_boot(s, d, info.boot_id);
 	}
 	if (ret)
 		return ret; /* the attempt's connections go, and what they opened */
@@ -509,7 +608,10 @@ static int reopen_device(struct session *s, struct conn **conns, struct device *
 		return 0;
 	/* handles[0..q-1] were opened: close them again. */
 	for (opened = 0; opened < q; opened++) {
-		ret = conn_close_sync(conns[opened], handles[opened], s->t.reconnect_ms);
+		int64_t left = deadline - clock_now_ms();
+
+		ret = left > 0 ? conn_close_sync(conns[opened], handles[opened].handle,
+						 (unsigned int)left) : -ETIMEDOUT;
 		if (ret < 0) {
 			snprintf(err, errlen, "closing '%s' on connection %u: %s", d->export_name,
 				 opened, strerror(-ret));
@@ -524,47 +626,46 @@ static int reopen_device(struct session *s, struct conn **conns, struct device *
  * Re-opens every device on the new connections (detached: no worker reads
  * the handles now) and registers the tag buffers again if the connections
  * landed on another RDMA device. A device that cannot be re-opened as the
- * same export fails alone; its requests are failed by the workers before
- * any connection is attached, so none of them is ever sent with a handle
- * of the old connections, which on the new ones may name another export.
+ * same export serving the same promise fails alone; its requests are
+ * failed by the workers before any connection is attached, so none of them
+ * is ever sent with a handle of the old connections, which on the new ones
+ * may name another export. All within one deadline: a server that stops
+ * answering fails the attempt, it does not hold the devices' lock long.
  */
-static int reopen_devices(struct session *s, struct conn **conns, char *err, size_t errlen)
+static int reopen_devices(struct session *s, struct conn **conns, unsigned int timeout_ms,
+			  char *err, size_t errlen)
 {
-	uint32_t *handles = calloc(s->nr_conns, sizeof(*handles));
-	uint64_t *cookies = calloc(s->nr_conns, sizeof(*cookies));
+	struct dev_handle *handles = calloc(s->nr_conns, sizeof(*handles));
+	int64_t deadline = clock_now_ms() + timeout_ms;
 	struct device *d;
 	unsigned int q;
 	int ret = 0;
 
-	if (!handles || !cookies) {
-		ret = -ENOMEM;
-		goto out;
-	}
+	if (!handles)
+		return -ENOMEM;
 	for (d = s->devices; d && ret >= 0; d = d->sess_next) {
 		if (atomic_load(&d->failed))
 			continue;
-		ret = reopen_device(s, conns, d, handles, cookies, err, errlen);
+		ret = reopen_device(s, conns, d, handles, deadline, err, errlen);
 		if (ret)
 			continue;
-		for (q = 0; q < s->nr_conns; q++) {
+		memcpy(d->handles, handles, s->nr_conns * sizeof(*handles));
+		for (q = 0; q < d->nr_queues; q++) {
 			struct dev_queue *dq = &d->queues[q];
+			struct ibv_pd *pd = conn_pd(conns[q % s->nr_conns]);
+			struct ibv_mr *mr;
 
-			dq->handle = handles[q];
-			dq->cookie = cookies[q];
-			if (dq->buf && (!dq->mr || dq->mr->pd != conn_pd(conns[q]))) {
-				struct ibv_mr *mr;
-
-				ret = verbs_reg_mr(conn_pd(conns[q]), dq->buf, dq->buf_len,
-						       IBV_ACCESS_LOCAL_WRITE |
-						       IBV_ACCESS_REMOTE_WRITE, &mr);
-				if (ret) {
-					snprintf(err, errlen, "cannot register %s's buffers: %s",
-						 d->path, strerror(-ret));
-					break;
-				}
-				verbs_dereg_mr(dq->mr);
-				dq->mr = mr;
+			if (!dq->buf || (dq->mr && dq->mr->pd == pd))
+				continue;
+			ret = verbs_reg_mr(pd, dq->buf, dq->buf_len,
+					   IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, &mr);
+			if (ret) {
+				snprintf(err, errlen, "cannot register %s's buffers: %s", d->path,
+					 strerror(-ret));
+				break;
 			}
+			verbs_dereg_mr(dq->mr);
+			dq->mr = mr;
 		}
 	}
 	if (ret > 0)
@@ -580,9 +681,7 @@ static int reopen_devices(struct session *s, struct conn **conns, char *err, siz
 				worker_call(d->queues[q].w, &m);
 		}
 	}
-out:
 	free(handles);
-	free(cookies);
 	return ret;
 }
 
@@ -606,22 +705,49 @@ static void set_expired(struct session *s, int64_t now)
 	atomic_store(&s->expired, true);
 }
 
-/* One attempt: 0 when every connection is back and attached. */
-static int reconnect_once(struct session *s, char *err, size_t errlen)
+static bool stopping(struct session *s)
+{
+	bool ret;
+
+	pthread_mutex_lock(&s->lock);
+	ret = s->stopping;
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+/*
+ * One attempt, within attempt_ms: 0 when every connection is back and
+ * attached. *slow: the server accepted, but the handshake or the re-opens
+ * did not finish in time (it may be waiting for an old connection's IO to
+ * drain): the next attempt should be given longer.
+ */
+static int reconnect_once(struct session *s, unsigned int attempt_ms, bool *slow, char *err,
+			  size_t errlen)
 {
 	struct conn **conns = calloc(s->nr_conns, sizeof(*conns));
+	bool accepted = false;
 	unsigned int q;
 	int ret;
 
+	*slow = false;
 	if (!conns)
 		return -ENOMEM;
+	ret = connect_all(s, conns, attempt_ms, &accepted, err, errlen);
+	if (ret) {
+		*slow = accepted && ret == -ETIMEDOUT;
+		free(conns);
+		return ret;
+	}
 	pthread_mutex_lock(&s->op_lock);
-	ret = connect_all(s, conns, s->t.reconnect_ms, err, errlen);
-	if (!ret) {
+	if (stopping(s)) {
+		ret = -ECANCELED;
+		snprintf(err, errlen, "the session is closing");
+	} else {
 		set_state(s, SESSION_RECOVERING);
-		ret = reopen_devices(s, conns, err, errlen);
+		ret = reopen_devices(s, conns, attempt_ms, err, errlen);
 		if (ret)
 			set_state(s, session_expired(s) ? SESSION_FAILED : SESSION_RECONNECTING);
+		*slow = ret == -ETIMEDOUT;
 	}
 	if (ret) {
 		for (q = 0; q < s->nr_conns; q++)
@@ -639,7 +765,7 @@ static int reconnect_once(struct session *s, char *err, size_t errlen)
 		ret = worker_msg(s, q, WM_ATTACH, conns[q]);
 		if (ret) {
 			snprintf(err, errlen, "cannot attach connection %u: %s", q, strerror(-ret));
-			session_report_failure(s, q, err);
+			session_report_failure(s, q, err, false);
 			ret = 0; /* the next round deals with it */
 		}
 	}
@@ -669,31 +795,52 @@ static void wait_ms(struct session *s, int64_t ms)
 /*
  * The pause before the next attempt: the first retry is fast, then the
  * pause doubles up to a cap that grows with the outage. A server restarting
- * is back within seconds, and an attempt against a port nobody listens on
- * costs a rejected connect, so the first 10 s are tried every 100 ms; a
- * longer outage is tried every backoff_max_ms (250 ms), and one past a
- * minute every second, so a dead server does not cost a busy loop.
+ * is back within seconds, an attempt against a port nobody listens on
+ * costs a rejected connect, and one against a wire that is cut a lost
+ * connect request, which the CM does not send again within an attempt: so
+ * the first minute is tried every backoff_max_ms (100 ms), which finds a
+ * restored wire within an attempt and a pause, and an outage past a minute
+ * every second, so a dead server does not cost a busy loop.
  */
 static int64_t next_delay(const struct session *s, int64_t delay, int64_t down_ms)
 {
-	int64_t cap = down_ms < 10000 ? 100 : down_ms < 60000 ? s->t.backoff_max_ms : 1000;
+	int64_t cap = down_ms < 60000 ? s->t.backoff_max_ms : 1000;
 
 	delay = delay ? delay * 2 : 50;
 	return delay > cap ? cap : delay;
 }
 
-/* Detaches every connection, then tries until they are all back. */
+/*
+ * After a failed work request the CM is left alone for a moment, as the
+ * server does (conn_fail()): on soft-RoCE a CM message sent right after a
+ * carrier loss - here the disconnect of the old connections, or the first
+ * reconnect - puts the device's CM queue pair into error for good. The
+ * requests of the failed connection wait anyway; on hardware the moment
+ * is lost in the reconnect.
+ */
+#define WIRE_FAILURE_PAUSE_MS 300
+
+/* Detaches every connection, then tries until they are all back. An
+ * attempt gets reconnect_ms, doubled (up to connect_ms) after each one in
+ * which the server answered but did not finish in time. */
 static void session_reconnect(struct session *s)
 {
 	int64_t delay = 0, now = clock_now_ms(), t0 = now;
+	unsigned int q, attempt_ms = s->t.reconnect_ms;
 	char err[256];
-	unsigned int q;
+	bool slow;
 
 	pthread_mutex_lock(&s->lock);
+	if (s->lost_on_wire) {
+		pthread_mutex_unlock(&s->lock);
+		wait_ms(s, WIRE_FAILURE_PAUSE_MS);
+		pthread_mutex_lock(&s->lock);
+	}
 	s->state = SESSION_RECONNECTING;
 	s->down_since_ms = now;
 	s->attempt = 0;
 	s->lost = false;
+	s->lost_on_wire = false;
 	pthread_mutex_unlock(&s->lock);
 	log_warn("%s: session lost (%s); IO waits while reconnecting", s->peer, s->why);
 
@@ -716,10 +863,12 @@ static void session_reconnect(struct session *s)
 		s->attempt++;
 		pthread_mutex_unlock(&s->lock);
 		t0 = clock_now_ms();
-		ret = reconnect_once(s, err, sizeof(err));
+		ret = reconnect_once(s, attempt_ms, &slow, err, sizeof(err));
 		now = clock_now_ms();
 		if (!ret)
 			break;
+		if (slow && attempt_ms < s->t.connect_ms)
+			attempt_ms = attempt_ms * 2 < s->t.connect_ms ? attempt_ms * 2 : s->t.connect_ms;
 		delay = next_delay(s, delay, now - s->down_since_ms);
 		pthread_mutex_lock(&s->lock);
 		snprintf(s->why, sizeof(s->why), "%s", err);
@@ -759,7 +908,7 @@ static void *session_thread(void *arg)
 	return NULL;
 }
 
-void session_describe(struct session *s, json_object *o)
+void session_describe(struct session *s, const struct device *d, json_object *o)
 {
 	int64_t now = clock_now_ms();
 	uint64_t reissued = 0, timeouts = 0;
@@ -783,6 +932,8 @@ void session_describe(struct session *s, json_object *o)
 		json_object_object_add(o, "last_error", json_object_new_string(s->why));
 	json_object_object_add(o, "reconnects", json_object_new_int64((int64_t)s->reconnects));
 	json_object_object_add(o, "last_outage_ms", json_object_new_int64(s->last_outage_ms));
+	json_object_object_add(o, "server_restarts_with_unflushed_writes",
+			       json_object_new_int64((int64_t)d->lost_writes_events));
 	pthread_mutex_unlock(&s->lock);
 	json_object_object_add(o, "reissued", json_object_new_int64((int64_t)reissued));
 	json_object_object_add(o, "timeouts", json_object_new_int64((int64_t)timeouts));

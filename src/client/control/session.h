@@ -44,8 +44,18 @@ struct session_config {
 int session_create(const struct session_config *cfg, struct session **out, char *err,
 		   size_t errlen);
 /* Stops reconnecting, detaches and closes every connection. The session
- * must have no device left. */
+ * must have no device left. Waits for a reconnect attempt under way to end
+ * (reconnect_ms at most). */
 void session_destroy(struct session *s);
+/*
+ * The daemon is leaving its devices to the next one (a SIGTERM is an
+ * upgrade): the workers send nothing new on the session; returns how many
+ * requests are still in flight on it (call again until 0, or give up).
+ */
+unsigned int session_quiesce(struct session *s);
+/* Then: closes the connections without answering what waits; the kernel
+ * re-issues it to the next daemon. */
+void session_leave(struct session *s);
 
 const char *session_host(const struct session *s);
 uint16_t session_port(const struct session *s);
@@ -56,7 +66,7 @@ struct ibv_pd *session_pd(const struct session *s);
 
 /*
  * Opens d->export_name (d->read_only) on every connection, fills d->info and
- * each d->queues[q].handle, and adds d to the devices re-opened on reconnect.
+ * d->handles[], and adds d to the devices re-opened on reconnect.
  * When the session is not live: fails at once with a sentence, or, with
  * may_wait (d->info already known, a device being recovered), adds d so that
  * the reconnect opens it.
@@ -66,7 +76,7 @@ int session_open_device(struct session *s, struct device *d, bool may_wait, char
 /* Forgets d and closes its handles (when the session is live). */
 void session_close_device(struct session *s, struct device *d);
 
-/* Adds the session's state to a device's `list` entry. */
-void session_describe(struct session *s, json_object *o);
+/* Adds the session's state to device d's `list` entry. */
+void session_describe(struct session *s, const struct device *d, json_object *o);
 
 #endif

@@ -31,6 +31,7 @@ int state_write(const char *path, const struct state_device *devs, size_t n)
 		json_object_object_add(o, "logical_block_size",
 				       json_object_new_int((int)d->logical_block_size));
 		json_object_object_add(o, "export_id", json_object_new_int64((int64_t)d->export_id));
+		json_object_object_add(o, "started", json_object_new_boolean(d->started));
 		json_object_array_add(arr, o);
 	}
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -83,6 +84,8 @@ static bool entry_parse(json_object *o, struct state_device *sd)
 		return false;
 	sd->logical_block_size = (uint32_t)json_object_get_int(v);
 	sd->export_id = FIELD("export_id", json_type_int) ? (uint64_t)json_object_get_int64(v) : 0;
+	/* Files before this field listed started devices only. */
+	sd->started = FIELD("started", json_type_boolean) ? json_object_get_boolean(v) : true;
 #undef FIELD
 	return sd->id >= 0;
 }

@@ -25,6 +25,7 @@ struct state_device {
 	uint64_t size;
 	uint32_t logical_block_size;
 	uint64_t export_id;     /* 0: not recorded */
+	bool started;           /* false: its map had not finished (START_DEV) */
 };
 
 /* 0 or -errno (the file is left as it was). */

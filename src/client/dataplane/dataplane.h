@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "control/client.h"
+#include "control/export_check.h"
 #include "proto.h"
 #include "transport/slots.h"
 #include "ublk/engine.h"
@@ -40,6 +41,9 @@ struct conn;
 struct device;
 struct session;
 struct worker;
+
+/* In wsess.inflight[]: a slot whose request is no more (request.h). */
+#define CREQ_ORPHAN ((struct creq *)(uintptr_t)1)
 
 /* One ublk tag of one device queue; its state machine is request.h's. */
 struct creq {
@@ -53,41 +57,65 @@ struct creq {
 	uint8_t opcode;          /* IBNBD_OP_* */
 	uint16_t flags;          /* IBNBD_IOF_* */
 	bool resent;             /* lost with a connection once: a re-issue */
+	uint64_t flush_upto;     /* FLUSH: the device's writes acked when it came */
 };
 
 /* Queue q of a device; served by worker q % W over connection q % W of
- * the device's session. */
+ * the device's session (a device recovered from a daemon with more
+ * workers has more queues than W: a worker then serves several). */
 struct dev_queue {
 	struct device *dev;
 	struct worker *w;
 	struct wsess *ws;        /* the connection state its requests use */
 	uint16_t q_id;
+	uint16_t conn;           /* q_id % W: its connection, its handle */
 	struct ublk_queue *uq;   /* created by the worker (WM_ADD_QUEUE) */
 	void *buf;               /* the tag buffers (client.c maps them) */
 	size_t buf_len;
 	struct ibv_mr *mr;       /* buf, on the session's PD */
-	/* The device's handle on connection q of its session and the cookie
-	 * every request on it carries (proto.h). Written by the session
-	 * thread only while the connection is detached. */
-	uint32_t handle;
-	uint64_t cookie;
 	struct creq *reqs;       /* per tag */
 	bool stopping;           /* unmapping: fail what waits (worker) */
 	/* Requests lost with a connection and not yet answered on a new one
 	 * (written by the worker; `list` shows the device recovering). */
 	atomic_uint resending;
+	/* WRITEs of this queue answered so far (its worker the only writer). */
+	atomic_uint_fast64_t writes_acked;
 	sem_t removed;           /* posted by the worker when it let go */
 };
 
+/* A device's handle on one connection of its session and the cookie
+ * every request on it carries (proto.h). */
+struct dev_handle {
+	uint32_t handle;
+	uint64_t cookie;
+};
+
 struct device {
-	struct device *next;     /* client's list (control thread) */
+	struct device *next;     /* client's list (client lock) */
 	struct device *sess_next; /* session's list (session lock) */
 	struct client *client;
 	struct session *sess;
 	struct ublk_dev *ublk;
-	struct ibnbd_dev_info info;
+	struct ibnbd_dev_info info;    /* the first open: what it maps */
+	struct dev_promise promise;    /* what the block device offers the kernel */
+	uint8_t boot_id[16];           /* the server host's boot at the last open */
+	/* Writes acknowledged and not yet covered by a completed FLUSH: the
+	 * queues' writes_acked against flushed_upto. Should the server host
+	 * restart with some (a new boot id at a re-open), they may be lost,
+	 * and the next FLUSH fails (flush_must_fail). */
+	atomic_uint_fast64_t flushed_upto;
+	atomic_bool flush_must_fail;
+	uint64_t lost_writes_events;   /* such restarts (session lock) */
+	/* The control plane's (client.c, client lock). */
+	struct dev_ctl_info *ctl_info;
+	bool recover_tried;
 	uint16_t nr_queues;
+	uint16_t nr_queues_alloc;
 	struct dev_queue *queues;
+	/* Per connection of the session. Written by the session's threads
+	 * only while no worker uses them: before the device has queues, or
+	 * while the connections are detached. */
+	struct dev_handle *handles;
 	char path[64];
 	char name[128];
 	char export_name[IBNBD_EXPORT_NAME_MAX];
@@ -106,12 +134,20 @@ struct wsess {
 	struct conn *conn;       /* NULL while detached (down) */
 	uint16_t gen;            /* attach generation, tags stale poll CQEs */
 	struct slot_pool slots;
-	struct creq **inflight;  /* per slot */
+	/* Per slot: the request it carries, NULL, or CREQ_ORPHAN (its request
+	 * was failed to the kernel by a forced unmap; the slot is the
+	 * server's until the answer or the connection's end). */
+	struct creq **inflight;
 	struct creq *wait_head, *wait_tail;
-	/* Control messages: one outstanding (IBNBD_CTRL_CREDITS). */
+	bool quiesced;           /* the daemon is leaving: send nothing new */
+	/* Control messages: one outstanding (IBNBD_CTRL_CREDITS). A control
+	 * message is done once its answer and its send completion are both
+	 * in (the completion retires every WR posted before it). */
 	struct wmsg *ctrl_head, *ctrl_tail;
 	struct wmsg *ctrl_cur;   /* sent, awaiting its answer */
 	bool ctrl_busy;
+	bool ctrl_answered, ctrl_sent;
+	int ctrl_status;
 	bool keepalive_sent;     /* the outstanding control message is ours */
 	int64_t ctrl_sent_ms;
 	bool expired_logged;
@@ -129,7 +165,8 @@ struct client_tunables {
 	unsigned int connect_ms;       /* connecting a new session (map) */
 	unsigned int reconnect_ms;     /* one reconnect attempt: short, so that
 					* an attempt that started while the wire
-					* was down does not delay the next one */
+					* was down does not delay the next one
+					* (doubled while the server is slow) */
 	unsigned int backoff_max_ms;   /* cap of the reconnect backoff */
 	uint16_t queue_depth;          /* ublk tags per device queue */
 	uint16_t conn_depth;           /* slots per connection */
@@ -147,10 +184,13 @@ enum session_state {
 };
 
 /* Called by a worker (any thread) when connection q failed; the session
- * thread takes it from there. why: a sentence for the log and `list`. */
-void session_report_failure(struct session *s, unsigned int q, const char *why);
+ * thread takes it from there. why: a sentence for the log and `list`;
+ * wire: a work request failed (the link or the peer is gone). */
+void session_report_failure(struct session *s, unsigned int q, const char *why, bool wire);
 /* True once the session has been down longer than the loss timeout. */
 bool session_expired(const struct session *s);
+/* The device's WRITEs answered so far, over all its queues. */
+uint64_t device_writes_acked(const struct device *d);
 struct wsess *session_wsess(struct session *s, unsigned int q);
 const char *session_peer(const struct session *s);
 

@@ -41,6 +41,44 @@ static bool device_failed(const struct creq *r)
 	return atomic_load_explicit(&r->dq->dev->failed, memory_order_relaxed);
 }
 
+uint64_t device_writes_acked(const struct device *d)
+{
+	uint64_t n = 0;
+
+	for (uint16_t q = 0; q < d->nr_queues; q++)
+		n += atomic_load_explicit(&d->queues[q].writes_acked, memory_order_acquire);
+	return n;
+}
+
+/* What an answer means beyond its status: a WRITE acknowledged, a FLUSH
+ * that covers the writes acknowledged before it came - unless the server
+ * host restarted meanwhile with writes unflushed (session.c), which the
+ * next FLUSH reports. */
+static int account_answer(struct creq *r, int status)
+{
+	struct dev_queue *dq = r->dq;
+	struct device *d = dq->dev;
+	uint64_t v;
+
+	if (status)
+		return status;
+	if (r->opcode == IBNBD_OP_WRITE) {
+		v = atomic_load_explicit(&dq->writes_acked, memory_order_relaxed);
+		atomic_store_explicit(&dq->writes_acked, v + 1, memory_order_release);
+	} else if (r->opcode == IBNBD_OP_FLUSH) {
+		if (atomic_exchange(&d->flush_must_fail, false)) {
+			log_err("%s: FLUSH failed: the server host restarted while acknowledged writes were not yet flushed",
+				d->path);
+			return -EIO;
+		}
+		v = atomic_load(&d->flushed_upto);
+		while (v < r->flush_upto &&
+		       !atomic_compare_exchange_weak(&d->flushed_upto, &v, r->flush_upto))
+			;
+	}
+	return 0;
+}
+
 /* ---- the wait FIFO ---- */
 
 static void fifo_push_tail(struct wsess *ws, struct creq *r)
@@ -103,6 +141,7 @@ static void to_idle(struct worker *w, struct creq *r, int status)
  * together (worker.c, round end). */
 static void to_sent(struct creq *r, struct wsess *ws)
 {
+	const struct dev_handle *h = &r->dq->dev->handles[r->dq->conn];
 	int slot = slot_get(&ws->slots);
 
 	ws->inflight[slot] = r;
@@ -111,8 +150,8 @@ static void to_sent(struct creq *r, struct wsess *ws)
 	r->sent_ms = clock_now_ms();
 	if (r->resent)
 		atomic_fetch_add_explicit(&ws->reissued, 1, memory_order_relaxed);
-	conn_submit(ws->conn, r->slot, r->dq->handle, r->dq->cookie, r->opcode, r->flags,
-		    r->io.offset, r->io.len, r->io.buf, r->dq->mr);
+	conn_submit(ws->conn, r->slot, h->handle, h->cookie, r->opcode, r->flags, r->io.offset,
+		    r->io.len, r->io.buf, r->dq->mr);
 }
 
 static void on_new(struct worker *w, struct creq *r)
@@ -121,12 +160,14 @@ static void on_new(struct worker *w, struct creq *r)
 
 	r->opcode = ibnbd_opcode(&r->io, &r->flags);
 	r->queued_ms = clock_now_ms();
+	if (r->opcode == IBNBD_OP_FLUSH)
+		r->flush_upto = device_writes_acked(r->dq->dev);
 	if (r->opcode == 0xff) {
 		to_idle(w, r, -EOPNOTSUPP);
 	} else if (device_failed(r) ||
 		   (!ws->conn && (r->dq->stopping || session_expired(ws->sess)))) {
 		to_idle(w, r, -EIO);
-	} else if (ws->conn && !ws->wait_head && slot_pool_free(&ws->slots)) {
+	} else if (ws->conn && !ws->quiesced && !ws->wait_head && slot_pool_free(&ws->slots)) {
 		to_sent(r, ws);
 	} else {
 		r->state = CREQ_WAITING;
@@ -163,6 +204,12 @@ void creq_process(struct worker *w, struct creq *r, enum creq_event ev, int stat
 		if (ev == CREQ_EV_ANSWER) {
 			ws->inflight[r->slot] = NULL;
 			slot_put(&ws->slots, r->slot);
+			to_idle(w, r, account_answer(r, status));
+			return;
+		}
+		if (ev == CREQ_EV_FAIL) {
+			/* A forced unmap: the slot stays the server's. */
+			ws->inflight[r->slot] = CREQ_ORPHAN;
 			to_idle(w, r, status);
 			return;
 		}
@@ -186,7 +233,7 @@ void creq_process(struct worker *w, struct creq *r, enum creq_event ev, int stat
 
 void creq_dispatch(struct worker *w, struct wsess *ws)
 {
-	while (ws->conn && ws->wait_head && slot_pool_free(&ws->slots))
+	while (ws->conn && !ws->quiesced && ws->wait_head && slot_pool_free(&ws->slots))
 		creq_process(w, fifo_pop(ws), CREQ_EV_SLOT, 0);
 }
 
@@ -213,12 +260,29 @@ unsigned int creq_requeue_sent(struct worker *w, struct wsess *ws)
 	for (slot = ws->slots.size; slot-- > 0;) {
 		struct creq *r = ws->inflight[slot];
 
-		if (r) {
+		if (r == CREQ_ORPHAN) {
+			ws->inflight[slot] = NULL;
+		} else if (r) {
 			creq_process(w, r, CREQ_EV_LOST, 0);
 			n++;
 		}
 	}
 	return n;
+}
+
+void creq_orphan_sent(struct worker *w, struct wsess *ws, const struct dev_queue *dq)
+{
+	for (unsigned int slot = 0; slot < ws->slots.size; slot++) {
+		struct creq *r = ws->inflight[slot];
+
+		if (r && r != CREQ_ORPHAN && r->dq == dq)
+			creq_process(w, r, CREQ_EV_FAIL, -EIO);
+	}
+}
+
+bool creq_of_stopping_queue(const struct creq *r, const void *arg)
+{
+	return r->dq->stopping;
 }
 
 bool creq_any(const struct creq *r, const void *arg)

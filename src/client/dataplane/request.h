@@ -53,9 +53,15 @@ void creq_fail_waiting(struct worker *w, struct wsess *ws, int status,
  * the head of the FIFO, in slot order. Returns how many. */
 unsigned int creq_requeue_sent(struct worker *w, struct wsess *ws);
 
+/* Fails (EIO) every request of dq sent on ws's connection, now: its slot
+ * is kept, as CREQ_ORPHAN, until the server answers or the connection
+ * ends. A forced unmap. */
+void creq_orphan_sent(struct worker *w, struct wsess *ws, const struct dev_queue *dq);
+
 /* Pickers for creq_fail_waiting(). */
 bool creq_any(const struct creq *r, const void *arg);
 bool creq_of_queue(const struct creq *r, const void *dq);
+bool creq_of_stopping_queue(const struct creq *r, const void *arg);
 bool creq_older_than(const struct creq *r, const void *deadline_ms);
 
 /* The worker's ring, for commits (worker.c). */

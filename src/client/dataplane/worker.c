@@ -125,12 +125,23 @@ static void io_done(void *ctx, uint16_t slot, int status)
 		log_warn("%s: answer for idle slot %u ignored", session_peer(ws->sess), slot);
 		return;
 	}
+	if (r == CREQ_ORPHAN) {
+		/* Its request was failed by a forced unmap: now the slot is free. */
+		ws->inflight[slot] = NULL;
+		slot_put(&ws->slots, slot);
+		return;
+	}
 	creq_process(ws->w, r, CREQ_EV_ANSWER, status);
 }
 
 /* ---- control messages on a connection ---- */
 
 static void ws_lost(struct worker *w, struct wsess *ws, const char *why);
+/* ws_lost()'s reason for a failed work request: the wire, or the peer, is
+ * gone (session_report_failure() then waits a moment before it talks to
+ * the CM). */
+static const char WIRE_FAILURE[] = "a work request failed";
+static void ctrl_kick(struct worker *w, struct wsess *ws);
 
 static void ctrl_finish(struct wsess *ws, int status)
 {
@@ -141,6 +152,18 @@ static void ctrl_finish(struct wsess *ws, int status)
 	ws->ctrl_cur = NULL;
 	if (m)
 		ublk_engine_call_done(&m->call, status);
+}
+
+/* The answer is in: done once the send completion is too (a lost
+ * connection finishes it at once, see ws_detach). */
+static void ctrl_answered(struct worker *w, struct wsess *ws, int status)
+{
+	ws->ctrl_answered = true;
+	ws->ctrl_status = status;
+	if (ws->ctrl_sent) {
+		ctrl_finish(ws, status);
+		ctrl_kick(w, ws);
+	}
 }
 
 /* Sends the next control message if the credit is free. */
@@ -176,6 +199,7 @@ static void ctrl_kick(struct worker *w, struct wsess *ws)
 	}
 	ws->ctrl_cur = m;
 	ws->ctrl_busy = true;
+	ws->ctrl_answered = ws->ctrl_sent = false;
 	ws->ctrl_sent_ms = clock_now_ms();
 	ret = conn_post_ctrl(ws->conn, &msg, len);
 	if (ret)
@@ -188,6 +212,7 @@ static void send_keepalive(struct worker *w, struct wsess *ws)
 
 	ibnbd_keepalive_encode(&ka, IBNBD_MSG_KEEPALIVE, (uint64_t)clock_now_ms());
 	ws->ctrl_busy = true;
+	ws->ctrl_answered = ws->ctrl_sent = false;
 	ws->keepalive_sent = true;
 	ws->ctrl_sent_ms = clock_now_ms();
 	if (conn_post_ctrl(ws->conn, &ka, sizeof(ka)))
@@ -204,27 +229,46 @@ static void ctrl_done(void *ctx, uint16_t type, const void *msg, size_t len)
 		log_warn("%s: unexpected %s ignored", session_peer(ws->sess), ibnbd_msg_name(type));
 		return;
 	}
+	if (ws->ctrl_answered) {
+		log_warn("%s: a second answer (%s) to one control message ignored",
+			 session_peer(ws->sess), ibnbd_msg_name(type));
+		return;
+	}
 	if (ws->keepalive_sent) {
 		if (type != IBNBD_MSG_KEEPALIVE_RSP)
 			log_warn("%s: %s where a keepalive answer was due", session_peer(ws->sess),
 				 ibnbd_msg_name(type));
-		ctrl_finish(ws, 0);
+		status = 0;
 	} else if (m->type == WM_OPEN && type == IBNBD_MSG_OPEN_RSP) {
 		status = ibnbd_open_rsp_decode(msg, len, &m->info);
-		ctrl_finish(ws, status ? status : m->info.status);
+		status = status ? status : m->info.status;
 	} else if (m->type == WM_CLOSE && type == IBNBD_MSG_CLOSE_RSP) {
 		if (ibnbd_close_rsp_decode(msg, len, &status))
 			status = -EPROTO;
-		ctrl_finish(ws, status);
 	} else {
 		log_warn("%s: %s does not answer the message sent", session_peer(ws->sess),
 			 ibnbd_msg_name(type));
-		ctrl_finish(ws, -EPROTO);
+		status = -EPROTO;
 	}
-	ctrl_kick(ws->w, ws);
+	ctrl_answered(ws->w, ws, status);
 }
 
-static const struct conn_handlers handlers = { .io_done = io_done, .ctrl_done = ctrl_done };
+static void ctrl_sent(void *ctx)
+{
+	struct wsess *ws = ctx;
+
+	if (!ws->ctrl_busy || ws->ctrl_sent)
+		return;
+	ws->ctrl_sent = true;
+	if (ws->ctrl_answered) {
+		ctrl_finish(ws, ws->ctrl_status);
+		ctrl_kick(ws->w, ws);
+	}
+}
+
+static const struct conn_handlers handlers = {
+	.io_done = io_done, .ctrl_done = ctrl_done, .ctrl_sent = ctrl_sent,
+};
 
 /* ---- attaching and losing connections ---- */
 
@@ -254,6 +298,8 @@ static unsigned int ws_detach(struct worker *w, struct wsess *ws)
 		return 0;
 	n = creq_requeue_sent(w, ws);
 	slot_pool_reset(&ws->slots);
+	/* What an unmap is waiting for does not wait for a reconnect. */
+	creq_fail_waiting(w, ws, -EIO, creq_of_stopping_queue, NULL);
 	if (ws->ctrl_busy)
 		ctrl_finish(ws, -ECONNRESET);
 	while (ws->ctrl_head) {
@@ -278,7 +324,7 @@ static void ws_lost(struct worker *w, struct wsess *ws, const char *why)
 	n = ws_detach(w, ws);
 	log_err("%s: connection %u lost: %s; %u request%s will be sent again",
 		session_peer(ws->sess), w->index, why, n, n == 1 ? "" : "s");
-	session_report_failure(ws->sess, w->index, why);
+	session_report_failure(ws->sess, w->index, why, why == WIRE_FAILURE);
 }
 
 static int ws_attach(struct worker *w, struct wsess *ws, struct conn *c)
@@ -322,6 +368,7 @@ static int64_t ws_tick(struct worker *w, struct wsess *ws, int64_t now)
 	if (!ws->conn) {
 		int64_t deadline = now - t->loss_ms;
 
+		creq_fail_waiting(w, ws, -EIO, creq_of_stopping_queue, NULL);
 		if (session_expired(ws->sess)) {
 			if (!ws->expired_logged && ws->wait_head)
 				log_err("%s: down longer than the loss timeout (%u s): failing IO",
@@ -344,7 +391,7 @@ static int64_t ws_tick(struct worker *w, struct wsess *ws, int64_t now)
 	for (slot = 0; t->io_timeout_ms && slot < ws->slots.size; slot++) {
 		struct creq *r = ws->inflight[slot];
 
-		if (r && now - r->sent_ms > t->io_timeout_ms) {
+		if (r && r != CREQ_ORPHAN && now - r->sent_ms > t->io_timeout_ms) {
 			atomic_fetch_add_explicit(&ws->timeouts, 1, memory_order_relaxed);
 			snprintf(why, sizeof(why), "%s of %s offset %llu unanswered for %u s",
 				 ublk_io_op_name(r->io.op), r->dq->dev->path,
@@ -418,7 +465,7 @@ static void tgt_cqe(struct ublk_engine *e, const struct io_uring_cqe *cqe)
 		else
 			ret = conn_process(ws->conn, &handlers, ws);
 		if (ret < 0)
-			ws_lost(w, ws, kind == UD_CONN_CM ? "disconnected" : "a work request failed");
+			ws_lost(w, ws, kind == UD_CONN_CM ? "disconnected" : WIRE_FAILURE);
 		else if (ws->conn)
 			arm_poll(w, kind, ws, kind == UD_CONN_CM ? conn_cm_fd(ws->conn) :
 				 conn_comp_fd(ws->conn));
@@ -478,7 +525,7 @@ static int queue_add(struct worker *w, struct dev_queue *dq)
 		return -ENOMEM;
 	for (tag = 0; tag < info->queue_depth; tag++)
 		dq->reqs[tag].dq = dq;
-	dq->ws = session_wsess(dq->dev->sess, w->index);
+	dq->ws = session_wsess(dq->dev->sess, dq->conn);
 	dq->w = NULL;
 	if (ublk_engine_add_queue(w->engine, dq->dev->ublk, &qc, dq, &dq->uq) && !dq->uq)
 		return -EIO;
@@ -499,10 +546,32 @@ static int handle_msg(struct ublk_engine *e, struct ublk_engine_call *c)
 	case WM_ADD_QUEUE:
 		return queue_add(w, m->dq);
 	case WM_STOP_QUEUE:
+		/* Without a connection what waits fails now (what the kernel
+		 * writes back while it removes the device goes out if it
+		 * can); with force, what is in flight fails too (its slots
+		 * stay the server's until it answers). */
 		m->dq->stopping = true;
-		if (!m->dq->ws->conn)
+		if (!m->dq->ws->conn || m->force)
 			creq_fail_waiting(w, m->dq->ws, -EIO, creq_of_queue, m->dq);
+		if (m->force)
+			creq_orphan_sent(w, m->dq->ws, m->dq);
 		ublk_engine_stop_queue(e, m->dq->uq);
+		return 0;
+	case WM_LEAVE_QUEUE:
+		ublk_engine_abandon_queue(e, m->dq->uq);
+		return 0;
+	case WM_QUIESCE:
+		ws->quiesced = true;
+		ret = 0;
+		for (unsigned int slot = 0; slot < ws->slots.size; slot++)
+			ret += ws->inflight[slot] != NULL;
+		return ret;
+	case WM_FORGET_SESS:
+		/* Nothing it holds is answered: the kernel re-issues it to
+		 * the next daemon. */
+		ws_detach(w, ws);
+		ws->wait_head = ws->wait_tail = NULL;
+		w->sess[ws->widx] = NULL;
 		return 0;
 	case WM_FAIL_QUEUE:
 		creq_fail_waiting(w, m->dq->ws, -EIO, creq_of_queue, m->dq);

@@ -21,6 +21,13 @@ enum wmsg_type {
 	WM_DETACH,      /* ws: stop using its connection; in-flight requests
 			 * go back to the wait FIFO */
 	WM_FAIL_QUEUE,  /* dq: its device failed: fail what waits (EIO) */
+	WM_LEAVE_QUEUE, /* dq: forget it without answering anything: the daemon
+			 * leaves the device to the next one */
+	WM_QUIESCE,     /* ws: send nothing new (what arrives waits); returns
+			 * how many requests are still in flight */
+	WM_FORGET_SESS, /* ws: forget it without answering what it holds: the
+			 * daemon leaves its devices to the next one, and the
+			 * kernel re-issues what was not answered */
 	WM_OPEN,        /* ws: OPEN name/access on its connection → info */
 	WM_CLOSE,       /* ws: CLOSE handle */
 };
@@ -32,6 +39,7 @@ struct wmsg {
 	struct dev_queue *dq;
 	struct wsess *ws;
 	struct conn *conn;
+	bool force;                   /* WM_STOP_QUEUE: also fail what is in flight */
 	/* WM_OPEN / WM_CLOSE */
 	const char *name;
 	uint8_t access;

@@ -14,9 +14,11 @@
 #include "cm.h"
 #include "verbs.h"
 
-/* Work request ids: the kind in the top byte, the index below. */
+/* Work request ids: the kind in the top byte, the index below (a request
+ * send: its slot; WR_CTRL_INDEX: the control message). */
 #define WR_RECV (1ull << 56)
 #define WR_SEND (2ull << 56)
+#define WR_CTRL_INDEX 0xffffu
 #define WR_KIND(id) ((id) & (0xffull << 56))
 #define WR_INDEX(id) ((id) & 0xffffffffull)
 
@@ -107,7 +109,7 @@ static int send_ctrl(struct conn *c, size_t len)
 	struct ibv_sge sge = { .addr = (uintptr_t)c->ctrl, .length = (uint32_t)len,
 			       .lkey = c->ctrl_mr->lkey };
 	struct ibv_send_wr wr = {
-		.wr_id = WR_SEND | 0xffff, .sg_list = &sge, .num_sge = 1,
+		.wr_id = WR_SEND | WR_CTRL_INDEX, .sg_list = &sge, .num_sge = 1,
 		.opcode = IBV_WR_SEND, .send_flags = IBV_SEND_SIGNALED,
 	};
 
@@ -351,6 +353,8 @@ int conn_connect(const struct conn_params *p, struct conn **out, char *err, size
 		goto out_free;
 	}
 	c->connected = true;
+	if (p->accepted)
+		*p->accepted = true;
 	if (!got || rep.status || !rep.queue_depth || rep.queue_depth > p->queue_depth) {
 		snprintf(err, errlen, "%s is not an ibnbd server (bad connect reply)", c->peer);
 		ret = -EPROTO;
@@ -589,8 +593,14 @@ int conn_process(struct conn *c, const struct conn_handlers *h, void *ctx)
 				failed = 1;
 				continue;
 			}
-			if (WR_KIND(wc[i].wr_id) != WR_RECV || failed)
+			if (failed)
 				continue;
+			if (WR_KIND(wc[i].wr_id) != WR_RECV) {
+				/* Signaled: it retired every WR before it. */
+				if (WR_INDEX(wc[i].wr_id) == WR_CTRL_INDEX && h->ctrl_sent)
+					h->ctrl_sent(ctx);
+				continue;
+			}
 			index = (unsigned int)WR_INDEX(wc[i].wr_id);
 			c->last_rx_ms = clock_now_ms();
 			/* Re-post first: a handler may send, and the server

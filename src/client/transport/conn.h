@@ -40,6 +40,9 @@ struct conn_params {
 	uint16_t conn_index, conn_count;
 	conn_get_pd_fn get_pd;
 	void *get_pd_ctx;
+	/* Set when the server accepted the connect (a failure after it is in
+	 * the handshake: the server answered, if slowly). May be NULL. */
+	bool *accepted;
 };
 
 /*
@@ -101,6 +104,10 @@ struct conn_handlers {
 	/* A control response (OPEN_RSP, CLOSE_RSP, KEEPALIVE_RSP) arrived;
 	 * msg is valid during the call only. */
 	void (*ctrl_done)(void *ctx, uint16_t type, const void *msg, size_t len);
+	/* The control message's send completed (it is always signaled, so
+	 * every WR posted before it has completed too: none of them can be
+	 * retransmitted from our memory any more). */
+	void (*ctrl_sent)(void *ctx);
 };
 
 /*

@@ -242,6 +242,16 @@ void ublk_engine_stop_queue(struct ublk_engine *e, struct ublk_queue *q)
 	}
 }
 
+void ublk_engine_abandon_queue(struct ublk_engine *e, struct ublk_queue *q)
+{
+	for (uint32_t i = 0; i < e->nr_queues; i++) {
+		if (e->queues[i].q == q) {
+			e->queues[i] = (struct engine_queue){ 0 };
+			return;
+		}
+	}
+}
+
 int ublk_engine_commit(struct ublk_engine *e, struct ublk_queue *q, uint16_t tag,
 		       int32_t result)
 {

@@ -101,6 +101,12 @@ int ublk_engine_add_queue(struct ublk_engine *e, struct ublk_dev *dev,
 /* Engine thread: the device is being stopped; once the queue has retired
  * every tag (STOP_DEV aborts the FETCHes), ops->queue_gone. Idempotent. */
 void ublk_engine_stop_queue(struct ublk_engine *e, struct ublk_queue *q);
+/* Engine thread: forgets q without waiting for it to go idle, and without
+ * ops->queue_gone: its commands stay with the kernel until the engine's
+ * ring exits (a daemon leaving its devices to the next one: with user
+ * recovery the kernel re-issues what was not committed). The owner may
+ * destroy q once the engine is destroyed. */
+void ublk_engine_abandon_queue(struct ublk_engine *e, struct ublk_queue *q);
 /* Engine thread: ublk_queue_commit() on the engine's ring. */
 int ublk_engine_commit(struct ublk_engine *e, struct ublk_queue *q, uint16_t tag,
 		       int32_t result);
