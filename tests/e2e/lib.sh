@@ -40,6 +40,8 @@ start_server() {
 }
 
 start_daemon() { # start_daemon [daemon options...]
+	# A new daemon keeps the earlier one's log, for the failure report.
+	[ -e "$WORK/daemon.log" ] && cat "$WORK/daemon.log" >> "$WORK/daemon.earlier.log"
 	"$CLIENT" daemon "$@" > "$WORK/daemon.log" 2>&1
 }
 
@@ -59,6 +61,9 @@ stop_all() {
 	local p
 	if [ -e /run/ibnbd/client.lock ]; then
 		p=$(cat /run/ibnbd/client.lock 2>/dev/null)
+		# SIGTERM leaves the devices to a next daemon; a test's end unmaps.
+		[ -n "$p" ] && kill -0 "$p" 2>/dev/null &&
+			timeout 20 "$CLIENT" unmap --all --force > /dev/null 2>&1
 		[ -n "$p" ] && kill -TERM "$p" 2>/dev/null
 		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
 	fi
@@ -80,6 +85,22 @@ finish() {
 }
 on_exit finish
 
+# A script that hangs would be killed with the guest, its logs unseen: 30 s
+# before the harness's deadline, say so and end it, so finish() reports.
+if [ -n "${IBNBD_VM_DEADLINE:-}" ]; then
+	(
+		sleep $((IBNBD_VM_DEADLINE - $(date +%s) - 30)) 2>/dev/null || exit 0
+		echo "not ok - watchdog: the script still runs 30 s before the guest's deadline"
+		"$CLIENT" list 2>&1 | sed 's/^/#   /'
+		# The script first (its EXIT trap runs once its foreground
+		# command is gone), then what it waits for.
+		kill -TERM $$
+		pkill -TERM -P $$ 2>/dev/null
+	) &
+	_watchdog=$!
+	on_exit kill "$_watchdog"
+fi
+
 # fio_verify DEVICE [extra fio args...]: write and verify with crc32c.
 fio_verify() {
 	local dev=$1
@@ -93,6 +114,18 @@ state_is() {
 	"$CLIENT" list --json | python3 -c "import json, sys
 sys.exit(0 if any(d['state'] == sys.argv[2] for d in json.load(sys.stdin)
                   if sys.argv[1] in (d['name'], d['device'])) else 1)" "$1" "$2"
+}
+
+# dev_of NAME: the block device of the mapped device NAME.
+dev_of() {
+	"$CLIENT" show "$1" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['device'])"
+}
+
+# devices_are N STATE: exactly N devices are mapped, all in STATE.
+devices_are() {
+	"$CLIENT" list --json | python3 -c "import json, sys
+d = json.load(sys.stdin)
+sys.exit(0 if len(d) == int(sys.argv[1]) and all(x['state'] == sys.argv[2] for x in d) else 1)" "$1" "$2"
 }
 
 no_ublk_devices() { ! ls /dev/ublkb* /dev/ublkc* > /dev/null 2>&1; }

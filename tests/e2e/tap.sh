@@ -8,9 +8,10 @@
 fail=0
 _tap_done=
 _tap_cleanup=()
+_tap_failed=()
 
 pass() { echo "ok - $*"; }
-flunk() { echo "not ok - $*"; fail=1; }
+flunk() { echo "not ok - $*"; fail=1; _tap_failed+=("$*"); }
 # result STATUS DESCRIPTION: ok if STATUS is 0
 result() { if [ "$1" = 0 ]; then pass "$2"; else flunk "$2"; fi; }
 
@@ -24,11 +25,14 @@ _tap_exit() {
 	trap - EXIT
 	for c in "${_tap_cleanup[@]}"; do eval "$c"; done
 	if [ -z "$_tap_done" ]; then
-		echo "not ok - stopped before the end of the script (exit status $rc)"
-		fail=1
+		flunk "stopped before the end of the script (exit status $rc)"
 	elif [ "$rc" != 0 ]; then
-		echo "not ok - exit status $rc"
-		fail=1
+		flunk "exit status $rc"
+	fi
+	# Last, so that a log cut to its end still says what failed.
+	if [ "${#_tap_failed[@]}" -gt 0 ]; then
+		echo "# failed checks:"
+		for c in "${_tap_failed[@]}"; do echo "#   $c"; done
 	fi
 	exit $(( fail ? 1 : 0 ))
 }

@@ -117,13 +117,14 @@ vm_accel() {
 	esac
 }
 
-# vm_boot DIR NAME IP NETDEV_ARGS MODE
+# vm_boot DIR NAME IP NETDEV_ARGS MODE [MACHINE_ID]
+# A second NIC (eth1, with rxe1 on it) when vm_ip2 and vm_netdev2 are set.
 # Starts one guest in the background (qemu's pid in DIR/qemu.pid), its
 # console in DIR/console.log, its monitor on DIR/monitor.sock. The guest is
 # killed after $vm_timeout seconds whatever happens to us, and when the
 # process that started it dies (pdeathsig) unless vm_detach is set.
 vm_boot() {
-	local dir=$1 name=$2 ip=$3 netdev=$4 mode=$5 shares="" opts=() i=0 s
+	local dir=$1 name=$2 ip=$3 netdev=$4 mode=$5 machine_id=${6:-} shares="" opts=() i=0 s
 	mkdir -p "$dir/jobs"
 	rm -f "$dir/ready" "$dir/stop" "$dir/dmesg"
 	for s in "${vm_shares[@]}"; do
@@ -136,6 +137,12 @@ vm_boot() {
 	cmdline+=" ibnbd.agent=$vm_dir/guest-agent ibnbd.repo=$repo_dir ibnbd.scratch=$dir ibnbd.mode=$mode"
 	cmdline+=" ibnbd.ip=$ip ibnbd.host=$name ibnbd.moddir=$vm_moddir"
 	[ -n "$shares" ] && cmdline+=" ibnbd.shares=$shares"
+	[ -n "$machine_id" ] && cmdline+=" ibnbd.machine_id=$machine_id"
+	local nic2=()
+	if [ -n "${vm_ip2:-}" ]; then
+		cmdline+=" ibnbd.ip2=$vm_ip2"
+		nic2=(-netdev "$vm_netdev2" -device "virtio-net-pci,netdev=n1,mac=$(vm_mac "$name-2")")
+	fi
 
 	# timeout(1) is the hard limit whatever happens to us; pdeathsig on
 	# both makes the guest die with the process that started it (unless
@@ -150,7 +157,7 @@ vm_boot() {
 		-monitor "unix:$dir/monitor.sock,server=on,wait=off" \
 		-kernel "$vm_vmlinuz" -initrd "$vm_initrd" -append "$cmdline" \
 		$(vm_9p / hostroot readonly=on) $(vm_9p "$dir" scratch) "${opts[@]}" \
-		-netdev "$netdev" -device "virtio-net-pci,netdev=n0,mac=$(vm_mac "$name")" \
+		-netdev "$netdev" -device "virtio-net-pci,netdev=n0,mac=$(vm_mac "$name")" "${nic2[@]}" \
 		</dev/null >"$dir/qemu.log" 2>&1 &
 	echo $! > "$dir/qemu.pid"
 }
@@ -178,7 +185,8 @@ vm_kill() {
 }
 
 # vm_wait_ready DIR TIMEOUT: 0 once the guest's stack is up; 3 if the
-# guest died during boot (before any COMMAND ran), 1 for anything else.
+# guest died during boot (before any COMMAND ran), 4 if it is not up after
+# TIMEOUT s (left running), 1 for anything else.
 vm_wait_ready() {
 	local dir=$1 deadline
 	deadline=$(( $(date +%s) + $2 ))
@@ -191,7 +199,7 @@ vm_wait_ready() {
 		if [ "$(date +%s)" -ge "$deadline" ]; then
 			echo "vm: guest not ready after $2 s" >&2
 			vm_dump_console "$dir"
-			return 1
+			return 4
 		fi
 		sleep 0.02
 	done
@@ -245,7 +253,7 @@ vm_env() {
 	while IFS= read -r v; do
 		printf '%s\n' "$v=${!v}"
 	done < <(compgen -e | grep -E '^(IBNBD_|MESON_|CI$|ASAN_OPTIONS$|UBSAN_OPTIONS$|LSAN_OPTIONS$)' |
-		grep -vE '^IBNBD_VM_(ADDR|HOST|RDMA_DEV|NETDEV|SERVER_ADDR|CLIENT_ADDR)$')
+		grep -vE '^IBNBD_VM_(ADDR2?|HOST|RDMA_DEV2?|NETDEV2?|SERVER_ADDR|CLIENT_ADDR)$')
 }
 
 # vm_follow FILE PID: copies FILE to stdout as it grows, until FILE's .rc

@@ -1,0 +1,77 @@
+#!/bin/bash
+# SIGTERM is a live upgrade, as `systemctl restart ibnbd-client` does it: the
+# daemon leaves its devices to the next one instead of unmapping them from
+# under mounted filesystems. Three devices on two sessions: a mounted ext4
+# written file by file, and verified fio on both queues of the others,
+# across SIGTERM + a new daemon: no IO error, every file intact. Then
+# `unmap --all` unmaps - but not a mounted device, unless forced.
+. "$(dirname "$0")/lib.sh"
+
+truncate -s 256M "$WORK/a.img" "$WORK/b.img" "$WORK/c.img"
+start_server one --listen "$ADDR" --export "a=$WORK/a.img" --export "b=$WORK/b.img" || exit 1
+start_server two --listen "$ADDR:4500" --export "c=$WORK/c.img" || exit 1
+check "daemon starts" start_daemon
+a=$("$CLIENT" map "$ADDR" a --name a)
+b=$("$CLIENT" map "$ADDR" b --name b)
+c=$("$CLIENT" map "$ADDR:4500" c --name c)
+check "three devices, two sessions" test -b "$a" -a -b "$b" -a -b "$c"
+
+mkfs.ext4 -q -F "$a"
+mkdir "$WORK/mnt"
+check "mount ext4 on a" mount "$a" "$WORK/mnt"
+writer() {
+	local i
+	for i in $(seq 1 60); do
+		head -c $((128 * 1024 + i * 4096)) /dev/urandom > "$WORK/mnt/f$i" || return 1
+		md5sum "$WORK/mnt/f$i" | sed "s|$WORK/mnt/||" >> "$WORK/sums"
+		[ $((i % 10)) = 0 ] && { sync || return 1; }
+		sleep 0.1
+	done
+	sync
+}
+writer > "$WORK/writer.log" 2>&1 &
+wpid=$!
+verified=(--direct=1 --ioengine=io_uring --rw=randwrite --bs=4k --iodepth=8 --numjobs=2
+	--cpus_allowed=0-1 --cpus_allowed_policy=split --size=16M --offset_increment=32M
+	--time_based --runtime=20 --verify=crc32c --verify_fatal=1 --do_verify=1
+	--group_reporting)
+fio --name=b --filename="$b" "${verified[@]}" > "$WORK/fio-b.log" 2>&1 &
+fio_b=$!
+fio --name=c --filename="$c" "${verified[@]}" > "$WORK/fio-c.log" 2>&1 &
+fio_c=$!
+sleep 4
+
+pid=$(cat /run/ibnbd/client.lock)
+t0=$(now_ms)
+kill -TERM "$pid"
+check "SIGTERM: the daemon exits" wait_for 15 sh -c "! kill -0 $pid"
+t1=$(now_ms)
+echo "# the daemon left after $((t1 - t0)) ms" | tee -a "$WORK/times"
+check "it said it leaves the devices" grep -q "leaving the devices to the next daemon" \
+	"$WORK/daemon.log"
+check "the devices stay, the filesystem mounted" \
+	sh -c "test -b $a -a -b $b -a -b $c && mountpoint -q $WORK/mnt"
+check "the state file still lists them" \
+	test "$(grep -c '"export"' /run/ibnbd/devices.json)" = 3
+check "a new daemon starts" start_daemon
+t2=$(now_ms)
+echo "# the new daemon was up $((t2 - t1)) ms after the old one left" | tee -a "$WORK/times"
+check "... and took all three over" wait_for 10 devices_are 3 live
+check "the writer on the mounted ext4 finishes without an error" wait "$wpid"
+check "verified fio on b ends without an error" wait "$fio_b"
+check "verified fio on c ends without an error" wait "$fio_c"
+check "unmap --all refuses the mounted device" sh -c "! $CLIENT unmap --all 2> $WORK/all.err"
+check "... saying why" grep -q "is in use: it is mounted on" "$WORK/all.err"
+check "... and unmaps the others" sh -c "[ \$($CLIENT list --json | grep -c '\"device\"') = 1 ]"
+check "umount" umount "$WORK/mnt"
+check "mount again" mount "$a" "$WORK/mnt"
+check "every file has the checksum it was written with" \
+	sh -c "cd $WORK/mnt && md5sum -c --quiet $WORK/sums"
+umount "$WORK/mnt"
+check "unmap --all" "$CLIENT" unmap --all
+check "the state file is empty" python3 -c \
+	"import json,sys; sys.exit(0 if json.load(open('/run/ibnbd/devices.json')) == [] else 1)"
+check "no ublk device left" no_ublk_devices
+echo "# ---- times ----"
+cat "$WORK/times"
+done_testing

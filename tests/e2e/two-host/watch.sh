@@ -1,0 +1,27 @@
+#!/bin/bash
+# In the client guest of a two-host test, on its own clock: logs, one line
+# each with the monotonic time in ms, when eth0's carrier changes, when a
+# netem qdisc (a silent cut) appears on eth0 or goes, and when a mapped
+# device's state changes, until $IBNBD_VM_OUT/watch.stop exists:
+#   <ms> carrier 0|1
+#   <ms> netem on|off
+#   <ms> state NAME STATE
+# watch.sh CLIENT_BINARY > FILE
+set -u
+client=$1
+now() { read -r up _ < /proc/uptime; echo "${up/./}0"; }
+declare -A st
+carrier= netem=
+while [ ! -e "$IBNBD_VM_OUT/watch.stop" ]; do
+	c=$(cat /sys/class/net/eth0/carrier 2>/dev/null)
+	[ "$c" != "$carrier" ] && { carrier=$c; echo "$(now) carrier $c"; }
+	n=off
+	tc qdisc show dev eth0 2>/dev/null | grep -q netem && n=on
+	[ "$n" != "$netem" ] && { netem=$n; echo "$(now) netem $n"; }
+	while read -r name state; do
+		[ "${st[$name]:-}" != "$state" ] && { st[$name]=$state; echo "$(now) state $name $state"; }
+	done < <("$client" list --json 2>/dev/null |
+		python3 -c 'import json,sys
+for d in json.load(sys.stdin): print(d["name"], d["state"])' 2>/dev/null)
+	sleep 0.05
+done
