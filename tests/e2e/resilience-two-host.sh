@@ -70,7 +70,7 @@ for i in 0 1 2 3 4; do
 	result $? "cut $((i + 1)) (${cut_kinds[$i]}): cluster cut"
 	sleep 15
 	$cluster restore; result $? "cut $((i + 1)): cluster restore"
-	client sh -c "for i in \$(seq 100); do [ \$($CLIENT list --json | grep -c '\"live\"') = 3 ] && exit 0; sleep 0.2; done; exit 1"
+	client sh -c "for i in \$(seq 100); do [ \$($CLIENT list --json | grep -cE '\"state\": ?\"live\"') = 3 ] && exit 0; sleep 0.2; done; exit 1"
 	result $? "cut $((i + 1)): all three devices live again"
 done
 pauses=()
@@ -131,7 +131,7 @@ result $? "the two hosts present different host ids (both are called 'node')"
 on server sh -c "! $CLIENT map $srv vol 2> \$IBNBD_VM_OUT/map.err && grep -q 'already open for writing elsewhere' \$IBNBD_VM_OUT/map.err"
 result $? "the server host's daemon cannot take vol's writer role from the client host"
 sleep 2
-n=$(client "$CLIENT" list --json | grep -c '"live"')
+n=$(client "$CLIENT" list --json | grep -cE '"state": ?"live"')
 [ "$n" = 3 ]; result $? "the client host's devices stay live"
 # While the client host is cut off, the server drops its connections
 # (keepalive timeout 3 s), and the server host's daemon takes vol.
@@ -143,7 +143,7 @@ result $? "during the client host's outage the server host maps vol ($local_dev)
 $cluster restore
 result $? "restore the wire"
 client sh -c "for i in \$(seq 150); do $CLIENT show vol | grep -q '^state *failed' &&
-	[ \$($CLIENT list --json | grep -c '\"live\"') = 2 ] && exit 0; sleep 0.2; done; exit 1"
+	[ \$($CLIENT list --json | grep -cE '\"state\": ?\"live\"') = 2 ] && exit 0; sleep 0.2; done; exit 1"
 result $? "the client host's vol fails at the reconnect (busy), vol2 and vol3 come back"
 client sh -c "$CLIENT show vol | grep -q 'already open for writing elsewhere'"
 result $? "... and vol says why"
@@ -177,7 +177,7 @@ start_servers_wait_fresh() {
 	start_servers_wait
 }
 start_servers_wait_fresh; result $? "its servers start again"
-client sh -c "for i in \$(seq 300); do [ \$($CLIENT list --json | grep -c '\"live\"') = 2 ] && exit 0; sleep 0.2; done; exit 1"
+client sh -c "for i in \$(seq 300); do [ \$($CLIENT list --json | grep -cE '\"state\": ?\"live\"') = 2 ] && exit 0; sleep 0.2; done; exit 1"
 result $? "vol2 and vol3 are live again"
 echo "# server host crash: the client's devices live $(($(now_ms) - t0)) ms after the crash" |
 	tee -a "$IBNBD_CLUSTER/times"
