@@ -338,7 +338,9 @@ static void session_free(struct session *s)
 	free(s);
 }
 
-void session_destroy(struct session *s)
+/* The reconnect thread stopped, every worker told `how` to let go of the
+ * session (WM_REMOVE_SESS or WM_FORGET_SESS), then it is freed. */
+static void session_end(struct session *s, enum wmsg_type how)
 {
 	unsigned int q;
 
@@ -347,8 +349,13 @@ void session_destroy(struct session *s)
 	stop_thread(s);
 	for (q = 0; q < s->nr_conns; q++)
 		if (s->ws[q].w)
-			worker_msg(s, q, WM_REMOVE_SESS, NULL);
+			worker_msg(s, q, how, NULL);
 	session_free(s);
+}
+
+void session_destroy(struct session *s)
+{
+	session_end(s, WM_REMOVE_SESS);
 }
 
 unsigned int session_quiesce(struct session *s)
@@ -369,15 +376,7 @@ unsigned int session_quiesce(struct session *s)
 
 void session_leave(struct session *s)
 {
-	unsigned int q;
-
-	if (!s)
-		return;
-	stop_thread(s);
-	for (q = 0; q < s->nr_conns; q++)
-		if (s->ws[q].w)
-			worker_msg(s, q, WM_FORGET_SESS, NULL);
-	session_free(s);
+	session_end(s, WM_FORGET_SESS);
 }
 
 /* ---- opening devices ---- */
