@@ -56,8 +56,13 @@ check "verified IO on every queue of b through one worker" \
 
 # 3. A device the kernel will not hand over yet.
 check "kill -9 the daemon" kill_daemon
-# Another process (not this shell: the daemon would inherit the fd).
-sleep 600 7<>"/dev/ublkc${c#/dev/ublkb}" &
+# Another process (not this shell: the daemon would inherit the fd). The
+# char device opens once the killed daemon's last reference is gone (the
+# kernel allows one opener), which can be a moment after it exited.
+bash -c 'for _ in $(seq 100); do
+	{ exec 7<>"$1"; } 2> /dev/null && exec sleep 600
+	sleep 0.1
+done' holder "/dev/ublkc${c#/dev/ublkb}" &
 holder=$!
 check "another process holds c's char device" wait_for 5 test -e "/proc/$holder/fd/7"
 check "a daemon starts while another process holds c's char device" start_daemon
