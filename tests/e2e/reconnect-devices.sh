@@ -30,11 +30,12 @@ for x in b a c d; do "$CLIENT" map "$ADDR" "$x" --name "$x" > /dev/null; done
 check "four devices on one session, one on another" \
 	test "$("$CLIENT" list --json | grep -c '"device"')" = 5
 
-# Verified writes on a and e, on both queues (a job per CPU); 64 KiB blocks
-# of 0xAB to b from CPU 0 (queue 0), 16 in flight.
+# Verified writes on a and e, on both queues (a job per CPU), through both
+# restarts below; 64 KiB blocks of 0xAB to b from CPU 0 (queue 0), 16 in
+# flight.
 verified=(--direct=1 --ioengine=io_uring --rw=randwrite --bs=4k --iodepth=8 --numjobs=2
 	--cpus_allowed=0-1 --cpus_allowed_policy=split --size=16M --offset_increment=32M
-	--time_based --runtime=20 --verify=crc32c --verify_fatal=1 --do_verify=1
+	--time_based --runtime=60 --verify=crc32c --verify_fatal=1 --do_verify=1
 	--verify_state_save=1 --group_reporting)
 for x in a e; do
 	mkdir -p "$WORK/fio-$x"
@@ -42,32 +43,18 @@ for x in a e; do
 		> "$WORK/fio-$x.log" 2>&1) &
 	eval "fio_$x=\$!"
 done
-taskset -c 0 fio --name=b --filename="$(dev_of b)" --direct=1 --ioengine=io_uring --rw=write \
-	--bs=64k --iodepth=16 --buffer_pattern=0xAB --time_based --runtime=60 \
-	> "$WORK/fio-b.log" 2>&1 &
-fio_b=$!
-sleep 3
-kill -9 "$srv_pid"
-wait "$srv_pid" 2>/dev/null
-# b's backing is replaced by another file, c is gone, d is read-only now.
-rm "$WORK/b.img"
-truncate -s 128M "$WORK/b.img"
-EXPORTS="a:rw b:rw d:ro" conf "$WORK/srv.conf"
-start_server srv --config "$WORK/srv.conf" || exit 1
-check "b fails: its export is another one" wait_for 20 state_is b failed
-check "c fails: its export is gone" wait_for 20 state_is c failed
-check "d fails: its export is read-only now" wait_for 20 state_is d failed
-check "a comes back" wait_for 20 state_is a live
-check "b says why: another backing" sh -c "$CLIENT show b | grep -q 'no longer the one'"
-check "c says why: no such export" sh -c "$CLIENT show c | grep -q \"no export named 'c'\""
-check "d says why: read-only" sh -c "$CLIENT show d | grep -q 'read-only'"
-fails() { ! wait "$1"; }
-check "fio on b ends with an error" fails "$fio_b"
-has_ab() { # has_ab FILE: 0 if any 4 KiB block of FILE is all 0xAB
-	python3 - "$1" <<'PY'
+# pattern_load X BYTE: 64 KiB blocks of BYTE to X from CPU 0, 16 in flight.
+pattern_load() {
+	taskset -c 0 fio --name="$1" --filename="$(dev_of "$1")" --direct=1 --ioengine=io_uring \
+		--rw=write --bs=64k --iodepth=16 --buffer_pattern="$2" --time_based --runtime=60 \
+		> "$WORK/fio-$1.log" 2>&1
+}
+# has_byte BYTE FILE: 0 if any 4 KiB block of FILE is all BYTE
+has_byte() {
+	python3 - "$1" "$2" <<'PY'
 import sys
-blk = b"\xab" * 4096
-with open(sys.argv[1], "rb") as f:
+blk = bytes([int(sys.argv[1], 16)]) * 4096
+with open(sys.argv[2], "rb") as f:
     while True:
         d = f.read(1 << 20)
         if not d:
@@ -77,12 +64,55 @@ with open(sys.argv[1], "rb") as f:
                 sys.exit(0)
 PY
 }
-no_ab() { ! has_ab "$1"; }
-for x in a d e; do
-	check "nothing meant for b landed in $x's backing" no_ab "$WORK/$x.img"
+lacks() { ! has_byte "$1" "$2"; }
+fails() { ! wait "$1"; }
+
+# 1. Only b's backing is replaced (another file, another size). b's waiting
+# requests must fail, not be sent with the handle b had: on the new
+# connections that handle is another export's.
+pattern_load b 0xAB &
+fio_b=$!
+sleep 3
+kill -9 "$srv_pid"
+wait "$srv_pid" 2>/dev/null
+rm "$WORK/b.img"
+truncate -s 128M "$WORK/b.img"
+start_server srv --config "$WORK/srv.conf" || exit 1
+check "b fails: its export is another one" wait_for 20 state_is b failed
+check "b says why: another backing" sh -c "$CLIENT show b | grep -q 'no longer the one'"
+for x in a c d; do
+	check "$x comes back" wait_for 20 state_is "$x" live
+done
+check "fio on b ends with an error" fails "$fio_b"
+for x in a c d e; do
+	check "nothing meant for b landed in $x's backing" lacks 0xab "$WORK/$x.img"
 done
 check "nothing landed in b's new backing" test "$(stat -c %b "$WORK/b.img")" = 0
-check "verified writes on a (the same session) run through the restart" wait "$fio_a"
+
+# 2. c's export is gone and d's is read-only now, with writes waiting on
+# both.
+for x in c d; do
+	pattern_load "$x" 0xCD &
+	eval "fio_$x=\$!"
+done
+sleep 3
+check "verified writes on a and e still run at the second restart" \
+	sh -c "kill -0 $fio_a && kill -0 $fio_e"
+kill -9 "$srv_pid"
+wait "$srv_pid" 2>/dev/null
+EXPORTS="a:rw b:rw d:ro" conf "$WORK/srv.conf"
+start_server srv --config "$WORK/srv.conf" || exit 1
+check "c fails: its export is gone" wait_for 20 state_is c failed
+check "d fails: its export is read-only now" wait_for 20 state_is d failed
+check "a comes back" wait_for 20 state_is a live
+check "c says why: no such export" sh -c "$CLIENT show c | grep -q \"no export named 'c'\""
+check "d says why: read-only" sh -c "$CLIENT show d | grep -q 'read-only'"
+check "fio on c ends with an error" fails "$fio_c"
+check "fio on d ends with an error" fails "$fio_d"
+for x in a b e; do
+	check "nothing meant for c or d landed in $x's backing" lacks 0xcd "$WORK/$x.img"
+done
+check "verified writes on a (the same session) run through both restarts" wait "$fio_a"
 check "... and on e (another server)" wait "$fio_e"
 verify_saved() { # verify_saved NAME: a verify-only pass with fio's saved state
 	(cd "$WORK/fio-$1" && exec fio --name="$1" --filename="$(dev_of "$1")" "${verified[@]}" \
