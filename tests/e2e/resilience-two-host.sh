@@ -4,10 +4,11 @@
 # another), IO on every queue of each, and both hosts called the same:
 #   1. the wire is cut for 15 s, 5 times (3 with the links going down, 2
 #      silently: every frame dropped, links up), during crc32c-verified
-#      random writes: IO pauses and resumes, zero errors; per cut the
-#      detection (<= 5 s), the recovery after the wire is back (<= 2 s,
-#      both on the client's clock) and fio's longest pause (<= the cut and
-#      10 s) are printed and checked, and fio is running at every cut;
+#      random writes: IO pauses and resumes, zero errors, fio running at
+#      every cut; every cut is detected within 5 s (the documented bound:
+#      a 4 s dead timeout on 250 ms ticks) and every device is live again
+#      after it; the time from the wire's return to all live and fio's
+#      longest pause are printed (speed is the benchmark's to judge);
 #   2. equal hostnames: the server host's own client daemon (same hostname,
 #      its own machine id) cannot take the writer role of the client host's
 #      session, and when it holds an export during an outage of the client
@@ -107,20 +108,20 @@ for e in ev:
             cur["live"] = t
             cuts.append(cur)
             cur = None
-# Times are reported, not judged (speed is the benchmark's); what must
-# hold: every cut noticed (a silent one by the keepalive) within 14 s, and
-# every device live again after it.
+# What must hold: every cut noticed (a silent one by the dead timeout)
+# within 5 s, and every device live again after it; the recovery times are
+# reported, not judged.
 ok = len(cuts) == 5
 for n, c in enumerate(cuts, 1):
     d = c.get("detect", c["start"]) - c["start"]
     r = c["live"] - c["end"]
-    ok = ok and "detect" in c and d <= 14000
+    ok = ok and "detect" in c and d <= 5000
     print("cut %d (%s): detected after %d ms, live %d ms after the wire was back"
           % (n, c["kind"], d, r))
 print("longest IO latency during the cuts: %d ms" % max(pauses))
 sys.exit(0 if ok else 1)
 PY
-result $? "all 5 cuts noticed within 14 s and recovered from (times below)"
+result $? "all 5 cuts noticed within 5 s and recovered from (times below)"
 sed 's/^/# /' "$IBNBD_CLUSTER/cuts" | tee -a "$IBNBD_CLUSTER/times"
 
 # 2. Equal hostnames: the server host's own daemon is another host.
