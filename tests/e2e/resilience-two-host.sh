@@ -85,13 +85,19 @@ done
 client sh -c 'touch $IBNBD_VM_OUT/watch.stop'
 $cluster wait client "$watch_job" > /dev/null
 # Per cut, on the client's clock: fault from the carrier going (links) or
-# the netem qdisc appearing (silent); detection when vol is reconnecting;
-# recovery from the fault's end to every device live.
+# the netem qdisc appearing (silent); detection when the daemon logs its
+# first "session lost" after it (its own stamp; watch.sh's polling of
+# `list` adds up to half a second under emulation, so that is only the
+# fallback); recovery from the fault's end to every device live.
 client sh -c 'cat $IBNBD_VM_OUT/watch.log' > "$IBNBD_CLUSTER/watch.log"
-python3 - "$IBNBD_CLUSTER/watch.log" "${pauses[@]}" > "$IBNBD_CLUSTER/cuts" <<'PY'
-import sys
+client sh -c 'cat $IBNBD_VM_OUT/daemon.log' > "$IBNBD_CLUSTER/daemon.log"
+python3 - "$IBNBD_CLUSTER/watch.log" "$IBNBD_CLUSTER/daemon.log" "${pauses[@]}" \
+	> "$IBNBD_CLUSTER/cuts" <<'PY'
+import re, sys
 ev = [l.split() for l in open(sys.argv[1]) if l.strip()]
-pauses = [int(p) for p in sys.argv[2:]]
+lost = [int(m.group(1)) * 1000 + int(m.group(2)) for m in
+        (re.match(r"\[(\d+)\.(\d{3})\].*: session lost", l) for l in open(sys.argv[2])) if m]
+pauses = [int(p) for p in sys.argv[3:]]
 cuts, cur, state = [], None, {}
 for e in ev:
     t = int(e[0])
@@ -113,6 +119,9 @@ for e in ev:
 # reported, not judged.
 ok = len(cuts) == 5
 for n, c in enumerate(cuts, 1):
+    logged = [t for t in lost if c["start"] <= t <= c.get("end", c["live"])]
+    if logged:
+        c["detect"] = logged[0]
     d = c.get("detect", c["start"]) - c["start"]
     r = c["live"] - c["end"]
     ok = ok and "detect" in c and d <= 5000
