@@ -35,7 +35,6 @@ within() {
 	echo "# took $((t1 - t0)) ms" >&2
 	[ "$rc" = 0 ] && [ $((t1 - t0)) -le $((limit * 1000)) ]
 }
-fails() { ! wait "$1"; }
 
 # 1. An outage: the server of a and b is gone, and the loss timeout is off.
 kill -9 "$one_pid"

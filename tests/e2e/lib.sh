@@ -47,6 +47,9 @@ start_daemon() { # start_daemon [daemon options...]
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
+# fails PID: the background job PID (of this shell) ended with an error.
+fails() { ! wait "$1"; }
+
 # wait_for SECONDS COMMAND...: polls COMMAND every 0.05 s until it succeeds.
 wait_for() {
 	local end=$(($(now_ms) + $1 * 1000))

@@ -65,7 +65,6 @@ with open(sys.argv[2], "rb") as f:
 PY
 }
 lacks() { ! has_byte "$1" "$2"; }
-fails() { ! wait "$1"; }
 
 # 1. Only b's backing is replaced (another file, another size). b's waiting
 # requests must fail, not be sent with the handle b had: on the new

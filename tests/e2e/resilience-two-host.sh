@@ -119,7 +119,7 @@ for e in ev:
 # reported, not judged.
 ok = len(cuts) == 5
 for n, c in enumerate(cuts, 1):
-    logged = [t for t in lost if c["start"] <= t <= c.get("end", c["live"])]
+    logged = [t for t in lost if c["start"] <= t <= c["end"]]
     if logged:
         c["detect"] = logged[0]
     d = c.get("detect", c["start"]) - c["start"]
