@@ -102,6 +102,9 @@ check "a new daemon takes them over" start_daemon --loss-timeout 0 --dead-timeou
 check "... c waits for its server" sh -c "$CLIENT show c | grep -qE '^state +(reconnecting|recovering|live)'"
 kill -CONT "$two_pid"
 check "c is live again" wait_for 30 state_is c live
+# (Bounded: with no daemon serving c, fio would wait for ever.)
+for _ in $(seq 60); do kill -0 "$fio_c" 2> /dev/null || break; sleep 1; done
+kill "$fio_c" 2> /dev/null
 check "verified IO on c went on across the daemon's upgrade, no error" wait "$fio_c"
 check "unmap --all" "$CLIENT" unmap --all
 check "no ublk device left" no_ublk_devices

@@ -42,7 +42,9 @@ start_server() {
 start_daemon() { # start_daemon [daemon options...]
 	# A new daemon keeps the earlier one's log, for the failure report.
 	[ -e "$WORK/daemon.log" ] && cat "$WORK/daemon.log" >> "$WORK/daemon.earlier.log"
-	"$CLIENT" daemon "$@" > "$WORK/daemon.log" 2>&1
+	"$CLIENT" daemon "$@" > "$WORK/daemon.log" 2>&1 && return 0
+	echo "# the daemon did not start:"; tail -n 20 "$WORK/daemon.log" | sed 's/^/#   /'
+	return 1
 }
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
