@@ -26,6 +26,7 @@
 #ifndef IBNBD_UBLK_ENGINE_H
 #define IBNBD_UBLK_ENGINE_H
 
+#include <limits.h>
 #include <liburing.h>
 #include <semaphore.h>
 #include <stdint.h>
@@ -72,10 +73,12 @@ struct io_uring *ublk_engine_ring(struct ublk_engine *e);
 
 /*
  * A function to run on the engine thread. It returns a status, which
- * ublk_engine_call() returns, or UBLK_ENGINE_LATER to answer later with
- * ublk_engine_call_done() (a call that waits for the network).
+ * ublk_engine_call() returns: 0, a count, or -errno. Or UBLK_ENGINE_LATER
+ * to answer later with ublk_engine_call_done() (a call that waits for the
+ * network). UBLK_ENGINE_LATER is a value no status takes: a call returning
+ * a count of 1 must not be taken for one answered later.
  */
-#define UBLK_ENGINE_LATER 1
+#define UBLK_ENGINE_LATER INT_MIN
 struct ublk_engine_call {
 	int (*fn)(struct ublk_engine *e, struct ublk_engine_call *c);
 	/* Private to the engine. */
