@@ -3,10 +3,14 @@
 # daemon leaves its devices to the next one instead of unmapping them from
 # under mounted filesystems. Three devices on two sessions: a mounted ext4
 # written file by file, and verified fio on both queues of the others,
-# across SIGTERM + a new daemon: no IO error, every file intact. Then
-# `unmap --all` unmaps - but not a mounted device, unless forced.
+# across SIGTERM + a new daemon, and three more in a row (a daemon that
+# leaves with one request in flight once hung in its drain): no IO error,
+# every file intact. Then `unmap --all` unmaps - but not a mounted device,
+# unless forced.
 . "$(dirname "$0")/lib.sh"
 
+# Log lines carry the monotonic time, for the report of a slow takeover.
+export IBNBD_LOG_TIME=1
 truncate -s 256M "$WORK/a.img" "$WORK/b.img" "$WORK/c.img"
 start_server one --listen "$ADDR" --export "a=$WORK/a.img" --export "b=$WORK/b.img" || exit 1
 start_server two --listen "$ADDR:4500" --export "c=$WORK/c.img" || exit 1
@@ -21,7 +25,7 @@ mkdir "$WORK/mnt"
 check "mount ext4 on a" mount "$a" "$WORK/mnt"
 writer() {
 	local i
-	for i in $(seq 1 60); do
+	for i in $(seq 1 100); do
 		head -c $((128 * 1024 + i * 4096)) /dev/urandom > "$WORK/mnt/f$i" || return 1
 		md5sum "$WORK/mnt/f$i" | sed "s|$WORK/mnt/||" >> "$WORK/sums"
 		[ $((i % 10)) = 0 ] && { sync || return 1; }
@@ -33,7 +37,7 @@ writer > "$WORK/writer.log" 2>&1 &
 wpid=$!
 verified=(--direct=1 --ioengine=io_uring --rw=randwrite --bs=4k --iodepth=8 --numjobs=2
 	--cpus_allowed=0-1 --cpus_allowed_policy=split --size=16M --offset_increment=32M
-	--time_based --runtime=20 --verify=crc32c --verify_fatal=1 --do_verify=1
+	--time_based --runtime=60 --verify=crc32c --verify_fatal=1 --do_verify=1
 	--group_reporting)
 fio --name=b --filename="$b" "${verified[@]}" > "$WORK/fio-b.log" 2>&1 &
 fio_b=$!
@@ -44,7 +48,8 @@ sleep 4
 pid=$(cat /run/ibnbd/client.lock)
 t0=$(now_ms)
 kill -TERM "$pid"
-check "SIGTERM: the daemon exits" wait_for 15 sh -c "! kill -0 $pid"
+check "SIGTERM: the daemon exits" wait_for 15 sh -c "! kill -0 $pid" ||
+	{ stuck_report "$pid"; tail -n 30 "$WORK/daemon.log" | sed 's/^/# log: /'; }
 t1=$(now_ms)
 echo "# the daemon left after $((t1 - t0)) ms" | tee -a "$WORK/times"
 check "it said it leaves the devices" grep -q "leaving the devices to the next daemon" \
@@ -57,6 +62,36 @@ check "a new daemon starts" start_daemon
 t2=$(now_ms)
 echo "# the new daemon was up $((t2 - t1)) ms after the old one left" | tee -a "$WORK/times"
 check "... and took all three over" wait_for 10 devices_are 3 live
+
+# upgrade N: the Nth more SIGTERM and new daemon; false if the old one did not
+# leave within 15 s (why it did not goes to $WORK/stuck.txt, and a new
+# daemon takes over anyway), or the new one did not take all three over.
+upgrade() {
+	local pid t0 t1
+	pid=$(cat /run/ibnbd/client.lock)
+	t0=$(now_ms)
+	kill -TERM "$pid"
+	if ! wait_for 15 sh -c "! kill -0 $pid"; then
+		{ stuck_report "$pid"; tail -n 30 "$WORK/daemon.log" | sed 's/^/# log: /'; } \
+			>> "$WORK/stuck.txt"
+		start_daemon
+		return 1
+	fi
+	t1=$(now_ms)
+	start_daemon && wait_for 10 devices_are 3 live || return 1
+	echo "# upgrade $1: the daemon left after $((t1 - t0)) ms, the next took over" \
+		"$(($(now_ms) - t1)) ms later" | tee -a "$WORK/times"
+}
+more_upgrades() {
+	local i
+	for i in 1 2 3; do
+		kill -0 "$fio_b" && kill -0 "$fio_c" || { echo "# fio ended before upgrade $i"; return 1; }
+		upgrade "$i" || { echo "# upgrade $i failed"; return 1; }
+		sleep "0.$((RANDOM % 10))"
+	done
+}
+check "3 more upgrades in a row under the same load" more_upgrades
+[ -s "$WORK/stuck.txt" ] && cat "$WORK/stuck.txt"
 check "the writer on the mounted ext4 finishes without an error" wait "$wpid"
 check "verified fio on b ends without an error" wait "$fio_b"
 check "verified fio on c ends without an error" wait "$fio_c"

@@ -10,7 +10,7 @@ ADDR=${IBNBD_VM_ADDR:?run inside tests/vm/run}
 WORK=$(mktemp -d /tmp/ibnbd-e2e.XXXXXX)
 server_pids=()
 
-check() { # check DESCRIPTION COMMAND...: ok if COMMAND succeeds
+check() { # check DESCRIPTION COMMAND...: ok if COMMAND succeeds (and its status)
 	local desc=$1
 	shift
 	if "$@" > "$WORK/check.out" 2>&1; then
@@ -18,6 +18,7 @@ check() { # check DESCRIPTION COMMAND...: ok if COMMAND succeeds
 	else
 		flunk "$desc"
 		sed 's/^/#   /' "$WORK/check.out" | tail -n 30
+		return 1
 	fi
 }
 
@@ -48,6 +49,30 @@ start_daemon() { # start_daemon [daemon options...]
 }
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# stuck_report PID: why PID has not exited - each thread's state, kernel
+# stack and (with gdb) user stack - then kill -9 it, so that the script
+# goes on to its later checks instead of waiting for the guest's deadline.
+stuck_report() {
+	local pid=$1 t
+	echo "# pid $pid is still there; its threads:"
+	for t in /proc/"$pid"/task/*; do
+		echo "#   $(cat "$t/comm" 2>/dev/null) $(awk '/^State/ {print $2 $3}' "$t/status" 2>/dev/null) wchan=$(cat "$t/wchan" 2>/dev/null)"
+		sed 's/^/#     /' "$t/stack" 2>/dev/null | head -n 12
+	done
+	for t in /proc/"$pid"/fd/*; do
+		case $(readlink "$t") in
+		*eventfd* | *io_uring*)
+			echo "#   fd ${t##*/} $(readlink "$t"):"
+			grep -vE '^(pos|flags|mnt_id|ino):' /proc/"$pid"/fdinfo/"${t##*/}" |
+				head -n 40 | sed 's/^/#     /' ;;
+		esac
+	done
+	command -v gdb > /dev/null &&
+		timeout 60 gdb -p "$pid" -batch -ex "thread apply all bt" 2>/dev/null |
+		grep -E '^(Thread|#)' | sed 's/^/#   /' | head -n 120
+	kill -9 "$pid" 2>/dev/null
+}
 
 # fails PID: the background job PID (of this shell) ended with an error.
 fails() { ! wait "$1"; }
