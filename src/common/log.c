@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 unsigned int log_debug_mask;
 static const char *log_prog = "ibnbd";
@@ -15,6 +17,9 @@ static const char *log_prog = "ibnbd";
  * so that two daemons' logs on one host can be lined up (the tests measure
  * how long after a server listens its clients are back). */
 static bool log_time;
+/* stderr is systemd's journal stream: each line starts with its syslog
+ * priority ("<3>" for an error), so that `journalctl -p err` finds it. */
+static bool log_journal;
 
 static const struct {
 	const char *name;
@@ -25,12 +30,27 @@ static const struct {
 	{ "proto", LOG_CAT_PROTO },
 };
 
+/* JOURNAL_STREAM is "DEV:INODE" of the journal's stream; it holds only if
+ * stderr is still that stream (not redirected by a script the unit runs). */
+static bool stderr_is_journal(void)
+{
+	const char *env = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	int n = 0;
+
+	if (!env || sscanf(env, "%llu:%llu%n", &dev, &ino, &n) != 2 || env[n])
+		return false;
+	return !fstat(STDERR_FILENO, &st) && st.st_dev == dev && st.st_ino == ino;
+}
+
 void log_init(const char *progname)
 {
 	const char *env = getenv("IBNBD_DEBUG");
 
 	log_prog = progname;
 	log_time = getenv("IBNBD_LOG_TIME") && strcmp(getenv("IBNBD_LOG_TIME"), "0");
+	log_journal = stderr_is_journal();
 	if (env && log_debug_enable(env) < 0)
 		log_warn("IBNBD_DEBUG: unknown category in '%s' (known: io, rdma, ublk, ctl, proto, all)",
 			 env);
@@ -69,6 +89,9 @@ int log_debug_enable(const char *list)
 void log_msg(enum log_level lvl, const char *fmt, ...)
 {
 	static const char *const tag[] = { "error: ", "warning: ", "", "debug: " };
+	/* syslog's LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG */
+	static const char *const prio[] = { "<3>", "<4>", "<6>", "<7>" };
+	const char *p = log_journal ? prio[lvl] : "";
 	char buf[1024];
 	va_list ap;
 	int n;
@@ -83,9 +106,9 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 		struct timespec ts;
 
 		clock_gettime(CLOCK_MONOTONIC, &ts);
-		fprintf(stderr, "[%lld.%03ld] %s: %s%s\n", (long long)ts.tv_sec,
+		fprintf(stderr, "%s[%lld.%03ld] %s: %s%s\n", p, (long long)ts.tv_sec,
 			ts.tv_nsec / 1000000, log_prog, tag[lvl], buf);
 	} else {
-		fprintf(stderr, "%s: %s%s\n", log_prog, tag[lvl], buf);
+		fprintf(stderr, "%s%s: %s%s\n", p, log_prog, tag[lvl], buf);
 	}
 }

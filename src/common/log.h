@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * Logging for both daemons and the CLI: one line per message on stderr
- * (systemd's journal adds time and unit), prefixed with the program name.
+ * (systemd's journal adds time and unit), prefixed with the program name;
+ * when stderr is the journal (JOURNAL_STREAM names it), each line starts
+ * with its syslog priority, so `journalctl -p err` shows the errors.
  * Debug messages are per category and switched on at run time
  * (IBNBD_DEBUG=io,rdma or "all", or log_debug_enable()).
  */
