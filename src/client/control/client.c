@@ -55,7 +55,15 @@ enum dev_ctl {
 	DEV_UNMAPPING,   /* an unmap is taking it down */
 	DEV_UNRECOVERED, /* left by a previous daemon, not taken over yet:
 			  * listed as failed with why, tried again */
+	DEV_TAKING_OVER, /* an attempt to take it over is under way: the
+			  * attempt owns the device, everyone else knows it
+			  * by what the state file recorded */
 };
+
+/* Known only by the state file's record: a device not taken over yet, or
+ * one being taken over (whose session, queues and ublk handle the attempt
+ * is setting up, without the lock). */
+static bool known_by_record(struct device *d);
 
 struct pd_entry {
 	struct pd_entry *next;
@@ -526,7 +534,7 @@ static int device_add_queues(struct device *d, char *err, size_t errlen)
 
 static void fill_saved(struct device *d, struct state_device *sd)
 {
-	if (ctl_of(d)->ctl == DEV_UNRECOVERED) {
+	if (known_by_record(d)) {
 		*sd = ctl_of(d)->saved;
 		return;
 	}
@@ -563,7 +571,7 @@ static void save_state(struct client *c)
 	}
 	n = 0;
 	for (d = c->devices; d; d = d->next)
-		if (d->ublk || ctl_of(d)->ctl == DEV_UNRECOVERED)
+		if (d->ublk || known_by_record(d))
 			fill_saved(d, &devs[n++]);
 	state_write(c->state_path, devs, n);
 	free(devs);
@@ -713,6 +721,11 @@ static struct device *claim_for_unmap(struct client *c, const char *devpath, cha
 		snprintf(err, errlen, "%s is being mapped; unmap it once the map is done", devpath);
 		*ret = -EBUSY;
 		d = NULL;
+	} else if (ctl_of(d)->ctl == DEV_TAKING_OVER) {
+		snprintf(err, errlen, "%s is being taken over from the previous daemon; unmap it "
+			 "once that is done", devpath);
+		*ret = -EBUSY;
+		d = NULL;
 	} else if (ctl_of(d)->ctl == DEV_UNMAPPING) {
 		snprintf(err, errlen, "%s is already being unmapped", devpath);
 		*ret = -EALREADY;
@@ -821,7 +834,6 @@ static enum recover_result recover_device(struct client *c, struct device *d,
 		snprintf(err, errlen, "out of memory");
 		return RECOVER_LATER;
 	}
-	snprintf(d->path, sizeof(d->path), "/dev/ublkb%d", sd->id);
 	ret = ublk_dev_start_recovery(d->ublk, 10000);
 	if (ret) {
 		snprintf(err, errlen, "the kernel refused to hand /dev/ublkb%d over: %s", sd->id,
@@ -956,7 +968,7 @@ int client_retry_recovery(struct client *c)
 				break;
 		if (d) {
 			d->recover_tried = true;
-			ctl_of(d)->ctl = DEV_MAPPING; /* ours while we try */
+			ctl_of(d)->ctl = DEV_TAKING_OVER; /* ours while we try */
 		}
 		pthread_mutex_unlock(&c->lock);
 		if (!d)
@@ -986,6 +998,11 @@ bool client_has_unrecovered(struct client *c)
 
 /* ---- list ---- */
 
+static bool known_by_record(struct device *d)
+{
+	return ctl_of(d)->ctl == DEV_UNRECOVERED || ctl_of(d)->ctl == DEV_TAKING_OVER;
+}
+
 static json_object *describe(struct device *d)
 {
 	json_object *o = json_object_new_object();
@@ -995,22 +1012,25 @@ static json_object *describe(struct device *d)
 
 	json_object_object_add(o, "device", json_object_new_string(d->path));
 	json_object_object_add(o, "name", json_object_new_string(d->name));
-	if (ctl_of(d)->ctl == DEV_UNRECOVERED) {
-		json_object_object_add(o, "server", json_object_new_string(ctl_of(d)->saved.server));
-		json_object_object_add(o, "port", json_object_new_int(ctl_of(d)->saved.port));
-	} else {
-		json_object_object_add(o, "server", json_object_new_string(session_host(d->sess)));
-		json_object_object_add(o, "port", json_object_new_int(session_port(d->sess)));
-	}
-	json_object_object_add(o, "export", json_object_new_string(d->export_name));
-	json_object_object_add(o, "size", json_object_new_int64((int64_t)d->info.size));
-	json_object_object_add(o, "access", json_object_new_string(d->read_only ? "ro" : "rw"));
-	if (ctl_of(d)->ctl == DEV_UNRECOVERED) {
-		json_object_object_add(o, "state", json_object_new_string("failed"));
+	if (known_by_record(d)) {
+		const struct state_device *sd = &ctl_of(d)->saved;
+
+		json_object_object_add(o, "server", json_object_new_string(sd->server));
+		json_object_object_add(o, "port", json_object_new_int(sd->port));
+		json_object_object_add(o, "export", json_object_new_string(sd->export_name));
+		json_object_object_add(o, "size", json_object_new_int64((int64_t)sd->size));
+		json_object_object_add(o, "access", json_object_new_string(sd->read_only ? "ro" : "rw"));
+		json_object_object_add(o, "state", json_object_new_string(
+			ctl_of(d)->ctl == DEV_TAKING_OVER ? "mapping" : "failed"));
 		json_object_object_add(o, "not_recovered", json_object_new_boolean(true));
 		json_object_object_add(o, "last_error", json_object_new_string(ctl_of(d)->why));
 		return o;
 	}
+	json_object_object_add(o, "server", json_object_new_string(session_host(d->sess)));
+	json_object_object_add(o, "port", json_object_new_int(session_port(d->sess)));
+	json_object_object_add(o, "export", json_object_new_string(d->export_name));
+	json_object_object_add(o, "size", json_object_new_int64((int64_t)d->info.size));
+	json_object_object_add(o, "access", json_object_new_string(d->read_only ? "ro" : "rw"));
 	session_describe(d->sess, d, o);
 	/* The device's state is its session's, unless the export itself
 	 * went away, or it is being mapped or unmapped. */
