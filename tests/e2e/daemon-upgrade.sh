@@ -45,11 +45,23 @@ fio --name=c --filename="$c" "${verified[@]}" > "$WORK/fio-c.log" 2>&1 &
 fio_c=$!
 sleep 4
 
-pid=$(cat /run/ibnbd/client.lock)
+# term_daemon: SIGTERM to the daemon; true once it has left (within 15 s).
+# One that does not leave is killed, and why it did not (stuck_report, its
+# log's tail) goes to $WORK/stuck.txt, which show_stuck prints.
+term_daemon() {
+	local pid
+	pid=$(cat /run/ibnbd/client.lock)
+	kill -TERM "$pid"
+	wait_for 15 sh -c "! kill -0 $pid" && return 0
+	{ stuck_report "$pid"; tail -n 30 "$WORK/daemon.log" | sed 's/^/# log: /'; } \
+		>> "$WORK/stuck.txt"
+	return 1
+}
+show_stuck() { [ ! -s "$WORK/stuck.txt" ] || { cat "$WORK/stuck.txt"; : > "$WORK/stuck.txt"; }; }
+
 t0=$(now_ms)
-kill -TERM "$pid"
-check "SIGTERM: the daemon exits" wait_for 15 sh -c "! kill -0 $pid" ||
-	{ stuck_report "$pid"; tail -n 30 "$WORK/daemon.log" | sed 's/^/# log: /'; }
+check "SIGTERM: the daemon exits" term_daemon
+show_stuck
 t1=$(now_ms)
 echo "# the daemon left after $((t1 - t0)) ms" | tee -a "$WORK/times"
 check "it said it leaves the devices" grep -q "leaving the devices to the next daemon" \
@@ -64,19 +76,12 @@ echo "# the new daemon was up $((t2 - t1)) ms after the old one left" | tee -a "
 check "... and took all three over" wait_for 10 devices_are 3 live
 
 # upgrade N: the Nth more SIGTERM and new daemon; false if the old one did not
-# leave within 15 s (why it did not goes to $WORK/stuck.txt, and a new
-# daemon takes over anyway), or the new one did not take all three over.
+# leave within 15 s (a new daemon takes over anyway), or the new one did not
+# take all three over.
 upgrade() {
-	local pid t0 t1
-	pid=$(cat /run/ibnbd/client.lock)
+	local t0 t1
 	t0=$(now_ms)
-	kill -TERM "$pid"
-	if ! wait_for 15 sh -c "! kill -0 $pid"; then
-		{ stuck_report "$pid"; tail -n 30 "$WORK/daemon.log" | sed 's/^/# log: /'; } \
-			>> "$WORK/stuck.txt"
-		start_daemon
-		return 1
-	fi
+	term_daemon || { start_daemon; return 1; }
 	t1=$(now_ms)
 	start_daemon && wait_for 10 devices_are 3 live || return 1
 	echo "# upgrade $1: the daemon left after $((t1 - t0)) ms, the next took over" \
@@ -91,7 +96,7 @@ more_upgrades() {
 	done
 }
 check "3 more upgrades in a row under the same load" more_upgrades
-[ -s "$WORK/stuck.txt" ] && cat "$WORK/stuck.txt"
+show_stuck
 check "the writer on the mounted ext4 finishes without an error" wait "$wpid"
 check "verified fio on b ends without an error" wait "$fio_b"
 check "verified fio on c ends without an error" wait "$fio_c"

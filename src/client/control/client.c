@@ -60,11 +60,6 @@ enum dev_ctl {
 			  * by what the state file recorded */
 };
 
-/* Known only by the state file's record: a device not taken over yet, or
- * one being taken over (whose session, queues and ublk handle the attempt
- * is setting up, without the lock). */
-static bool known_by_record(struct device *d);
-
 struct pd_entry {
 	struct pd_entry *next;
 	struct ibv_context *verbs;
@@ -113,6 +108,14 @@ struct client {
 static struct dev_ctl_info *ctl_of(struct device *d)
 {
 	return d->ctl_info;
+}
+
+/* Known only by the state file's record: a device not taken over yet, or
+ * one being taken over (whose session, queues and ublk handle the attempt
+ * is setting up, without the lock). */
+static bool known_by_record(struct device *d)
+{
+	return ctl_of(d)->ctl == DEV_UNRECOVERED || ctl_of(d)->ctl == DEV_TAKING_OVER;
 }
 
 static struct ibv_pd *get_pd(void *ctx, struct ibv_context *verbs)
@@ -997,11 +1000,6 @@ bool client_has_unrecovered(struct client *c)
 }
 
 /* ---- list ---- */
-
-static bool known_by_record(struct device *d)
-{
-	return ctl_of(d)->ctl == DEV_UNRECOVERED || ctl_of(d)->ctl == DEV_TAKING_OVER;
-}
 
 static json_object *describe(struct device *d)
 {
