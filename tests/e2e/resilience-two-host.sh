@@ -7,8 +7,8 @@
 #      random writes: IO pauses and resumes, zero errors, fio running at
 #      every cut; every cut is detected within 5 s (the documented bound:
 #      a 4 s dead timeout on 250 ms ticks) and every device is live again
-#      after it; the time from the wire's return to all live and fio's
-#      longest pause are printed (speed is the benchmark's to judge);
+#      within 2 s of its return, and no IO waits longer than the longest
+#      cut plus 5 s; the times are printed;
 #   2. equal hostnames: the server host's own client daemon (same hostname,
 #      its own machine id) cannot take the writer role of the client host's
 #      session, and when it holds an export during an outage of the client
@@ -84,27 +84,34 @@ for x in vol vol2 vol3; do
 done
 client sh -c 'touch $IBNBD_VM_OUT/watch.stop'
 $cluster wait client "$watch_job" > /dev/null
-# Per cut, on the client's clock: fault from the carrier going (links) or
-# the netem qdisc appearing (silent); detection when the daemon logs its
-# first "session lost" after it (its own stamp; watch.sh's polling of
-# `list` adds up to half a second under emulation, so that is only the
-# fallback); recovery from the fault's end to every device live.
+# Per cut, on the client's clock: the fault from the carrier going (links)
+# or the netem qdisc appearing (silent) to the carrier or qdisc coming back
+# (watch.sh's wire loop); detection when the daemon logs its first
+# "session lost" after the fault began, recovery when it has logged both
+# sessions "reconnected" (its own stamps: watch.sh's polling of `list`
+# lags by seconds under load, so its state lines are only the fallback).
 client sh -c 'cat $IBNBD_VM_OUT/watch.log' > "$IBNBD_CLUSTER/watch.log"
 client sh -c 'cat $IBNBD_VM_OUT/daemon.log' > "$IBNBD_CLUSTER/daemon.log"
 python3 - "$IBNBD_CLUSTER/watch.log" "$IBNBD_CLUSTER/daemon.log" "${pauses[@]}" \
 	> "$IBNBD_CLUSTER/cuts" <<'PY'
 import re, sys
-ev = [l.split() for l in open(sys.argv[1]) if l.strip()]
-lost = [int(m.group(1)) * 1000 + int(m.group(2)) for m in
-        (re.match(r"\[(\d+)\.(\d{3})\].*: session lost", l) for l in open(sys.argv[2])) if m]
+ev = sorted(([int(f[0])] + f[1:] for f in (l.split() for l in open(sys.argv[1])) if f),
+            key=lambda e: e[0])
+stamp = lambda m: int(m.group(1)) * 1000 + int(m.group(2))
+log = open(sys.argv[2]).read().splitlines()
+lost = [stamp(m) for m in (re.match(r"\[(\d+)\.(\d{3})\].*: session lost", l) for l in log) if m]
+back = [(stamp(m), m.group(3)) for m in
+        (re.match(r"\[(\d+)\.(\d{3})\] \S+ (\S+): reconnected after", l) for l in log) if m]
+peers = {p for _, p in back}
 pauses = [int(p) for p in sys.argv[3:]]
 cuts, cur, state = [], None, {}
 for e in ev:
-    t = int(e[0])
+    t = e[0]
     if (e[1] == "carrier" and e[2] == "0") or (e[1] == "netem" and e[2] == "on"):
         cur = {"start": t, "kind": "links" if e[1] == "carrier" else "silent"}
-    elif cur and ((e[1] == "carrier" and e[2] == "1" and cur["kind"] == "links") or
-                  (e[1] == "netem" and e[2] == "off" and cur["kind"] == "silent")):
+    elif cur and "end" not in cur and (
+            (e[1] == "carrier" and e[2] == "1" and cur["kind"] == "links") or
+            (e[1] == "netem" and e[2] == "off" and cur["kind"] == "silent")):
         cur["end"] = t
     elif e[1] == "state":
         state[e[2]] = e[3]
@@ -115,22 +122,34 @@ for e in ev:
             cuts.append(cur)
             cur = None
 # What must hold: every cut noticed (a silent one by the dead timeout)
-# within 5 s, and every device live again after it; the recovery times are
-# reported, not judged.
+# within 5 s; every session back within 2 s of the wire's return (an
+# attempt given up on a lost connect request, a 100 ms pause, one
+# connect); and no IO waiting longer than the longest fault plus 5 s: those
+# 2 s, up to 1.5 s by which the server's side of the cut began before the
+# client's (`cluster cut` acts on the server first; seen: 1.1 s on a silent
+# cut), and 1.5 s for the re-sent requests of three devices to be served
+# on emulated CPUs.
 ok = len(cuts) == 5
 for n, c in enumerate(cuts, 1):
     logged = [t for t in lost if c["start"] <= t <= c["end"]]
     if logged:
         c["detect"] = logged[0]
+    first = {}
+    for t, p in back:
+        if t >= c["start"]:
+            first.setdefault(p, t)
+    if first.keys() == peers and peers:
+        c["live"] = max(first.values())
     d = c.get("detect", c["start"]) - c["start"]
     r = c["live"] - c["end"]
-    ok = ok and "detect" in c and d <= 5000
-    print("cut %d (%s): detected after %d ms, live %d ms after the wire was back"
-          % (n, c["kind"], d, r))
-print("longest IO latency during the cuts: %d ms" % max(pauses))
-sys.exit(0 if ok else 1)
+    ok = ok and "detect" in c and d <= 5000 and r <= 2000
+    print("cut %d (%s, %d ms): detected after %d ms, every session back %d ms after the wire"
+          % (n, c["kind"], c["end"] - c["start"], d, r))
+bound = max(c["end"] - c["start"] for c in cuts) + 5000 if cuts else 0
+print("longest IO latency during the cuts: %d ms (bound: %d ms)" % (max(pauses), bound))
+sys.exit(0 if ok and max(pauses) <= bound else 1)
 PY
-result $? "all 5 cuts noticed within 5 s and recovered from (times below)"
+result $? "all 5 cuts detected within 5 s, recovered from within 2 s, pauses bounded (times below)"
 sed 's/^/# /' "$IBNBD_CLUSTER/cuts" | tee -a "$IBNBD_CLUSTER/times"
 
 # 2. Equal hostnames: the server host's own daemon is another host.

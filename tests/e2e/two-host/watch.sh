@@ -6,18 +6,31 @@
 #   <ms> carrier 0|1
 #   <ms> netem on|off
 #   <ms> state NAME STATE
+# The wire is watched by a loop of its own, every 20 ms and with nothing
+# heavier than tc, so that the fault's start and end are stamped when they
+# happen even while asking the daemon for its devices' states takes long
+# (it does under load in an emulated guest); lines may be out of order.
 # watch.sh CLIENT_BINARY > FILE
 set -u
 client=$1
 now() { read -r up _ < /proc/uptime; echo "${up/./}0"; }
+stop=$IBNBD_VM_OUT/watch.stop
+
+watch_wire() {
+	local c carrier= n netem=
+	while [ ! -e "$stop" ]; do
+		read -r c < /sys/class/net/eth0/carrier 2>/dev/null
+		[ "$c" != "$carrier" ] && { carrier=$c; echo "$(now) carrier $c"; }
+		n=off
+		[[ $(tc qdisc show dev eth0 2>/dev/null) == *netem* ]] && n=on
+		[ "$n" != "$netem" ] && { netem=$n; echo "$(now) netem $n"; }
+		sleep 0.02
+	done
+}
+watch_wire &
+
 declare -A st
-carrier= netem=
-while [ ! -e "$IBNBD_VM_OUT/watch.stop" ]; do
-	c=$(cat /sys/class/net/eth0/carrier 2>/dev/null)
-	[ "$c" != "$carrier" ] && { carrier=$c; echo "$(now) carrier $c"; }
-	n=off
-	tc qdisc show dev eth0 2>/dev/null | grep -q netem && n=on
-	[ "$n" != "$netem" ] && { netem=$n; echo "$(now) netem $n"; }
+while [ ! -e "$stop" ]; do
 	while read -r name state; do
 		[ "${st[$name]:-}" != "$state" ] && { st[$name]=$state; echo "$(now) state $name $state"; }
 	done < <("$client" list --json 2>/dev/null |
@@ -25,3 +38,4 @@ while [ ! -e "$IBNBD_VM_OUT/watch.stop" ]; do
 for d in json.load(sys.stdin): print(d["name"], d["state"])' 2>/dev/null)
 	sleep 0.05
 done
+wait
