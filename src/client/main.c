@@ -20,6 +20,7 @@ static void usage(FILE *f)
 		"  list [--json]                      mapped devices\n"
 		"  show DEVICE|NAME [--json]          one device: state, reconnects, errors\n"
 		"  host-id                            the id this host presents to servers\n"
+		"  gen-key                            print a new random host key\n"
 		"  --help, --version\n"
 		"The default port is 4422. The verbs talk to the daemon on\n"
 		"/run/ibnbd/client.sock ($IBNBD_CLIENT_SOCKET overrides).\n");

@@ -3,12 +3,10 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <openssl/core_names.h>
-#include <openssl/evp.h>
-#include <openssl/params.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "auth.h"
 #include "errmsg.h"
 #include "ibnbd/proto.h"
 
@@ -25,26 +23,6 @@ static int hex_nibble(int c)
 		return c - '0';
 	c = tolower(c);
 	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-static int hmac_sha256(const unsigned char *key, size_t keylen, const unsigned char *msg,
-		       size_t msglen, unsigned char out[32])
-{
-	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-	EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
-	OSSL_PARAM params[] = {
-		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
-		OSSL_PARAM_construct_end(),
-	};
-	size_t len = 0;
-	int ret = -EIO;
-
-	if (ctx && EVP_MAC_init(ctx, key, keylen, params) && EVP_MAC_update(ctx, msg, msglen) &&
-	    EVP_MAC_final(ctx, out, &len, 32) && len == 32)
-		ret = 0;
-	EVP_MAC_CTX_free(ctx);
-	EVP_MAC_free(mac);
-	return ret;
 }
 
 int host_id_from_machine_id(const char *path, char out[HOST_ID_LEN], char *err, size_t errlen)
@@ -76,7 +54,7 @@ int host_id_from_machine_id(const char *path, char out[HOST_ID_LEN], char *err, 
 	}
 	if (text[32] && text[32] != '\n')
 		return errmsg(err, errlen, "%s does not hold a machine id (32 hex digits)", path);
-	if (hmac_sha256(id, sizeof(id), ibnbd_app_id, sizeof(ibnbd_app_id), h)) {
+	if (auth_hmac_sha256(id, sizeof(id), ibnbd_app_id, sizeof(ibnbd_app_id), h)) {
 		snprintf(err, errlen, "cannot derive the host id: HMAC-SHA256 failed in libcrypto");
 		return -EIO;
 	}

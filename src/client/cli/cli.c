@@ -20,6 +20,7 @@
 
 #include "cli/cli_args.h"
 #include "control/ctl.h"
+#include "auth.h"
 #include "hostid.h"
 #include "log.h"
 
@@ -251,6 +252,19 @@ static int cmd_host_id(void)
 	return 0;
 }
 
+/* A new random key, in the text form key and hosts files hold. */
+static int cmd_gen_key(void)
+{
+	char key[AUTH_KEY_TEXT_LEN], err[256];
+
+	if (auth_key_generate(key, err, sizeof(err))) {
+		log_err("%s", err);
+		return 1;
+	}
+	printf("%s\n", key);
+	return 0;
+}
+
 static void print_size(uint64_t bytes, char *buf, size_t len)
 {
 	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
@@ -374,6 +388,8 @@ int cli_main(int argc, char **argv)
 		return cmd_unmap(&a);
 	case CLI_HOST_ID:
 		return cmd_host_id();
+	case CLI_GEN_KEY:
+		return cmd_gen_key();
 	case CLI_LIST:
 		return cmd_list(&a);
 	case CLI_SHOW:

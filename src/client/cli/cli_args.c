@@ -53,6 +53,7 @@ static const struct verb_syntax verbs[] = {
 	{ "show", CLI_SHOW, ":", list_opts, 1, { "DEVICE|NAME" },
 	  "ibnbd-client show DEVICE|NAME [--json]" },
 	{ "host-id", CLI_HOST_ID, ":", no_opts, 0, { NULL }, "ibnbd-client host-id" },
+	{ "gen-key", CLI_GEN_KEY, ":", no_opts, 0, { NULL }, "ibnbd-client gen-key" },
 };
 
 int cli_name_check(const char *name, char *err, size_t errlen)
@@ -180,6 +181,7 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, char *err, size_t 
 		break;
 	case CLI_LIST:
 	case CLI_HOST_ID:
+	case CLI_GEN_KEY:
 		break;
 	}
 	return 0;

@@ -29,6 +29,7 @@ enum cli_verb {
 	CLI_LIST,
 	CLI_SHOW,
 	CLI_HOST_ID,
+	CLI_GEN_KEY,
 };
 
 /* Strings point into argv. */
