@@ -209,15 +209,34 @@ class Ibnbd:
         if port != IBNBD_PORT:
             rundir = f"/run/{name}"
             env.update(IBNBD_RUNDIR=rundir, IBNBD_CLIENT_SOCKET=f"{rundir}/client.sock")
+        # Hosts authenticate, as in production: a key for this host, and a
+        # hosts file listing it (the handshake's cost is per connection,
+        # none of it per IO).
+        key = f"{logdir}/{name}-client.key"
+        hosts = f"{logdir}/{name}-hosts"
+        old = os.umask(0o077)
+        try:
+            k = subprocess.run([client, "gen-key"], stdout=subprocess.PIPE, text=True,
+                               check=True).stdout.strip()
+            hid = subprocess.run([client, "host-id"], env=env, stdout=subprocess.PIPE,
+                                 text=True, check=True).stdout.strip()
+            with open(key, "w") as f:
+                f.write(k + "\n")
+            with open(hosts, "w") as f:
+                f.write(f"{hid} {k}\n")
+        finally:
+            os.umask(old)
         self.server = subprocess.Popen(
-            [server, "--listen", f"{ADDR}:{port}", "--export", f"bench={backing_path}"],
+            [server, "--listen", f"{ADDR}:{port}", "--hosts-file", hosts,
+             "--export", f"bench={backing_path},allow={hid}"],
             stdout=open(self.slog, "w"), stderr=subprocess.STDOUT)
         cleanup.push(f"stop {name}'s server", stop, self.server, f"{name}'s server")
         wait_for(f"{name}'s server to listen", lambda: "listening" in read(self.slog),
                  proc=self.server, logfile=self.slog)
         time.sleep(0.5)
         self.rss_idle_kib = proc_rss_kib(self.server.pid)
-        self.daemon = subprocess.Popen([client, "daemon", "--foreground"], env=env,
+        self.daemon = subprocess.Popen([client, "daemon", "--foreground", "--key-file", key],
+                                       env=env,
                                        stdout=open(self.clog, "w"), stderr=subprocess.STDOUT)
         cleanup.push(f"stop {name}'s client daemon", stop, self.daemon, f"{name}'s client daemon")
         wait_for(f"{name}'s client daemon", lambda: "ready" in read(self.clog),

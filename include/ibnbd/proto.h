@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * ibnbd wire protocol, version 2. Everything here crosses the network:
+ * ibnbd wire protocol, version 3. Everything here crosses the network:
  * fixed-size little-endian structs, each size pinned by _Static_assert.
  * Internal types live beside the code that uses them, never here.
  *
@@ -11,7 +11,9 @@
  *   S: rdma_accept(private data = struct ibnbd_conn_rep)
  *          status 0, negotiated depth/max IO size/features
  *      or rdma_reject(private data = struct ibnbd_conn_rep) with status -errno
- *   C: SEND HELLO          (version, features, host id)
+ *   C: SEND HELLO          (version, features, host id, client nonce)
+ *   S: SEND AUTH_CHALLENGE (server id, server nonce, server proof)  \ unless
+ *   C: SEND AUTH_PROOF     (client proof)                           / --no-auth
  *   S: SEND HELLO_RSP      (status, slot descriptor: addr, rkey, stride, count)
  *   C: SEND OPEN           (export name, access mode ro/rw)      \ any number,
  *   S: SEND OPEN_RSP       (status, handle, size, block sizes,   | one at a
@@ -115,7 +117,7 @@ typedef uint32_t ibnbd_le32;
 typedef uint64_t ibnbd_le64;
 
 #define IBNBD_MAGIC 0x444e4249u /* "IBND" in memory order on the wire */
-#define IBNBD_PROTO_VERSION 2
+#define IBNBD_PROTO_VERSION 3
 
 /* Feature bits (conn_req.features offered, conn_rep.features = intersection). */
 #define IBNBD_FEAT_FUA (1ull << 0)          /* IBNBD_IOF_FUA honoured */
@@ -134,6 +136,8 @@ typedef uint64_t ibnbd_le64;
 #define IBNBD_MAX_IO_SIZE (1u << 20)
 #define IBNBD_EXPORT_NAME_MAX 128 /* including the terminating NUL */
 #define IBNBD_HOST_ID_MAX 64      /* including the terminating NUL */
+#define IBNBD_NONCE_LEN 32        /* authentication nonces, both ways */
+#define IBNBD_PROOF_LEN 32        /* HMAC-SHA256 */
 #define IBNBD_PRIVATE_DATA_MAX 56 /* rdma_connect over RoCE/IB */
 
 #define IBNBD_REQ_TAG_BITS 16
@@ -174,6 +178,8 @@ enum ibnbd_msg_type {
 	IBNBD_MSG_CLOSE_RSP = 6,
 	IBNBD_MSG_KEEPALIVE = 7,
 	IBNBD_MSG_KEEPALIVE_RSP = 8,
+	IBNBD_MSG_AUTH_CHALLENGE = 9,
+	IBNBD_MSG_AUTH_PROOF = 10,
 	IBNBD_MSG_IO_REQ = 16,
 	IBNBD_MSG_IO_RSP = 17,
 };
@@ -193,8 +199,35 @@ struct ibnbd_hello {
 	ibnbd_le32 reserved1;
 	ibnbd_le64 features;
 	char host_id[IBNBD_HOST_ID_MAX]; /* NUL-terminated, for logs and ACLs */
+	uint8_t nonce[IBNBD_NONCE_LEN];  /* fresh random, for the server's proof */
 };
-_Static_assert(sizeof(struct ibnbd_hello) == 88, "ibnbd_hello size");
+_Static_assert(sizeof(struct ibnbd_hello) == 120, "ibnbd_hello size");
+
+/*
+ * A server that authenticates hosts answers HELLO with its proof that it
+ * holds the host's key: HMAC-SHA256 (key: HKDF-SHA256 of the host's
+ * secret) over both nonces, both ids, the session uuid, the connection
+ * index and the version (docs/protocol.md, "Authentication").
+ */
+struct ibnbd_auth_challenge {
+	struct ibnbd_msg_hdr hdr;
+	ibnbd_le16 version;
+	ibnbd_le16 reserved0;
+	ibnbd_le32 reserved1;
+	char server_id[IBNBD_HOST_ID_MAX]; /* NUL-terminated */
+	uint8_t nonce[IBNBD_NONCE_LEN];
+	uint8_t proof[IBNBD_PROOF_LEN];
+};
+_Static_assert(sizeof(struct ibnbd_auth_challenge) == 144, "ibnbd_auth_challenge size");
+
+/* The client's proof over the same transcript; HELLO_RSP follows. */
+struct ibnbd_auth_proof {
+	struct ibnbd_msg_hdr hdr;
+	ibnbd_le32 reserved0;
+	ibnbd_le32 reserved1;
+	uint8_t proof[IBNBD_PROOF_LEN];
+};
+_Static_assert(sizeof(struct ibnbd_auth_proof) == 48, "ibnbd_auth_proof size");
 
 /* The connection's slot descriptor (one per connection). */
 struct ibnbd_hello_rsp {
@@ -308,6 +341,7 @@ _Static_assert(sizeof(struct ibnbd_io_rsp) == 24, "ibnbd_io_rsp size");
 
 _Static_assert(sizeof(struct ibnbd_open) <= IBNBD_MSG_MAX, "OPEN fits a receive");
 _Static_assert(sizeof(struct ibnbd_hello) <= IBNBD_MSG_MAX, "HELLO fits a receive");
+_Static_assert(sizeof(struct ibnbd_auth_challenge) <= IBNBD_MSG_MAX, "challenge fits");
 _Static_assert(sizeof(struct ibnbd_open_rsp) <= IBNBD_MSG_MAX, "OPEN_RSP fits");
 
 #endif

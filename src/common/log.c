@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include "log.h"
 
+#include "clock.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -111,4 +113,23 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	} else {
 		fprintf(stderr, "%s%s: %s%s\n", p, log_prog, tag[lvl], buf);
 	}
+}
+
+bool log_rl_allow(struct log_rl *rl)
+{
+	int64_t now = clock_now_ms();
+
+	if (now - rl->window_start_ms >= LOG_RL_WINDOW_MS) {
+		if (rl->suppressed)
+			log_warn("(%u more such messages in the last %d s were not logged)",
+				 rl->suppressed, LOG_RL_WINDOW_MS / 1000);
+		rl->window_start_ms = now;
+		rl->logged = rl->suppressed = 0;
+	}
+	if (rl->logged < LOG_RL_BURST) {
+		rl->logged++;
+		return true;
+	}
+	rl->suppressed++;
+	return false;
 }

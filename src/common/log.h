@@ -11,6 +11,7 @@
 #define IBNBD_LOG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 enum log_level { LOG_LVL_ERR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
@@ -30,6 +31,25 @@ extern unsigned int log_debug_mask;
 
 void log_msg(enum log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/*
+ * A warning a peer can provoke at will (a refused host) is rate-limited:
+ * at most LOG_RL_BURST per LOG_RL_WINDOW_MS per limiter, then one line
+ * saying how many were left out. A limiter belongs to one thread.
+ */
+#define LOG_RL_BURST 10
+#define LOG_RL_WINDOW_MS 10000
+struct log_rl {
+	int64_t window_start_ms;
+	unsigned int logged, suppressed;
+};
+/* Whether to log now; says how many were left out when a window reopens. */
+bool log_rl_allow(struct log_rl *rl);
+#define log_ratelimited(rl, ...)                                               \
+	do {                                                                   \
+		if (log_rl_allow(rl))                                          \
+			log_msg(LOG_LVL_WARN, __VA_ARGS__);                    \
+	} while (0)
 
 #define log_err(...) log_msg(LOG_LVL_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LVL_WARN, __VA_ARGS__)

@@ -184,6 +184,7 @@ void ibnbd_hello_encode(struct ibnbd_hello *w, const struct ibnbd_hello_params *
 	w->version = htole16(p->version);
 	w->features = htole64(p->features);
 	memcpy(w->host_id, p->host_id, strnlen(p->host_id, sizeof(w->host_id) - 1));
+	memcpy(w->nonce, p->nonce, sizeof(w->nonce));
 }
 
 int ibnbd_hello_decode(const void *buf, size_t len, struct ibnbd_hello_params *p)
@@ -195,7 +196,51 @@ int ibnbd_hello_decode(const void *buf, size_t len, struct ibnbd_hello_params *p
 		return -EPROTO;
 	p->version = le16toh(w.version);
 	p->features = le64toh(w.features);
+	memcpy(p->nonce, w.nonce, sizeof(p->nonce));
 	return copy_string(p->host_id, w.host_id, sizeof(w.host_id));
+}
+
+void ibnbd_auth_challenge_encode(struct ibnbd_auth_challenge *w,
+				 const struct ibnbd_auth_challenge_params *p)
+{
+	memset(w, 0, sizeof(*w));
+	ibnbd_msg_hdr_init(&w->hdr, IBNBD_MSG_AUTH_CHALLENGE, sizeof(*w));
+	w->version = htole16(p->version);
+	memcpy(w->server_id, p->server_id, strnlen(p->server_id, sizeof(w->server_id) - 1));
+	memcpy(w->nonce, p->nonce, sizeof(w->nonce));
+	memcpy(w->proof, p->proof, sizeof(w->proof));
+}
+
+int ibnbd_auth_challenge_decode(const void *buf, size_t len,
+				struct ibnbd_auth_challenge_params *p)
+{
+	struct ibnbd_auth_challenge w;
+
+	COPY_IN(w, buf, len);
+	if (hdr_check(&w.hdr, IBNBD_MSG_AUTH_CHALLENGE, len) || w.reserved0 || w.reserved1)
+		return -EPROTO;
+	p->version = le16toh(w.version);
+	memcpy(p->nonce, w.nonce, sizeof(p->nonce));
+	memcpy(p->proof, w.proof, sizeof(p->proof));
+	return copy_string(p->server_id, w.server_id, sizeof(w.server_id));
+}
+
+void ibnbd_auth_proof_encode(struct ibnbd_auth_proof *w, const uint8_t proof[IBNBD_PROOF_LEN])
+{
+	memset(w, 0, sizeof(*w));
+	ibnbd_msg_hdr_init(&w->hdr, IBNBD_MSG_AUTH_PROOF, sizeof(*w));
+	memcpy(w->proof, proof, sizeof(w->proof));
+}
+
+int ibnbd_auth_proof_decode(const void *buf, size_t len, uint8_t proof[IBNBD_PROOF_LEN])
+{
+	struct ibnbd_auth_proof w;
+
+	COPY_IN(w, buf, len);
+	if (hdr_check(&w.hdr, IBNBD_MSG_AUTH_PROOF, len) || w.reserved0 || w.reserved1)
+		return -EPROTO;
+	memcpy(proof, w.proof, sizeof(w.proof));
+	return 0;
 }
 
 void ibnbd_hello_rsp_encode(struct ibnbd_hello_rsp *w, const struct ibnbd_slot_desc *d)
@@ -501,6 +546,8 @@ const char *ibnbd_msg_name(unsigned int type)
 	case IBNBD_MSG_CLOSE_RSP: return "CLOSE_RSP";
 	case IBNBD_MSG_KEEPALIVE: return "KEEPALIVE";
 	case IBNBD_MSG_KEEPALIVE_RSP: return "KEEPALIVE_RSP";
+	case IBNBD_MSG_AUTH_CHALLENGE: return "AUTH_CHALLENGE";
+	case IBNBD_MSG_AUTH_PROOF: return "AUTH_PROOF";
 	case IBNBD_MSG_IO_REQ: return "IO_REQ";
 	case IBNBD_MSG_IO_RSP: return "IO_RSP";
 	default: return "UNKNOWN";

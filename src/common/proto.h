@@ -62,6 +62,13 @@ struct ibnbd_hello_params {
 	uint16_t version;
 	uint64_t features;
 	char host_id[IBNBD_HOST_ID_MAX];
+	uint8_t nonce[IBNBD_NONCE_LEN];
+};
+struct ibnbd_auth_challenge_params {
+	uint16_t version;
+	char server_id[IBNBD_HOST_ID_MAX];
+	uint8_t nonce[IBNBD_NONCE_LEN];
+	uint8_t proof[IBNBD_PROOF_LEN];
 };
 struct ibnbd_slot_desc {
 	int32_t status;
@@ -85,6 +92,13 @@ int ibnbd_hello_decode(const void *buf, size_t len, struct ibnbd_hello_params *p
 void ibnbd_hello_rsp_encode(struct ibnbd_hello_rsp *w, const struct ibnbd_slot_desc *d);
 /* Also checks a successful descriptor for sanity (stride holds data+header). */
 int ibnbd_hello_rsp_decode(const void *buf, size_t len, struct ibnbd_slot_desc *d);
+void ibnbd_auth_challenge_encode(struct ibnbd_auth_challenge *w,
+				 const struct ibnbd_auth_challenge_params *p);
+/* Also requires a non-empty, printable server id. */
+int ibnbd_auth_challenge_decode(const void *buf, size_t len,
+				struct ibnbd_auth_challenge_params *p);
+void ibnbd_auth_proof_encode(struct ibnbd_auth_proof *w, const uint8_t proof[IBNBD_PROOF_LEN]);
+int ibnbd_auth_proof_decode(const void *buf, size_t len, uint8_t proof[IBNBD_PROOF_LEN]);
 
 /* OPEN / OPEN_RSP. */
 struct ibnbd_open_params {

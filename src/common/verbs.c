@@ -16,6 +16,17 @@ int verbs_reg_mr(struct ibv_pd *pd, void *addr, size_t len, int access,
 	return 0;
 }
 
+int verbs_reg_mr_zero_based(struct ibv_pd *pd, void *addr, size_t len, int access,
+			    struct ibv_mr **out)
+{
+	struct ibv_mr *mr = ibv_reg_mr_iova2(pd, addr, len, 0, (unsigned int)access);
+
+	if (!mr)
+		return errno ? -errno : -ENOMEM;
+	*out = mr;
+	return 0;
+}
+
 void verbs_dereg_mr(struct ibv_mr *mr)
 {
 	if (mr)

@@ -16,6 +16,10 @@
 #include <stddef.h>
 
 int verbs_reg_mr(struct ibv_pd *pd, void *addr, size_t len, int access, struct ibv_mr **out);
+/* The same, the memory seen by the device (local SGEs and the peer) at
+ * addresses from 0: no virtual address of ours goes on the wire. */
+int verbs_reg_mr_zero_based(struct ibv_pd *pd, void *addr, size_t len, int access,
+			    struct ibv_mr **out);
 /* Tolerates NULL. */
 void verbs_dereg_mr(struct ibv_mr *mr);
 

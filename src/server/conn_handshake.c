@@ -11,6 +11,9 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include <openssl/crypto.h>
+
+#include "access.h"
 #include "clock.h"
 #include "cm.h"
 #include "conn_priv.h"
@@ -55,6 +58,43 @@ static void uuid_tag(const struct conn *c, char *buf, size_t len)
 	snprintf(buf, len, "session %s conn %u/%u", u, c->reg.conn_index, c->reg.conn_count);
 }
 
+static void *map_mem(size_t len);
+
+/*
+ * The slots, made only for a host that said HELLO (and proved who it is,
+ * unless --no-auth): until then a connection holds no slot memory, nothing
+ * of it registered, and no rkey or address has been sent. 0 or -errno.
+ */
+static int setup_slots(struct conn *c)
+{
+	struct iovec iov;
+	int ret;
+
+	if (!c->slot_mem)
+		c->slot_mem = map_mem(c->slot_len);
+	if (!c->slot_mem) {
+		log_err("%s: out of memory for %u slots of %u bytes", c->name, c->qd, c->stride);
+		return -ENOMEM;
+	}
+	/* The client writes into slots; it never reads them (READ data is pushed). */
+	ret = verbs_reg_mr_zero_based(c->pd, c->slot_mem, c->slot_len,
+				      IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, &c->slot_mr);
+	if (ret) {
+		log_err("%s: registering %zu bytes of slots with the RDMA device failed: %s (check the memlock limit)",
+			c->name, c->slot_len, strerror(-ret));
+		return ret;
+	}
+	iov = (struct iovec){ .iov_base = c->slot_mem, .iov_len = c->slot_len };
+	ret = io_uring_register_buffers_update_tag(&c->w->ring, c->idx, &iov, NULL, 1);
+	if (ret < 0) {
+		log_err("%s: registering slots as io_uring fixed buffer %u failed: %s", c->name,
+			c->idx, strerror(-ret));
+		return ret;
+	}
+	c->buf_registered = true;
+	return 0;
+}
+
 /* Sends the HELLO_RSP for h (now, or after a deferral). */
 static void answer_hello(struct conn *c, const struct ibnbd_hello_params *h)
 {
@@ -62,8 +102,6 @@ static void answer_hello(struct conn *c, const struct ibnbd_hello_params *h)
 		.version = IBNBD_PROTO_VERSION,
 		.queue_depth = c->qd,
 		.features = c->features,
-		.slot_addr = (uintptr_t)c->slot_mem,
-		.slot_rkey = c->slot_mr->rkey,
 		.slot_stride = c->stride,
 		.max_io_size = c->max_io_size,
 	};
@@ -73,6 +111,8 @@ static void answer_hello(struct conn *c, const struct ibnbd_hello_params *h)
 		d.status = -EALREADY;
 	} else if (h->version != IBNBD_PROTO_VERSION) {
 		d.status = -EPROTONOSUPPORT;
+	} else if (!c->slot_mr && setup_slots(c)) {
+		d.status = -ENOMEM;
 	} else {
 		char *p = strstr(c->name, " host ");
 
@@ -86,21 +126,122 @@ static void answer_hello(struct conn *c, const struct ibnbd_hello_params *h)
 		log_info("%s: HELLO, %s, queue depth %u, max IO %u bytes, features 0x%llx", c->name,
 			 tag, c->qd, c->max_io_size, (unsigned long long)c->features);
 	}
+	if (!d.status) {
+		d.slot_addr = 0; /* zero-based: no address of ours leaves the host */
+		d.slot_rkey = c->slot_mr->rkey;
+	}
 	ibnbd_hello_rsp_encode((struct ibnbd_hello_rsp *)send_buf(c, c->qd), &d);
 	ctrl_post(c, sizeof(struct ibnbd_hello_rsp));
+}
+
+/* Refuses the connection's host: a HELLO_RSP with -EACCES, then nothing
+ * more is taken from it (the client closes it). */
+static void refuse_host(struct conn *c, const struct ibnbd_hello_params *h, const char *why)
+{
+	struct ibnbd_slot_desc d = { .version = IBNBD_PROTO_VERSION, .status = -EACCES };
+
+	stat_add(&c->w->stats.auth_failures, 1);
+	log_ratelimited(&c->w->auth_log, "%s: host '%s' refused: %s", c->name, h->host_id, why);
+	c->auth_failed = true;
+	c->auth_pending = false;
+	OPENSSL_cleanse(c->auth_secret, sizeof(c->auth_secret));
+	ibnbd_hello_rsp_encode((struct ibnbd_hello_rsp *)send_buf(c, c->qd), &d);
+	ctrl_post(c, sizeof(struct ibnbd_hello_rsp));
+}
+
+static void auth_transcript_of(const struct conn *c, struct auth_transcript *t)
+{
+	*t = (struct auth_transcript){
+		.version = IBNBD_PROTO_VERSION,
+		.conn_index = c->reg.conn_index,
+		.host_id = c->auth_hello.host_id,
+		.server_id = server_auth_id(c->w->shared->auth),
+	};
+	memcpy(t->session_uuid, c->reg.uuid, sizeof(t->session_uuid));
+	memcpy(t->client_nonce, c->auth_hello.nonce, sizeof(t->client_nonce));
+	memcpy(t->server_nonce, c->auth_nonce, sizeof(t->server_nonce));
+}
+
+/* Answers a HELLO from a listed host with our proof and a nonce of ours. */
+static void challenge(struct conn *c, const struct ibnbd_hello_params *h)
+{
+	struct ibnbd_auth_challenge_params p = { .version = IBNBD_PROTO_VERSION };
+	struct auth_transcript t;
+
+	c->auth_hello = *h;
+	if (!server_auth_secret(c->w->shared->auth, h->host_id, c->auth_secret)) {
+		refuse_host(c, h, "not in the hosts file");
+		return;
+	}
+	if (auth_nonce(c->auth_nonce)) {
+		refuse_host(c, h, "no random nonce from libcrypto");
+		return;
+	}
+	auth_transcript_of(c, &t);
+	if (auth_proof(c->auth_secret, AUTH_PROOF_SERVER, &t, p.proof)) {
+		refuse_host(c, h, "libcrypto failed to make our proof");
+		return;
+	}
+	snprintf(p.server_id, sizeof(p.server_id), "%s", t.server_id);
+	memcpy(p.nonce, c->auth_nonce, sizeof(p.nonce));
+	c->auth_pending = true;
+	ibnbd_auth_challenge_encode((struct ibnbd_auth_challenge *)send_buf(c, c->qd), &p);
+	ctrl_post(c, sizeof(struct ibnbd_auth_challenge));
+}
+
+static void hello_accepted(struct conn *c, const struct ibnbd_hello_params *h);
+
+static void handle_auth_proof(struct conn *c, const void *msg, size_t len)
+{
+	uint8_t got[IBNBD_PROOF_LEN], want[AUTH_MAC_LEN];
+	struct auth_transcript t;
+
+	if (!c->auth_pending) {
+		conn_violation(c, "AUTH_PROOF without a challenge");
+		return;
+	}
+	if (ibnbd_auth_proof_decode(msg, len, got)) {
+		conn_violation(c, "malformed AUTH_PROOF");
+		return;
+	}
+	auth_transcript_of(c, &t);
+	if (auth_proof(c->auth_secret, AUTH_PROOF_CLIENT, &t, want) ||
+	    !auth_proof_equal(got, want)) {
+		refuse_host(c, &c->auth_hello, "authentication failed (its key is not the one in the hosts file)");
+		return;
+	}
+	c->auth_pending = false;
+	OPENSSL_cleanse(c->auth_secret, sizeof(c->auth_secret));
+	hello_accepted(c, &c->auth_hello);
 }
 
 static void handle_hello(struct conn *c, const void *msg, size_t len)
 {
 	struct ibnbd_hello_params h;
-	char tag[96];
 
 	if (ibnbd_hello_decode(msg, len, &h)) {
 		conn_violation(c, "malformed HELLO");
 		return;
 	}
-	if (!c->hello_done && h.version == IBNBD_PROTO_VERSION) {
-		registry_set_host(c->w->shared->registry, &c->reg, h.host_id);
+	if (c->auth_pending) {
+		conn_violation(c, "HELLO while authenticating");
+		return;
+	}
+	if (!c->hello_done && h.version == IBNBD_PROTO_VERSION && c->w->shared->auth) {
+		challenge(c, &h);
+		return;
+	}
+	hello_accepted(c, &h);
+}
+
+/* The host is who it says (or --no-auth): the writer rule may know it. */
+static void hello_accepted(struct conn *c, const struct ibnbd_hello_params *h)
+{
+	char tag[96];
+
+	if (!c->hello_done && h->version == IBNBD_PROTO_VERSION) {
+		snprintf(c->host_id, sizeof(c->host_id), "%s", h->host_id);
+		registry_set_host(c->w->shared->registry, &c->reg, h->host_id);
 		if (registry_fence_pending(c->w->shared->registry, &c->reg)) {
 			/*
 			 * The connection this one replaces may still have backing IO
@@ -108,14 +249,14 @@ static void handle_hello(struct conn *c, const void *msg, size_t len)
 			 */
 			uuid_tag(c, tag, sizeof(tag));
 			log_info("%s: reconnect of %s host '%s': HELLO answered once the superseded connection has drained",
-				 c->name, tag, h.host_id);
+				 c->name, tag, h->host_id);
 			c->deferred = DEFER_HELLO;
-			c->deferred_hello = h;
+			c->deferred_hello = *h;
 			c->deferred_since_ms = clock_now_ms();
 			return;
 		}
 	}
-	answer_hello(c, &h);
+	answer_hello(c, h);
 }
 
 static const struct export *find_export(struct conn *c, const char *name)
@@ -129,6 +270,17 @@ static const struct export *find_export(struct conn *c, const char *name)
 }
 
 /*
+ * Whether the connection's host may open e: 0 (as asked), 1 (read-only),
+ * -EACCES. Without authentication every host may, but "*:ro" still holds.
+ */
+static int host_allowed(const struct conn *c, const struct export *e)
+{
+	if (!c->w->shared->auth && !e->spec->nallow)
+		return 0;
+	return export_spec_allows(e->spec, c->host_id);
+}
+
+/*
  * An OPEN, first time or retried after a deferral. Returns without
  * answering when a takeover has to wait for the old session to drain.
  */
@@ -138,7 +290,7 @@ static void open_export(struct conn *c, const struct ibnbd_open_params *o)
 	struct ibnbd_dev_info d = { 0 };
 	char holder[256];
 	unsigned int h;
-	int ret;
+	int ret, allowed = 0;
 
 	for (h = 0; h < CONN_MAX_OPENS && c->opens[h].exp; h++)
 		;
@@ -147,9 +299,15 @@ static void open_export(struct conn *c, const struct ibnbd_open_params *o)
 	} else if (!e) {
 		d.status = -ENOENT;
 		log_warn("%s: OPEN of unknown export '%s'", c->name, o->name);
-	} else if (o->access == IBNBD_ACCESS_RW && e->ro) {
+	} else if ((allowed = host_allowed(c, e)) < 0) {
+		d.status = -EACCES;
+		stat_add(&c->w->stats.denied_opens, 1);
+		log_ratelimited(&c->w->auth_log, "%s: host '%s' is not allowed to open export '%s' (not in its allow list)",
+				c->name, c->host_id, e->name);
+	} else if (o->access == IBNBD_ACCESS_RW && (e->ro || allowed == 1)) {
 		d.status = -EROFS;
-		log_warn("%s: OPEN read-write of read-only export '%s' refused", c->name, o->name);
+		log_warn("%s: OPEN read-write of %s export '%s' refused", c->name,
+			 e->ro ? "read-only" : "this host's read-only", o->name);
 	} else if (h == CONN_MAX_OPENS) {
 		d.status = -EMFILE;
 	} else if (o->access == IBNBD_ACCESS_RW &&
@@ -257,9 +415,20 @@ void conn_handle_ctrl(struct conn *c, uint16_t type, const uint8_t *msg, size_t 
 			       ibnbd_msg_name(type));
 		return;
 	}
+	if (c->auth_failed) {
+		conn_violation(c, "%s after its host was refused", ibnbd_msg_name(type));
+		return;
+	}
+	if (c->auth_pending && type != IBNBD_MSG_AUTH_PROOF) {
+		conn_violation(c, "%s while authenticating", ibnbd_msg_name(type));
+		return;
+	}
 	switch (type) {
 	case IBNBD_MSG_HELLO:
 		handle_hello(c, msg, len);
+		return;
+	case IBNBD_MSG_AUTH_PROOF:
+		handle_auth_proof(c, msg, len);
 		return;
 	case IBNBD_MSG_OPEN:
 		handle_open(c, msg, len);
@@ -328,6 +497,15 @@ void conn_tick(struct conn *c)
 
 	if (c->state == CONN_CLOSING || c->state == CONN_DRAINING)
 		return;
+	/* A connection that has not proven who it is gets a few seconds. */
+	if (!c->hello_done && !c->deferred && now - c->created_ms > CONN_HANDSHAKE_MS) {
+		log_ratelimited(&c->w->auth_log, "%s: no HELLO%s within %d s: dropping the connection",
+				c->name, c->auth_pending ? " proof" : "",
+				CONN_HANDSHAKE_MS / 1000);
+		stat_add(&c->w->stats.handshake_timeouts, 1);
+		conn_close(c, "handshake timeout");
+		return;
+	}
 	/*
 	 * Silence only counts while we owe the client nothing: with IO or a
 	 * control answer pending it waits for us, and a dead peer shows up as
@@ -373,7 +551,6 @@ int conn_create(struct worker *w, struct worker_dev *dev, unsigned int idx,
 	struct rdma_conn_param cp = { 0 };
 	struct ibnbd_conn_rep wire;
 	struct conn *c;
-	struct iovec iov;
 	unsigned int i;
 	int ret;
 
@@ -388,6 +565,7 @@ int conn_create(struct worker *w, struct worker_dev *dev, unsigned int idx,
 	if (!c)
 		return -ENOMEM;
 	c->w = w;
+	c->created_ms = clock_now_ms();
 	c->dev = dev;
 	c->idx = idx;
 	c->gen = w->conn_gen[idx];
@@ -426,39 +604,34 @@ int conn_create(struct worker *w, struct worker_dev *dev, unsigned int idx,
 	c->pending = calloc(c->qd, sizeof(*c->pending));
 	c->answers = calloc(c->qd + 1, sizeof(*c->answers));
 	c->slot_len = (size_t)c->qd * c->stride;
-	c->slot_mem = map_mem(c->slot_len);
 	c->msg_len = (size_t)2 * c->nbufs * IBNBD_MSG_MAX;
 	c->msg_mem = map_mem(c->msg_len);
-	if (!c->slots || !c->pending || !c->answers || !c->slot_mem || !c->msg_mem) {
-		log_err("%s: out of memory for %u slots of %u bytes", c->name, c->qd, c->stride);
+	if (!c->slots || !c->pending || !c->answers || !c->msg_mem) {
+		log_err("%s: out of memory for %u slots", c->name, c->qd);
 		goto out_destroy;
 	}
-	/* The client writes into slots; it never reads them (READ data is pushed). */
-	ret = verbs_reg_mr(dev->pd, c->slot_mem, c->slot_len,
-			   IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, &c->slot_mr);
-	if (!ret)
-		ret = verbs_reg_mr(dev->pd, c->msg_mem, c->msg_len, IBV_ACCESS_LOCAL_WRITE,
-				   &c->msg_mr);
+	/* A protection domain of its own: an rkey it hands out is good on its
+	 * QP only, never on another client's. */
+	c->pd = ibv_alloc_pd(id->verbs);
+	if (!c->pd) {
+		ret = errno ? -errno : -ENOMEM;
+		log_err("%s: cannot allocate a protection domain: %s", c->name, strerror(-ret));
+		goto out_destroy;
+	}
+	/* Only the message buffers now: the slots once the host is known. */
+	ret = verbs_reg_mr(c->pd, c->msg_mem, c->msg_len, IBV_ACCESS_LOCAL_WRITE, &c->msg_mr);
 	if (ret) {
-		log_err("%s: registering %zu bytes of slots with the RDMA device failed: %s (check the memlock limit)",
-			c->name, c->slot_len, strerror(-ret));
+		log_err("%s: registering %zu bytes of message buffers with the RDMA device failed: %s",
+			c->name, c->msg_len, strerror(-ret));
 		goto out_destroy;
 	}
-	iov = (struct iovec){ .iov_base = c->slot_mem, .iov_len = c->slot_len };
-	ret = io_uring_register_buffers_update_tag(&w->ring, idx, &iov, NULL, 1);
-	if (ret < 0) {
-		log_err("%s: registering slots as io_uring fixed buffer %u failed: %s", c->name, idx,
-			strerror(-ret));
-		goto out_destroy;
-	}
-	c->buf_registered = true;
 	caps = (struct cm_qp_caps){
 		.max_send_wr = c->sq_depth + 1, /* + sq_drain()'s marker */
 		.max_recv_wr = c->rq_depth,
 		.max_send_sge = 1,
 		.max_recv_sge = 1,
 	};
-	ret = cm_create_qp(id, dev->pd, dev->cq, &caps);
+	ret = cm_create_qp(id, c->pd, dev->cq, &caps);
 	if (ret) {
 		log_err("%s: creating the QP (%u send, %u receive WRs) failed: %s", c->name,
 			c->sq_depth, c->rq_depth, strerror(-ret));
@@ -487,8 +660,8 @@ int conn_create(struct worker *w, struct worker_dev *dev, unsigned int idx,
 		id->context = NULL;
 		goto out_destroy;
 	}
-	log_info("%s: accepted: queue depth %u, max IO %u, %zu bytes of slots", c->name, c->qd,
-		 c->max_io_size, c->slot_len);
+	log_info("%s: accepted: queue depth %u, max IO %u (%zu bytes of slots once it says HELLO)",
+		 c->name, c->qd, c->max_io_size, c->slot_len);
 	*out = c;
 	return 0;
 out_destroy:

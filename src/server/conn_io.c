@@ -68,7 +68,7 @@ int conn_post_answer(struct conn *c, unsigned int buf, size_t len, const struct 
 	};
 	if (read_slot) {
 		a->data_sge = (struct ibv_sge){
-			.addr = (uintptr_t)slot_data(c, tag),
+			.addr = slot_iova(c, tag),
 			.length = read_slot->io.length,
 			.lkey = c->slot_mr->lkey,
 		};
@@ -372,6 +372,11 @@ static void handle_write_imm(struct conn *c, uint32_t tag, uint32_t byte_len)
 	struct ibnbd_io io;
 	const uint8_t *hdr;
 
+	if (!c->slot_mem) {
+		/* No slots before HELLO: nothing can have been written. */
+		conn_violation(c, "WRITE_WITH_IMM before HELLO");
+		return;
+	}
 	if (tag >= c->qd) {
 		conn_violation(c, "WRITE_WITH_IMM to slot %u beyond queue depth %u", tag, c->qd);
 		return;

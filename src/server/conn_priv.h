@@ -9,12 +9,15 @@
 
 #include <stdint.h>
 
+#include "auth.h"
 #include "conn.h"
 #include "registry.h"
 #include "worker.h"
 #include "wrid.h"
 
 #define CONN_MAX_OPENS 64
+/* From the accept to an answered HELLO (authentication included). */
+#define CONN_HANDSHAKE_MS 5000
 #define CONN_DRAIN_TIMEOUT_MS 10000 /* DRAINING: busy slots must answer */
 #define CONN_FLUSH_TIMEOUT_MS 3000  /* CLOSING: wait for flush completions */
 #define CONN_SIGNAL_EVERY 16        /* answers: one signaled send per this many WRs */
@@ -82,8 +85,17 @@ struct conn {
 	uint32_t stride;
 	uint64_t features;
 	bool hello_done;
+	/* Authentication (access.h): between our challenge and its proof. */
+	bool auth_pending;
+	bool auth_failed; /* refused: nothing more is taken from it */
+	unsigned char auth_secret[AUTH_SECRET_LEN];
+	unsigned char auth_nonce[AUTH_NONCE_LEN];
+	struct ibnbd_hello_params auth_hello;
+	int64_t created_ms;
+	char host_id[IBNBD_HOST_ID_MAX]; /* from its HELLO (proven, unless --no-auth) */
 
-	uint8_t *slot_mem; /* qd * stride, MR + io_uring fixed buffer idx */
+	struct ibv_pd *pd; /* its own: no other connection's rkey reaches its memory */
+	uint8_t *slot_mem; /* qd * stride, MR (zero-based) + io_uring fixed buffer idx */
 	size_t slot_len;
 	struct ibv_mr *slot_mr;
 	bool buf_registered;
@@ -152,6 +164,12 @@ static inline uint8_t *send_buf(struct conn *c, unsigned int i)
 static inline uint8_t *slot_data(struct conn *c, unsigned int tag)
 {
 	return c->slot_mem + (size_t)tag * c->stride;
+}
+
+/* Where the slot's data is in the slot MR's (zero-based) address space. */
+static inline uint64_t slot_iova(const struct conn *c, unsigned int tag)
+{
+	return (uint64_t)tag * c->stride;
 }
 
 static inline uint64_t conn_wrid(struct conn *c, enum wrid_type t, uint32_t index)

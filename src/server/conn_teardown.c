@@ -215,6 +215,8 @@ void conn_destroy(struct conn *c)
 	}
 	verbs_dereg_mr(c->slot_mr);
 	verbs_dereg_mr(c->msg_mr);
+	if (c->pd)
+		ibv_dealloc_pd(c->pd);
 	if (c->slot_mem)
 		munmap(c->slot_mem, c->slot_len);
 	if (c->msg_mem)

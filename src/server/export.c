@@ -260,13 +260,19 @@ int export_create(const struct export_spec *spec, unsigned int index, struct exp
 	e->index = index;
 	e->ro = spec->ro;
 	e->shared = spec->shared;
+	e->spec = spec;
 	snprintf(e->name, sizeof(e->name), "%s", spec->name);
 	snprintf(e->path, sizeof(e->path), "%s", spec->path);
-	e->fd = open(e->path, (e->ro ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
+	/* O_EXCL: a block device that is mounted, or held by another program
+	 * (or another export), is not exported by mistake; files ignore it. */
+	e->fd = open(e->path, (e->ro ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC |
+				      (e->shared ? 0 : O_EXCL));
 	if (e->fd < 0) {
 		ret = -errno;
-		snprintf(err, errlen, "export '%s': cannot open %s%s: %s", e->name, e->path,
-			 e->ro ? " read-only" : " read-write with O_DIRECT", strerror(-ret));
+		snprintf(err, errlen, "export '%s': cannot open %s%s: %s%s", e->name, e->path,
+			 e->ro ? " read-only" : " read-write with O_DIRECT", strerror(-ret),
+			 ret == -EBUSY ? " (it is in use: mounted, or held by another program or export; mark the export shared to open it all the same)"
+				       : "");
 		goto out_destroy;
 	}
 	if (fstat(e->fd, &st)) {

@@ -29,6 +29,7 @@ struct export {
 	uint64_t export_id;
 	char identity[512];     /* what export_id is made of, for the log */
 	bool identity_unstable; /* only the device number: renumbering changes it */
+	const struct export_spec *spec; /* its configuration: the allow list */
 };
 
 /* Opens spec->path; on error err says what to check. */

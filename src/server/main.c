@@ -16,6 +16,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "config.h" /* build configuration: IBNBD_VERSION */
 #include "server_conf.h"
 #include "export.h"
@@ -39,10 +40,14 @@ static void usage(FILE *f)
 		"  -w, --workers N     worker threads (default: min(online CPUs, 4))\n"
 		"  -k, --keepalive-timeout S  drop a connection silent for S seconds\n"
 		"                      (default %d, 0 = never)\n"
+		"  -H, --hosts-file FILE  the hosts that may connect: HOSTID KEY per line\n"
+		"                      (re-read on SIGHUP)\n"
+		"      --no-auth       let every host connect without authentication\n"
 		"  -d, --debug CATS    debug logs: io,rdma,proto,ctl or all\n"
 		"  -h, --help          this text\n"
 		"  -V, --version       print the version\n"
-		"SIGUSR1 prints the counters; SIGTERM finishes in-flight IO and exits.\n",
+		"SIGUSR1 prints the counters; SIGHUP re-reads the hosts file; SIGTERM\n"
+		"finishes in-flight IO and exits.\n",
 		IBNBD_DEFAULT_PORT, SERVER_DEFAULT_KEEPALIVE_TIMEOUT);
 }
 
@@ -106,6 +111,8 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
 		{ "export", required_argument, NULL, 'e' },
 		{ "workers", required_argument, NULL, 'w' },
 		{ "keepalive-timeout", required_argument, NULL, 'k' },
+		{ "hosts-file", required_argument, NULL, 'H' },
+		{ "no-auth", no_argument, NULL, 'N' },
 		{ "debug", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -125,7 +132,7 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
 	}
 	cl.listen = listens;
 	cl.exports = exports;
-	while ((c = getopt_long(argc, argv, "c:l:e:w:k:d:hV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:l:e:w:k:H:d:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage(stdout);
@@ -149,6 +156,12 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
 			break;
 		case 'k':
 			cl.keepalive_timeout = optarg;
+			break;
+		case 'H':
+			cl.hosts_file = optarg;
+			break;
+		case 'N':
+			cl.no_auth = true;
 			break;
 		case 'd':
 			if (log_debug_enable(optarg)) {
@@ -188,6 +201,7 @@ int main(int argc, char **argv)
 	struct export *exports[SERVER_MAX_EXPORTS] = { 0 };
 	struct worker_shared shared = { 0 };
 	struct registry *registry = NULL;
+	struct server_auth *auth = NULL;
 	struct worker *workers = NULL;
 	unsigned int nworkers = 0;
 	struct listener *l = NULL;
@@ -207,6 +221,7 @@ int main(int argc, char **argv)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -227,10 +242,28 @@ int main(int argc, char **argv)
 			 exports[i]->ro ? ", read-only" : "",
 			 exports[i]->shared ? ", shared (several writers)" : "",
 			 exports[i]->identity);
+		if (cfg.nexports && !cfg.no_auth && !cfg.exports[i].nallow)
+			log_warn("export '%s' has no allow list: no host may open it (allow = HOSTID ..., or allow = * for every authenticated host)",
+				 exports[i]->name);
+		else if (cfg.exports[i].nallow)
+			log_info("export '%s': %u entr%s in its allow list", exports[i]->name,
+				 cfg.exports[i].nallow, cfg.exports[i].nallow == 1 ? "y" : "ies");
 		if (exports[i]->identity_unstable)
 			log_warn("export '%s': %s has no stable identity (no device-mapper or md UUID, WWID, serial, or UUID on it): its device number stands in, and should it change (renumbered minors), clients fail their devices as if it were another disk",
 				 exports[i]->name, exports[i]->path);
 	}
+	if (cfg.no_auth) {
+		log_warn("--no-auth: every host that reaches this server may open every export, and host ids are unproven");
+	} else {
+		ret = server_auth_create(cfg.hosts_file, &auth, err, sizeof(err));
+		if (ret) {
+			log_err("%s", err);
+			goto out;
+		}
+		log_info("authenticating hosts: %zu listed in %s; this server's id is %s",
+			 server_auth_count(auth), cfg.hosts_file, server_auth_id(auth));
+	}
+	shared.auth = auth;
 	if (registry_create(&registry)) {
 		log_err("out of memory");
 		goto out;
@@ -291,6 +324,14 @@ int main(int argc, char **argv)
 			continue;
 		if (si.ssi_signo == SIGUSR1) {
 			print_stats(workers, nworkers, "SIGUSR1");
+		} else if (si.ssi_signo == SIGHUP) {
+			if (!auth)
+				log_info("SIGHUP: no hosts file to re-read (--no-auth)");
+			else if (server_auth_reload(auth, err, sizeof(err)))
+				log_err("SIGHUP: %s; the hosts listed before stay", err);
+			else
+				log_info("SIGHUP: %zu host(s) in %s", server_auth_count(auth),
+					 cfg.hosts_file);
 		} else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
 			log_info("%s: no new connections; finishing in-flight IO",
 				 strsignal((int)si.ssi_signo));
@@ -319,6 +360,7 @@ out:
 	for (unsigned int i = 0; i < cfg.nexports; i++)
 		export_destroy(exports[i]);
 	registry_destroy(registry);
+	server_auth_destroy(auth);
 	if (sfd >= 0)
 		close(sfd);
 	return rc;

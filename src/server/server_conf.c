@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "errmsg.h"
+#include "hostid.h"
 #include "parse.h"
 
 void config_init(struct server_config *cfg)
@@ -64,11 +65,60 @@ static int set_path(struct export_spec *e, const char *path, char *err, size_t e
 	return 0;
 }
 
+/* "ID ID:ro * ..." (blanks or '+' between): appended to e's allow list. */
+static int parse_allow(struct export_spec *e, char *list, char *err, size_t errlen)
+{
+	char *save = NULL, *w;
+	bool any = false;
+
+	for (w = strtok_r(list, " \t+", &save); w; w = strtok_r(NULL, " \t+", &save)) {
+		struct allow_entry a = { .ro = false };
+		char *colon = strrchr(w, ':');
+		char why[128];
+
+		any = true;
+		if (colon && !strcmp(colon, ":ro")) {
+			*colon = '\0';
+			a.ro = true;
+		} else if (colon && !strcmp(colon, ":rw")) {
+			*colon = '\0';
+		}
+		if (strcmp(w, "*") && host_id_check(w, why, sizeof(why)))
+			return errmsg(err, errlen, "export '%s': allow: '%s': %s", e->name, w, why);
+		if (e->nallow == SERVER_MAX_ALLOW)
+			return errmsg(err, errlen, "export '%s': more than %d hosts in allow", e->name,
+				      SERVER_MAX_ALLOW);
+		for (unsigned int i = 0; i < e->nallow; i++)
+			if (!strcmp(e->allow[i].id, w))
+				return errmsg(err, errlen, "export '%s': allow names '%s' twice", e->name, w);
+		snprintf(a.id, sizeof(a.id), "%s", w);
+		e->allow[e->nallow++] = a;
+	}
+	if (!any)
+		return errmsg(err, errlen, "export '%s': allow needs host ids, or *", e->name);
+	return 0;
+}
+
+int export_spec_allows(const struct export_spec *e, const char *host_id)
+{
+	const struct allow_entry *all = NULL;
+
+	for (unsigned int i = 0; i < e->nallow; i++) {
+		if (!strcmp(e->allow[i].id, host_id))
+			return e->allow[i].ro ? 1 : 0;
+		if (!strcmp(e->allow[i].id, "*"))
+			all = &e->allow[i];
+	}
+	if (all)
+		return all->ro ? 1 : 0;
+	return -EACCES;
+}
+
 int config_add_export(struct server_config *cfg, const char *spec, char *err, size_t errlen)
 {
-	char buf[4096 + IBNBD_EXPORT_NAME_MAX + 8];
+	char buf[4096 + IBNBD_EXPORT_NAME_MAX + 8 + SERVER_MAX_ALLOW * IBNBD_HOST_ID_MAX];
 	bool ro = false, shared = false, first;
-	char *eq, *comma;
+	char *eq, *comma, *allow = NULL;
 	int ret;
 
 	if (strlen(spec) >= sizeof(buf))
@@ -76,7 +126,7 @@ int config_add_export(struct server_config *cfg, const char *spec, char *err, si
 	snprintf(buf, sizeof(buf), "%s", spec);
 	eq = strchr(buf, '=');
 	if (!eq)
-		return errmsg(err, errlen, "export '%s' must be NAME=PATH[,ro][,shared]", spec);
+		return errmsg(err, errlen, "export '%s' must be NAME=PATH[,ro][,shared][,allow=IDS]", spec);
 	*eq = '\0';
 	/* Options trail the path, which may itself contain commas: the text
 	 * after the last comma must be an option, and options before it are
@@ -88,9 +138,11 @@ int config_add_export(struct server_config *cfg, const char *spec, char *err, si
 			ro = true;
 		else if (!strcmp(opt, "shared"))
 			shared = true;
+		else if (!strncmp(opt, "allow=", 6) && !allow)
+			allow = comma + 7;
 		else if (strcmp(opt, "rw") && first)
 			return errmsg(err, errlen,
-				    "export '%s': unknown option '%s' (known: ro, rw, shared)", buf,
+				    "export '%s': unknown option '%s' (known: ro, rw, shared, allow=)", buf,
 				    opt);
 		else if (strcmp(opt, "rw"))
 			break;
@@ -101,7 +153,10 @@ int config_add_export(struct server_config *cfg, const char *spec, char *err, si
 		return ret;
 	cfg->exports[cfg->nexports - 1].ro = ro;
 	cfg->exports[cfg->nexports - 1].shared = shared;
-	ret = set_path(&cfg->exports[cfg->nexports - 1], eq + 1, err, errlen);
+	cfg->exports[cfg->nexports - 1].nallow = 0;
+	ret = allow ? parse_allow(&cfg->exports[cfg->nexports - 1], allow, err, errlen) : 0;
+	if (!ret)
+		ret = set_path(&cfg->exports[cfg->nexports - 1], eq + 1, err, errlen);
 	if (ret)
 		cfg->nexports--;
 	return ret;
@@ -191,8 +246,10 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, char
 			sect->shared = b;
 			return 0;
 		}
+		if (!strcmp(key, "allow"))
+			return parse_allow(sect, val, err, errlen);
 		return errmsg(err, errlen,
-			    "unknown key '%s' in an export section (known: path, ro, shared)", key);
+			    "unknown key '%s' in an export section (known: path, ro, shared, allow)", key);
 	}
 	if (!strcmp(key, "listen"))
 		return config_add_listen(cfg, val, err, errlen);
@@ -217,8 +274,15 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, char
 	}
 	if (!strcmp(key, "keepalive_timeout"))
 		return config_set_keepalive_timeout(cfg, val, err, errlen);
+	if (!strcmp(key, "hosts_file")) {
+		if (!*val || strlen(val) >= sizeof(cfg->hosts_file))
+			return errmsg(err, errlen, "hosts_file must be a path of 1 to %zu bytes",
+				      sizeof(cfg->hosts_file) - 1);
+		snprintf(cfg->hosts_file, sizeof(cfg->hosts_file), "%s", val);
+		return 0;
+	}
 	return errmsg(err, errlen,
-		    "unknown key '%s' (known: listen, workers, queue_depth, max_io_size, keepalive_timeout)",
+		    "unknown key '%s' (known: listen, workers, queue_depth, max_io_size, keepalive_timeout, hosts_file)",
 		    key);
 }
 
@@ -358,6 +422,26 @@ int config_from_cmdline(struct server_config *cfg, const struct server_cmdline *
 	if (cl->keepalive_timeout &&
 	    config_set_keepalive_timeout(cfg, cl->keepalive_timeout, msg, sizeof(msg)))
 		return errmsg(err, errlen, "--keepalive-timeout: %s", msg);
+	if (cl->hosts_file) {
+		if (!*cl->hosts_file || strlen(cl->hosts_file) >= sizeof(cfg->hosts_file))
+			return errmsg(err, errlen, "--hosts-file: a path of 1 to %zu bytes",
+				      sizeof(cfg->hosts_file) - 1);
+		snprintf(cfg->hosts_file, sizeof(cfg->hosts_file), "%s", cl->hosts_file);
+	}
+	cfg->no_auth = cl->no_auth;
+	if (cfg->no_auth && *cfg->hosts_file)
+		return errmsg(err, errlen,
+			      "both a hosts file (%s) and --no-auth: authenticate hosts, or do not",
+			      cfg->hosts_file);
+	for (unsigned int i = 0; cfg->no_auth && i < cfg->nexports; i++)
+		for (unsigned int j = 0; j < cfg->exports[i].nallow; j++)
+			if (strcmp(cfg->exports[i].allow[j].id, "*"))
+				return errmsg(err, errlen,
+					      "export '%s' allows host '%s', but with --no-auth host ids are unproven: authenticate hosts (--hosts-file), or allow *",
+					      cfg->exports[i].name, cfg->exports[i].allow[j].id);
+	if (!cfg->no_auth && !*cfg->hosts_file)
+		return errmsg(err, errlen,
+			      "no hosts file: give --hosts-file FILE (or hosts_file in the configuration) listing the hosts that may connect and their keys, or --no-auth to let every host connect unauthenticated");
 	if (!cfg->nlisten) {
 		const char *why;
 

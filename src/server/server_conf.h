@@ -9,10 +9,13 @@
  *   queue_depth = 128
  *   max_io_size = 524288
  *   keepalive_timeout = 15          (seconds; 0 = never)
+ *   hosts_file = /etc/ibnbd/hosts   (HOSTID KEY per line: who may connect)
  *   [export NAME]
  *   path = /dev/nvme0n1
  *   ro                              (or: ro = yes|no|true|false|1|0)
  *   shared                          (several client sessions may write)
+ *   allow = HOSTID HOSTID:ro ...    (who may open it; * = every host; none:
+ *                                    nobody, unless --no-auth)
  *
  * Errors name the file and line. docs/server-config.md and
  * ibnbd-server.conf(5) describe the format for operators.
@@ -32,12 +35,28 @@
 #define SERVER_MAX_EXPORTS 256
 #define SERVER_MAX_WORKERS 64
 
+#define SERVER_MAX_ALLOW 64
+
+/* One host an export lets in: by id, or every host ("*"). */
+struct allow_entry {
+	char id[IBNBD_HOST_ID_MAX]; /* "*": every (authenticated) host */
+	bool ro;                    /* ":ro": read-only for this host */
+};
+
 struct export_spec {
 	char name[IBNBD_EXPORT_NAME_MAX];
 	char path[4096];
 	bool ro;
 	bool shared; /* no single-writer rule: several sessions may open it rw */
+	unsigned int nallow; /* 0: nobody may open it, unless --no-auth */
+	struct allow_entry allow[SERVER_MAX_ALLOW];
 };
+
+/*
+ * Whether host_id may open e, and how: 0 (read-write, if the export is),
+ * 1 (read-only), or -EACCES (not listed).
+ */
+int export_spec_allows(const struct export_spec *e, const char *host_id);
 
 struct server_config {
 	struct endpoint listen[SERVER_MAX_LISTEN];
@@ -48,6 +67,8 @@ struct server_config {
 	unsigned int queue_depth; /* per-connection cap */
 	uint32_t max_io_size;     /* per-connection cap, bytes */
 	unsigned int keepalive_timeout; /* seconds of silence before a drop; 0 = never */
+	char hosts_file[4096]; /* "" unless given: then no_auth must be */
+	bool no_auth;          /* --no-auth: every host may connect, unproven */
 };
 
 /* What the command line said, as main() collected it with getopt. */
@@ -56,6 +77,8 @@ struct server_cmdline {
 	const char *default_config; /* read when neither --config nor --export is given */
 	const char *workers;        /* --workers N, or NULL */
 	const char *keepalive_timeout; /* --keepalive-timeout S, or NULL */
+	const char *hosts_file;     /* --hosts-file FILE, or NULL */
+	bool no_auth;               /* --no-auth */
 	const char *const *listen;  /* --listen values, in order */
 	unsigned int nlisten;
 	const char *const *exports; /* --export values, in order */
@@ -68,7 +91,8 @@ struct server_cmdline {
 /* The defaults: no listeners or exports, queue_depth 128, max_io_size 512 KiB,
  * keepalive_timeout 15 s. */
 void config_init(struct server_config *cfg);
-/* "NAME=PATH[,ro|,rw][,shared]". 0 or -EINVAL with a sentence in err. */
+/* "NAME=PATH[,ro|,rw][,shared][,allow=ID[:ro]+ID...|*]". 0 or -EINVAL
+ * with a sentence in err. */
 int config_add_export(struct server_config *cfg, const char *spec, char *err, size_t errlen);
 /* "S" seconds, 0..SERVER_MAX_KEEPALIVE_TIMEOUT. */
 int config_set_keepalive_timeout(struct server_config *cfg, const char *v, char *err,
@@ -88,7 +112,7 @@ int config_load(struct server_config *cfg, const char *path, char *err, size_t e
  * The whole configuration on top of config_init(): the file first, then the
  * command line's listen addresses and exports after the file's, --workers
  * over the file's. No listen address means 0.0.0.0:4422; no export is an
- * error. workers stays 0 when neither says (the caller picks the default).
+ * error, and so are neither or both of a hosts file and --no-auth. workers stays 0 when neither says (the caller picks the default).
  * 0, or -errno with a sentence for the operator in err.
  */
 int config_from_cmdline(struct server_config *cfg, const struct server_cmdline *cl,

@@ -26,12 +26,16 @@ struct server_stats {
 	uint64_t keepalive_timeouts; /* connections dropped after keepalive_timeout of silence */
 	uint64_t superseded; /* connections closed for a reconnect or a writer takeover */
 	uint64_t busy_opens; /* read-write OPENs refused: another session writes */
+	uint64_t auth_failures; /* hosts refused: not listed, or a wrong key */
+	uint64_t handshake_timeouts; /* connections that did not finish HELLO in time */
+	uint64_t denied_opens; /* OPENs of an export whose allow list lacks the host */
 };
 
 #define STATS_FIELDS(X)                                                        \
 	X(reads) X(writes) X(fua_writes) X(flushes) X(discards) X(write_zeroes) \
 	X(rejected) X(dropped) X(io_errors) X(read_bytes) X(write_bytes)        \
-	X(connections) X(keepalive_timeouts) X(superseded) X(busy_opens)
+	X(connections) X(keepalive_timeouts) X(superseded) X(busy_opens)        \
+	X(auth_failures) X(handshake_timeouts) X(denied_opens)
 
 /* Single writer: a plain read of our own counter, a relaxed store. */
 static inline void stat_add(uint64_t *c, uint64_t n)

@@ -85,8 +85,6 @@ static void worker_dev_destroy(struct worker_dev *d)
 		ibv_destroy_cq(d->cq);
 	if (d->comp_ch)
 		ibv_destroy_comp_channel(d->comp_ch);
-	if (d->pd)
-		ibv_dealloc_pd(d->pd);
 	*d = (struct worker_dev){ 0 };
 }
 
@@ -129,9 +127,6 @@ int worker_dev_get(struct worker *w, struct ibv_context *verbs, struct worker_de
 	if (w->ndevs == WORKER_MAX_DEVS)
 		return -ENOSPC;
 	d = &w->devs[w->ndevs];
-	d->pd = ibv_alloc_pd(verbs);
-	if (!d->pd)
-		return -ENOMEM;
 	ret = verbs_comp_channel_create(verbs, &d->comp_ch);
 	if (ret)
 		goto out;

@@ -18,6 +18,8 @@
 #include <rdma/rdma_cma.h>
 #include <stdbool.h>
 
+#include "access.h"
+#include "log.h"
 #include "export.h"
 #include "proto.h"
 #include "stats.h"
@@ -34,11 +36,10 @@ struct conn;
 struct registry;
 
 /* What a worker keeps per RDMA device: a server with several devices or
- * ports serves connections on all of them, each worker with a PD, a
- * completion channel and a CQ per device. */
+ * ports serves connections on all of them, each worker with a completion
+ * channel and a CQ per device (each connection has its own PD). */
 struct worker_dev {
 	struct ibv_context *verbs;
-	struct ibv_pd *pd;
 	struct ibv_comp_channel *comp_ch;
 	struct ibv_cq *cq;
 	int cq_size;
@@ -53,6 +54,7 @@ struct worker_shared {
 	struct registry *registry;
 	unsigned int keepalive_timeout_ms; /* 0: never drop a silent connection */
 	uint8_t boot_id[16]; /* this host's boot (OPEN_RSP), all zero if unknown */
+	struct server_auth *auth; /* NULL: --no-auth */
 };
 
 struct handoff;
@@ -69,6 +71,7 @@ struct worker {
 	uint64_t efd_buf;
 	struct rdma_event_channel *cm_ch;
 	struct __kernel_timespec tick_ts; /* read by the kernel at submission */
+	struct log_rl auth_log; /* refused hosts, handshake timeouts */
 
 	/* Per RDMA device it has connections on (created with the first). */
 	struct worker_dev devs[WORKER_MAX_DEVS];

@@ -9,6 +9,15 @@ CLIENT=$BUILD/src/client/ibnbd-client
 ADDR=${IBNBD_VM_ADDR:?run inside tests/vm/run}
 WORK=$(mktemp -d /tmp/ibnbd-e2e.XXXXXX)
 server_pids=()
+# Servers authenticate hosts, as they must unless told --no-auth: this
+# host's key, and a hosts file that lists it (and ibnbd-probe, as host
+# PROBE_ID with the same key), for start_server and start_daemon to use
+# unless a test says otherwise.
+PROBE_ID=ibnbd-probe-e2e
+(umask 077 && "$CLIENT" gen-key > "$WORK/client.key" &&
+	printf '%s %s\n' "$("$CLIENT" host-id)" "$(cat "$WORK/client.key")" \
+		"$PROBE_ID" "$(cat "$WORK/client.key")" > "$WORK/hosts") ||
+	echo "# cannot make this host's key and hosts file in $WORK"
 
 check() { # check DESCRIPTION COMMAND...: ok if COMMAND succeeds (and its status)
 	local desc=$1
@@ -22,13 +31,27 @@ check() { # check DESCRIPTION COMMAND...: ok if COMMAND succeeds (and its status
 	fi
 }
 
-# start_server NAME ARGS...: ibnbd-server in the background, log in $WORK/NAME.log
+# start_server NAME ARGS...: ibnbd-server in the background, log in
+# $WORK/NAME.log; with $WORK/hosts as its hosts file unless ARGS name one
+# (--hosts-file, or a --config that does) or --no-auth; every --export
+# without an allow list gets allow=* (every authenticated host).
 start_server() {
-	local name=$1 i
+	local name=$1 i auth=(--hosts-file "$WORK/hosts") args=()
 	shift
+	[[ " $* " == *" --no-auth "* || " $* " == *" --hosts-file "* ]] && auth=()
+	for i in "$@"; do [ -f "$i" ] && grep -q '^hosts_file' "$i" && auth=(); done
+	while [ $# -gt 0 ]; do
+		if [ "$1" = --export ] && [ $# -gt 1 ]; then
+			[[ $2 == *,allow=* ]] && args+=("$1" "$2") || args+=("$1" "$2,allow=*")
+			shift 2
+		else
+			args+=("$1")
+			shift
+		fi
+	done
 	# A restart keeps the earlier run's log, for the failure report.
 	[ -e "$WORK/$name.log" ] && cat "$WORK/$name.log" >> "$WORK/$name.earlier.log"
-	"$SERVER_BIN" "$@" > "$WORK/$name.log" 2>&1 &
+	"$SERVER_BIN" "${auth[@]}" "${args[@]}" > "$WORK/$name.log" 2>&1 &
 	server_pids+=($!)
 	eval "${name}_pid=$!"
 	for i in $(seq 100); do
@@ -40,10 +63,12 @@ start_server() {
 	return 1
 }
 
-start_daemon() { # start_daemon [daemon options...]
+start_daemon() { # start_daemon [daemon options...]; $WORK/client.key unless --key-file
+	local key=(--key-file "$WORK/client.key")
+	[[ " $* " == *" --key-file "* ]] && key=()
 	# A new daemon keeps the earlier one's log, for the failure report.
 	[ -e "$WORK/daemon.log" ] && cat "$WORK/daemon.log" >> "$WORK/daemon.earlier.log"
-	"$CLIENT" daemon "$@" > "$WORK/daemon.log" 2>&1 && return 0
+	"$CLIENT" daemon "${key[@]}" "$@" > "$WORK/daemon.log" 2>&1 && return 0
 	echo "# the daemon did not start:"; tail -n 20 "$WORK/daemon.log" | sed 's/^/#   /'
 	return 1
 }

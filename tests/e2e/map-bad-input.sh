@@ -33,7 +33,8 @@ fio_pid=$!
 if [ -x "$PROBE" ]; then
 	# Its own range, away from what fio verifies.
 	check "garbage and out-of-range requests are rejected" \
-		"$PROBE" --range $((224 << 20)):$((32 << 20)) "$ADDR" vol garbage
+		"$PROBE" --host-id "$PROBE_ID" --key-file "$WORK/client.key" \
+		--range $((224 << 20)):$((32 << 20)) "$ADDR" vol garbage
 else
 	flunk "no $PROBE to send garbage with"
 fi

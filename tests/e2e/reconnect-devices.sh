@@ -16,6 +16,7 @@ conf() { # conf FILE [max_io_size]: srv's configuration, a..d as listed after
 		for x in $EXPORTS; do
 			echo "[export ${x%%:*}]"
 			echo "path = $WORK/${x%%:*}.img"
+			echo "allow = *"
 			[ "${x#*:}" = ro ] && echo "ro"
 		done
 	} > "$1"

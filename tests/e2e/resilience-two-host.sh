@@ -25,21 +25,31 @@ $cluster start || { flunk "the cluster starts"; exit 1; }
 for h in server client; do on "$h" hostname node; done
 result $? "both hosts are called 'node'"
 
-# The backings live on the host's scratch share, so they survive the server
-# host's crash; the servers' logs too.
+# Each host's key, and the hosts file listing both, on the scratch shares
+# (they survive the server host's crash, as do the backings and the logs).
+hosts_lines=()
+for h in server client; do
+	on "$h" sh -c 'umask 077 && '"$CLIENT"' gen-key > $IBNBD_VM_OUT/client.key' ||
+		flunk "$h: gen-key"
+	hosts_lines+=("$(on "$h" "$CLIENT" host-id) $(on "$h" sh -c 'cat $IBNBD_VM_OUT/client.key')")
+done
+on server sh -c "umask 077 && printf '%s\n' '${hosts_lines[0]}' '${hosts_lines[1]}' > \$IBNBD_VM_OUT/hosts"
+result $? "both hosts' keys, and the server's hosts file listing them"
+# Both hosts may open every export (the server host's daemon has to, in 2).
+allow="allow=${hosts_lines[0]%% *}+${hosts_lines[1]%% *}"
 on server sh -c 'truncate -s 256M $IBNBD_VM_OUT/vol.img $IBNBD_VM_OUT/vol2.img $IBNBD_VM_OUT/vol3.img'
-$cluster exec server --bg -- sh -c "exec $SERVER_BIN --listen $srv --keepalive-timeout 3 \
-	--export vol=\$IBNBD_VM_OUT/vol.img --export vol2=\$IBNBD_VM_OUT/vol2.img \
+$cluster exec server --bg -- sh -c "exec $SERVER_BIN --hosts-file \$IBNBD_VM_OUT/hosts --listen $srv --keepalive-timeout 3 \
+	--export vol=\$IBNBD_VM_OUT/vol.img,$allow --export vol2=\$IBNBD_VM_OUT/vol2.img,$allow \
 	>> \$IBNBD_VM_OUT/one.log 2>&1" > /dev/null
-$cluster exec server --bg -- sh -c "exec $SERVER_BIN --listen $srv:4500 --keepalive-timeout 3 \
-	--export vol3=\$IBNBD_VM_OUT/vol3.img >> \$IBNBD_VM_OUT/two.log 2>&1" > /dev/null
+$cluster exec server --bg -- sh -c "exec $SERVER_BIN --hosts-file \$IBNBD_VM_OUT/hosts --listen $srv:4500 --keepalive-timeout 3 \
+	--export vol3=\$IBNBD_VM_OUT/vol3.img,$allow >> \$IBNBD_VM_OUT/two.log 2>&1" > /dev/null
 start_servers_wait() {
 	on server sh -c 'for i in $(seq 100); do
 		grep -q listening $IBNBD_VM_OUT/one.log 2>/dev/null &&
 		grep -q listening $IBNBD_VM_OUT/two.log 2>/dev/null && exit 0; sleep 0.1; done; exit 1'
 }
 start_servers_wait; result $? "two servers start on the server host"
-client sh -c "IBNBD_LOG_TIME=1 $CLIENT daemon --loss-timeout 120 > \$IBNBD_VM_OUT/daemon.log 2>&1"
+client sh -c "IBNBD_LOG_TIME=1 $CLIENT daemon --key-file \$IBNBD_VM_OUT/client.key --loss-timeout 120 > \$IBNBD_VM_OUT/daemon.log 2>&1"
 result $? "the client daemon starts on the client host"
 for x in vol vol2; do client "$CLIENT" map "$srv" "$x" --name "$x" > /dev/null; done
 client "$CLIENT" map "$srv:4500" vol3 --name vol3 > /dev/null
@@ -153,7 +163,7 @@ result $? "all 5 cuts detected within 5 s, recovered from within 2 s, pauses bou
 sed 's/^/# /' "$IBNBD_CLUSTER/cuts" | tee -a "$IBNBD_CLUSTER/times"
 
 # 2. Equal hostnames: the server host's own daemon is another host.
-on server sh -c "$CLIENT daemon > \$IBNBD_VM_OUT/local-daemon.log 2>&1"
+on server sh -c "$CLIENT daemon --key-file \$IBNBD_VM_OUT/client.key > \$IBNBD_VM_OUT/local-daemon.log 2>&1"
 result $? "a client daemon starts on the server host too"
 [ "$(on server "$CLIENT" host-id)" != "$(client "$CLIENT" host-id)" ]
 result $? "the two hosts present different host ids (both are called 'node')"
@@ -198,11 +208,11 @@ $cluster crash server
 $cluster boot server; result $? "the server host crashes and boots again"
 start_servers_wait_fresh() {
 	on server sh -c ': > $IBNBD_VM_OUT/one.log; : > $IBNBD_VM_OUT/two.log'
-	$cluster exec server --bg -- sh -c "exec $SERVER_BIN --listen $srv \
-		--export vol=\$IBNBD_VM_OUT/vol.img --export vol2=\$IBNBD_VM_OUT/vol2.img \
+	$cluster exec server --bg -- sh -c "exec $SERVER_BIN --hosts-file \$IBNBD_VM_OUT/hosts --listen $srv \
+		--export vol=\$IBNBD_VM_OUT/vol.img,$allow --export vol2=\$IBNBD_VM_OUT/vol2.img,$allow \
 		>> \$IBNBD_VM_OUT/one.log 2>&1" > /dev/null
-	$cluster exec server --bg -- sh -c "exec $SERVER_BIN --listen $srv:4500 \
-		--export vol3=\$IBNBD_VM_OUT/vol3.img >> \$IBNBD_VM_OUT/two.log 2>&1" > /dev/null
+	$cluster exec server --bg -- sh -c "exec $SERVER_BIN --hosts-file \$IBNBD_VM_OUT/hosts --listen $srv:4500 \
+		--export vol3=\$IBNBD_VM_OUT/vol3.img,$allow >> \$IBNBD_VM_OUT/two.log 2>&1" > /dev/null
 	start_servers_wait
 }
 start_servers_wait_fresh; result $? "its servers start again"

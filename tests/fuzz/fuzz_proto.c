@@ -28,6 +28,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct ibnbd_io io;
 		struct ibnbd_slot_desc sd;
 		struct ibnbd_dev_info di;
+		struct ibnbd_auth_challenge_params ch;
+		uint8_t proof[IBNBD_PROOF_LEN];
 	} u;
 	struct ibnbd_conn_params rep;
 	uint16_t type;
@@ -60,6 +62,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case IBNBD_MSG_CLOSE:
 			ibnbd_close_decode(data + 1, size - 1, &handle);
 			break;
+		case IBNBD_MSG_AUTH_PROOF:
+			ibnbd_auth_proof_decode(data + 1, size - 1, u.proof);
+			break;
 		case IBNBD_MSG_KEEPALIVE:
 			ibnbd_keepalive_decode(data + 1, size - 1, IBNBD_MSG_KEEPALIVE, &cookie);
 			break;
@@ -74,6 +79,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		break;
 	case 3:
+		/* What the client does with the answer to HELLO. */
+		if (!ibnbd_auth_challenge_decode(data + 1, size - 1, &u.ch) &&
+		    strlen(u.ch.server_id) >= sizeof(u.ch.server_id))
+			__builtin_trap();
 		ibnbd_hello_rsp_decode(data + 1, size - 1, &u.sd);
 		break;
 	case 4:

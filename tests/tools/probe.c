@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "endpoint.h"
 #include "proto.h"
 #include "cm.h"
@@ -44,6 +45,10 @@ struct probe {
 	uint8_t session_uuid[16];      /* --session; zero: none */
 	uint16_t conn_index, conn_count;
 	const char *host_id;           /* --host-id; default ibnbd-probe-PID */
+	bool has_key;                  /* --key-file: answer a challenge */
+	unsigned char secret[AUTH_SECRET_LEN];
+	enum { PROOF_RIGHT, PROOF_BAD, PROOF_REFLECT } proof; /* --bad-proof, --reflect-proof */
+	bool no_hello;                 /* --no-hello: connect, then say nothing */
 	bool verbose;
 	unsigned int nowait; /* tags used by write-nowait */
 
@@ -277,6 +282,37 @@ static int ctrl_roundtrip(struct probe *p, size_t len, uint8_t *out, size_t *out
 	return post_recv(p, (unsigned int)i);
 }
 
+/* Answers the server's challenge (checking its proof) as --key-file and
+ * --bad-proof/--reflect-proof say; the reply to the proof lands in rsp. */
+static int probe_auth(struct probe *p, const struct ibnbd_hello_params *h, uint8_t *rsp,
+		      size_t *len)
+{
+	struct ibnbd_auth_challenge_params ch;
+	struct auth_transcript t = { .version = IBNBD_PROTO_VERSION, .conn_index = p->conn_index,
+				     .host_id = h->host_id };
+	unsigned char want[AUTH_MAC_LEN], proof[AUTH_MAC_LEN];
+
+	if (ibnbd_auth_challenge_decode(rsp, *len, &ch))
+		return err("malformed AUTH_CHALLENGE"), -EPROTO;
+	if (!p->has_key)
+		return err("the server authenticates hosts; give --key-file"), -EACCES;
+	t.server_id = ch.server_id;
+	memcpy(t.session_uuid, p->session_uuid, sizeof(t.session_uuid));
+	memcpy(t.client_nonce, h->nonce, sizeof(t.client_nonce));
+	memcpy(t.server_nonce, ch.nonce, sizeof(t.server_nonce));
+	if (auth_proof(p->secret, AUTH_PROOF_SERVER, &t, want) ||
+	    auth_proof(p->secret, AUTH_PROOF_CLIENT, &t, proof))
+		return err("libcrypto failed"), -EIO;
+	if (!auth_proof_equal(want, ch.proof))
+		return err("the server (id %s) could not prove it holds our key", ch.server_id), -EACCES;
+	if (p->proof == PROOF_BAD)
+		proof[0] ^= 1;
+	else if (p->proof == PROOF_REFLECT)
+		memcpy(proof, ch.proof, sizeof(proof));
+	ibnbd_auth_proof_encode((struct ibnbd_auth_proof *)sbuf(p, PROBE_QD), proof);
+	return ctrl_roundtrip(p, sizeof(struct ibnbd_auth_proof), rsp, len);
+}
+
 static int probe_hello(struct probe *p)
 {
 	struct ibnbd_hello_params h = { .version = IBNBD_PROTO_VERSION, .features = IBNBD_FEAT_ALL };
@@ -289,9 +325,14 @@ static int probe_hello(struct probe *p)
 		snprintf(h.host_id, sizeof(h.host_id), "%s", p->host_id);
 	else
 		snprintf(h.host_id, sizeof(h.host_id), "ibnbd-probe-%d", (int)getpid());
+	if (auth_nonce(h.nonce))
+		return err("no nonce from libcrypto"), -EIO;
 	ibnbd_hello_encode((struct ibnbd_hello *)sbuf(p, PROBE_QD), &h);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ret = ctrl_roundtrip(p, sizeof(struct ibnbd_hello), rsp, &len);
+	if (!ret && len >= sizeof(struct ibnbd_msg_hdr) &&
+	    le16toh(((struct ibnbd_msg_hdr *)rsp)->type) == IBNBD_MSG_AUTH_CHALLENGE)
+		ret = probe_auth(p, &h, rsp, &len);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (p->verbose)
 		say("hello: answered after %ld ms",
@@ -352,6 +393,8 @@ static int probe_start(struct probe *p)
 {
 	int ret = probe_connect_raw(p, NULL, 0);
 
+	if (p->no_hello)
+		return ret;
 	if (!ret)
 		ret = probe_hello(p);
 	if (!ret)
@@ -1025,6 +1068,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: ibnbd-probe [--ro] [--timeout SECS] [--range START:LEN] [--session UUID]\n"
 		"                   [--conn-index I] [--conn-count N] [--host-id ID] [--verbose]\n"
+		"                   [--key-file FILE [--bad-proof|--reflect-proof]] [--no-hello]\n"
 		"                   ADDR[:PORT] EXPORT CMD [ARG]...\n"
 		"       ibnbd-probe --fill-pattern PATH SEED\n"
 		"Commands (run in order):\n"
@@ -1056,6 +1100,10 @@ int main(int argc, char **argv)
 		{ "conn-index", required_argument, NULL, 'I' },
 		{ "conn-count", required_argument, NULL, 'N' },
 		{ "host-id", required_argument, NULL, 'H' },
+		{ "key-file", required_argument, NULL, 'K' },
+		{ "bad-proof", no_argument, NULL, 'B' },
+		{ "reflect-proof", no_argument, NULL, 'X' },
+		{ "no-hello", no_argument, NULL, 'O' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -1079,6 +1127,19 @@ int main(int argc, char **argv)
 		case 'I': p->conn_index = (uint16_t)atoi(optarg); break;
 		case 'N': p->conn_count = (uint16_t)atoi(optarg); break;
 		case 'H': p->host_id = optarg; break;
+		case 'K': {
+			char msg[512];
+
+			if (auth_key_file_load(optarg, p->secret, msg, sizeof(msg))) {
+				err("--key-file: %s", msg);
+				return 2;
+			}
+			p->has_key = true;
+			break;
+		}
+		case 'B': p->proof = PROOF_BAD; break;
+		case 'X': p->proof = PROOF_REFLECT; break;
+		case 'O': p->no_hello = true; break;
 		case 'v': p->verbose = true; break;
 		case 'R':
 			if (sscanf(optarg, "%" SCNu64 ":%" SCNu64, &p->range_off, &p->range_len) != 2 ||

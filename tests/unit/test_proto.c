@@ -202,6 +202,45 @@ static void test_handshake(void)
 	ok(ibnbd_hello_decode(&h, sizeof(h), &hd) == -EPROTO, "control character in host id: -EPROTO");
 	memset(h.host_id, 'x', sizeof(h.host_id));
 	ok(ibnbd_hello_decode(&h, sizeof(h), &hd) == -EPROTO, "unterminated host id: -EPROTO");
+	memset(hp.nonce, 0xa5, sizeof(hp.nonce));
+	ibnbd_hello_encode(&h, &hp);
+	ok(ibnbd_hello_decode(&h, sizeof(h), &hd) == 0 && !memcmp(hd.nonce, hp.nonce, sizeof(hd.nonce)),
+	   "hello carries the client nonce");
+	ok(ibnbd_hello_decode(&h, sizeof(h) - 32, &hd) == -EPROTO,
+	   "a version 2 HELLO (no nonce, 88 bytes): -EPROTO");
+	{
+		struct ibnbd_auth_challenge ch;
+		struct ibnbd_auth_proof pr;
+		struct ibnbd_auth_challenge_params cp = { .version = IBNBD_PROTO_VERSION,
+							  .server_id = "srv-1" }, cd;
+		uint8_t proof[IBNBD_PROOF_LEN], pd[IBNBD_PROOF_LEN];
+
+		memset(cp.nonce, 0x11, sizeof(cp.nonce));
+		memset(cp.proof, 0x22, sizeof(cp.proof));
+		ibnbd_auth_challenge_encode(&ch, &cp);
+		ok(ibnbd_auth_challenge_decode(&ch, sizeof(ch), &cd) == 0 &&
+		   !strcmp(cd.server_id, "srv-1") && cd.version == IBNBD_PROTO_VERSION &&
+		   !memcmp(cd.nonce, cp.nonce, sizeof(cd.nonce)) &&
+		   !memcmp(cd.proof, cp.proof, sizeof(cd.proof)), "auth challenge round trip");
+		ok(ibnbd_auth_challenge_decode(&ch, sizeof(ch) - 1, &cd) == -EPROTO,
+		   "a short auth challenge: -EPROTO");
+		ch.reserved1 = htole32(1);
+		ok(ibnbd_auth_challenge_decode(&ch, sizeof(ch), &cd) == -EPROTO,
+		   "an auth challenge with a reserved field set: -EPROTO");
+		ibnbd_auth_challenge_encode(&ch, &cp);
+		memset(ch.server_id, 'x', sizeof(ch.server_id));
+		ok(ibnbd_auth_challenge_decode(&ch, sizeof(ch), &cd) == -EPROTO,
+		   "an unterminated server id: -EPROTO");
+		memset(proof, 0x33, sizeof(proof));
+		ibnbd_auth_proof_encode(&pr, proof);
+		ok(ibnbd_auth_proof_decode(&pr, sizeof(pr), pd) == 0 && !memcmp(pd, proof, sizeof(pd)),
+		   "auth proof round trip");
+		ok(ibnbd_auth_proof_decode(&ch, sizeof(ch), pd) == -EPROTO,
+		   "a challenge is not a proof: -EPROTO");
+		pr.reserved0 = htole32(1);
+		ok(ibnbd_auth_proof_decode(&pr, sizeof(pr), pd) == -EPROTO,
+		   "a proof with a reserved field set: -EPROTO");
+	}
 
 	memset(&op, 0, sizeof(op));
 	op.access = IBNBD_ACCESS_RO;

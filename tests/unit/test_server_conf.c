@@ -286,7 +286,8 @@ static void test_add_export(void)
 	ok(config_add_export(&cfg, "/dev/sdb", err, sizeof(err)) == -EINVAL &&
 	   strstr(err, "must be NAME=PATH[,ro]"), "--export without a name (%s)", err);
 	ok(config_add_export(&cfg, "x=/a,noatime", err, sizeof(err)) == -EINVAL &&
-	   strstr(err, "unknown option 'noatime' (known: ro, rw, shared)"), "unknown option (%s)", err);
+	   strstr(err, "unknown option 'noatime' (known: ro, rw, shared, allow=)"),
+	   "unknown option (%s)", err);
 	ok(config_add_export(&cfg, "=/a", err, sizeof(err)) == -EINVAL &&
 	   strstr(err, "name is empty"), "empty name (%s)", err);
 	ok(config_add_export(&cfg, "a b=/a", err, sizeof(err)) == -EINVAL &&
@@ -352,6 +353,10 @@ static void test_load(void)
 }
 
 /* config_from_cmdline() with a file (or none) and command-line values. */
+/* How the server is told who may connect, for cmdline(). */
+static const char *auth_hosts_file; /* --hosts-file, or NULL */
+static bool auth_off = true;         /* --no-auth */
+
 static int cmdline(const char *file_text, const char *workers, const char *const *listen,
 		   unsigned int nlisten, const char *const *exports, unsigned int nexports,
 		   bool as_default)
@@ -361,6 +366,7 @@ static int cmdline(const char *file_text, const char *workers, const char *const
 		.workers = workers,
 		.listen = listen, .nlisten = nlisten,
 		.exports = exports, .nexports = nexports,
+		.hosts_file = auth_hosts_file, .no_auth = auth_off,
 	};
 	int ret;
 
@@ -446,6 +452,66 @@ static void test_cmdline(void)
 	   cfg.workers == 0, "with --export the default file is not read");
 }
 
+/* Who may connect, and who may open which export. */
+static void test_access(void)
+{
+	static const char file[] =
+		"hosts_file = /etc/ibnbd/hosts\n[export f]\npath = /f\nallow = hostA hostB:ro\n"
+		"[export g]\npath = /g\nallow = *\n[export h]\npath = /h\n";
+	const char *exports[] = { "c1=/c1,allow=hostA+hostC:ro", "c2=/c2,ro,allow=*:ro" };
+	const char *byid[] = { "c=/c,allow=hostA" };
+	const char *star[] = { "c=/c,allow=*" };
+	const char *dupid[] = { "c=/c,allow=hostA+hostA" };
+	const char *badid[] = { "c=/c,allow=" };
+	int ret;
+
+	auth_off = false;
+	auth_hosts_file = NULL;
+	ok(cmdline(NULL, NULL, NULL, 0, star, 1, false) == -EINVAL &&
+	   strstr(err, "--hosts-file") && strstr(err, "--no-auth"),
+	   "neither a hosts file nor --no-auth: refused, naming both (%s)", err);
+	auth_hosts_file = "/etc/ibnbd/hosts";
+	auth_off = true;
+	ok(cmdline(NULL, NULL, NULL, 0, star, 1, false) == -EINVAL && strstr(err, "both"),
+	   "a hosts file and --no-auth: refused (%s)", err);
+	auth_off = false;
+	ret = cmdline(NULL, NULL, NULL, 0, exports, 2, false);
+	ok(ret == 0 && !strcmp(cfg.hosts_file, "/etc/ibnbd/hosts") && !cfg.no_auth,
+	   "--hosts-file (%s)", err);
+	ok(cfg.exports[0].nallow == 2 && !strcmp(cfg.exports[0].allow[0].id, "hostA") &&
+	   !cfg.exports[0].allow[0].ro && !strcmp(cfg.exports[0].allow[1].id, "hostC") &&
+	   cfg.exports[0].allow[1].ro && !strcmp(cfg.exports[0].path, "/c1"),
+	   "allow=hostA+hostC:ro on the command line");
+	ok(cfg.exports[1].ro && cfg.exports[1].nallow == 1 && cfg.exports[1].allow[0].ro &&
+	   !strcmp(cfg.exports[1].allow[0].id, "*"), "ro,allow=*:ro");
+	ok(export_spec_allows(&cfg.exports[0], "hostA") == 0 &&
+	   export_spec_allows(&cfg.exports[0], "hostC") == 1 &&
+	   export_spec_allows(&cfg.exports[0], "hostB") == -EACCES &&
+	   export_spec_allows(&cfg.exports[0], "host") == -EACCES,
+	   "hostA read-write, hostC read-only, others not at all");
+	ok(export_spec_allows(&cfg.exports[1], "anyone") == 1, "*:ro lets anyone read");
+	auth_hosts_file = NULL;
+	ret = cmdline(file, NULL, NULL, 0, NULL, 0, false);
+	ok(ret == 0 && !strcmp(cfg.hosts_file, "/etc/ibnbd/hosts") && cfg.nexports == 3,
+	   "hosts_file in the file (%s)", err);
+	ok(cfg.exports[0].nallow == 2 && export_spec_allows(&cfg.exports[0], "hostB") == 1 &&
+	   export_spec_allows(&cfg.exports[1], "whoever") == 0 && cfg.exports[2].nallow == 0 &&
+	   export_spec_allows(&cfg.exports[2], "hostA") == -EACCES,
+	   "allow = in the file; an export without it lets nobody in");
+	auth_off = true;
+	ok(cmdline(NULL, NULL, NULL, 0, byid, 1, false) == -EINVAL &&
+	   strstr(err, "unproven") && strstr(err, "hostA"),
+	   "--no-auth with an allow list by id: refused (%s)", err);
+	ok(cmdline(NULL, NULL, NULL, 0, star, 1, false) == 0, "--no-auth with allow=*: fine");
+	ok(cmdline(NULL, NULL, NULL, 0, dupid, 1, false) == -EINVAL && strstr(err, "twice"),
+	   "a host allowed twice (%s)", err);
+	ok(cmdline(NULL, NULL, NULL, 0, badid, 1, false) == -EINVAL && strstr(err, "allow"),
+	   "allow= without hosts (%s)", err);
+	ok(cmdline("[export x]\npath = /x\nallow = a\tb\n", NULL, NULL, 0, NULL, 0, false) ==
+		   -EINVAL && strstr(err, "unproven"),
+	   "an allow list in the file is checked too (%s)", err);
+}
+
 int main(void)
 {
 	test_defaults();
@@ -457,5 +523,6 @@ int main(void)
 	test_add_listen();
 	test_load();
 	test_cmdline();
+	test_access();
 	return tap_done();
 }

@@ -23,12 +23,14 @@
 #include "control/client.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "clock.h"
 #include "control/export_check.h"
 #include "control/session.h"
@@ -60,12 +62,6 @@ enum dev_ctl {
 			  * by what the state file recorded */
 };
 
-struct pd_entry {
-	struct pd_entry *next;
-	struct ibv_context *verbs;
-	struct ibv_pd *pd;
-};
-
 /* A session and the devices (and maps waiting for it) that hold it. */
 struct sess_entry {
 	struct sess_entry *next;
@@ -89,6 +85,8 @@ struct client {
 	struct ublk_ctrl *ctrl;
 	struct worker **workers;
 	char host_id[IBNBD_HOST_ID_MAX];
+	unsigned char secret[AUTH_SECRET_LEN]; /* this host's key, if has_key */
+	bool has_key;
 	char *state_path;
 
 	pthread_mutex_t lock;  /* the lists, device ctl states, the state file */
@@ -98,11 +96,6 @@ struct client {
 	unsigned int reapers;  /* sessions being destroyed in the background */
 	bool leaving;
 
-	/* One PD per RDMA device, shared by every connection on it, so the
-	 * tag buffers are registered once. Sessions connect from their own
-	 * threads, hence the lock. */
-	pthread_mutex_t pd_lock;
-	struct pd_entry *pds;
 };
 
 static struct dev_ctl_info *ctl_of(struct device *d)
@@ -116,29 +109,6 @@ static struct dev_ctl_info *ctl_of(struct device *d)
 static bool known_by_record(struct device *d)
 {
 	return ctl_of(d)->ctl == DEV_UNRECOVERED || ctl_of(d)->ctl == DEV_TAKING_OVER;
-}
-
-static struct ibv_pd *get_pd(void *ctx, struct ibv_context *verbs)
-{
-	struct client *c = ctx;
-	struct pd_entry *e;
-
-	pthread_mutex_lock(&c->pd_lock);
-	for (e = c->pds; e && e->verbs != verbs; e = e->next)
-		;
-	if (!e && (e = calloc(1, sizeof(*e)))) {
-		e->verbs = verbs;
-		e->pd = ibv_alloc_pd(verbs);
-		if (e->pd) {
-			e->next = c->pds;
-			c->pds = e;
-		} else {
-			free(e);
-			e = NULL;
-		}
-	}
-	pthread_mutex_unlock(&c->pd_lock);
-	return e ? e->pd : NULL;
 }
 
 int client_create(const struct client_opts *opts, struct client **out, char *err,
@@ -168,7 +138,6 @@ int client_create(const struct client_opts *opts, struct client **out, char *err
 	};
 	if (c->t.keepalive_ms * 2 > c->t.dead_ms)
 		c->t.keepalive_ms = c->t.dead_ms / 3;
-	pthread_mutex_init(&c->pd_lock, NULL);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
 	if (opts->host_id) {
@@ -182,6 +151,14 @@ int client_create(const struct client_opts *opts, struct client **out, char *err
 		if (ret)
 			goto out_destroy;
 		snprintf(c->host_id, sizeof(c->host_id), "%s", id);
+	}
+	/* A key named is required; the default one is used when present. */
+	if (opts->key_file || !access(CONN_DEFAULT_KEY_FILE, F_OK)) {
+		ret = auth_key_file_load(opts->key_file ? opts->key_file : CONN_DEFAULT_KEY_FILE,
+					 c->secret, err, errlen);
+		if (ret)
+			goto out_destroy;
+		c->has_key = true;
 	}
 	ret = -ENOMEM;
 	if (opts->state_path && !(c->state_path = strdup(opts->state_path)))
@@ -206,6 +183,11 @@ out_destroy:
 const char *client_host_id(const struct client *c)
 {
 	return c->host_id;
+}
+
+bool client_has_key(const struct client *c)
+{
+	return c->has_key;
 }
 
 /* ---- devices ---- */
@@ -390,7 +372,8 @@ static int get_session(struct client *c, const char *host, uint16_t port, bool s
 {
 	struct session_config cfg = {
 		.host = host, .port = port, .host_id = c->host_id, .t = &c->t,
-		.workers = c->workers, .get_pd = get_pd, .get_pd_ctx = c,
+		.secret = c->has_key ? c->secret : NULL,
+		.workers = c->workers,
 		.start_down = start_down,
 	};
 	struct sess_entry *e;
@@ -1105,6 +1088,9 @@ static void client_leave(struct client *c)
 
 			if (d->queues[q].w)
 				worker_call(d->queues[q].w, &m);
+			/* Its session's protection domain goes with the session. */
+			verbs_dereg_mr(d->queues[q].mr);
+			d->queues[q].mr = NULL;
 		}
 		if (d->ublk)
 			ublk_dev_set_owned(d->ublk, false);
@@ -1136,17 +1122,10 @@ void client_destroy(struct client *c)
 		device_free(d);
 	}
 	free(c->workers);
-	while (c->pds) {
-		struct pd_entry *e = c->pds;
-
-		c->pds = e->next;
-		ibv_dealloc_pd(e->pd);
-		free(e);
-	}
 	ublk_ctrl_destroy(c->ctrl);
-	pthread_mutex_destroy(&c->pd_lock);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
 	free(c->state_path);
+	OPENSSL_cleanse(c->secret, sizeof(c->secret));
 	free(c);
 }

@@ -22,6 +22,7 @@ struct client_opts {
 	const char *state_path;      /* mapped devices are recorded there; NULL: not */
 	const char *host_id;         /* NULL: derived from the machine id (hostid.h) */
 	const char *machine_id_path; /* NULL: /etc/machine-id */
+	const char *key_file;        /* NULL: CONN_DEFAULT_KEY_FILE if there */
 };
 
 struct map_args {
@@ -41,6 +42,8 @@ int client_create(const struct client_opts *opts, struct client **out, char *err
 void client_destroy(struct client *c);
 /* The id this daemon presents to servers. */
 const char *client_host_id(const struct client *c);
+/* Whether the daemon authenticates to servers with a key. */
+bool client_has_key(const struct client *c);
 
 /* Maps an export; on success devpath is the usable /dev/ublkbN. On error
  * err holds a sentence for the operator. */

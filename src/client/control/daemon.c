@@ -362,7 +362,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: ibnbd-client daemon [--config FILE] [--foreground] [--workers N]\n"
 		"         [--dead-timeout SECS] [--loss-timeout SECS] [--io-timeout SECS]\n"
-		"         [--host-id ID]\n"
+		"         [--host-id ID] [--key-file FILE]\n"
 		"  --dead-timeout   silence after which a server is declared dead (default 4)\n"
 		"  --loss-timeout   how long IO waits for a lost server before failing\n"
 		"                   (default 120; 0 = wait forever)\n"
@@ -370,6 +370,9 @@ static void usage(FILE *f)
 		"                   (default 30; 0 = never)\n"
 		"  --host-id        the id presented to servers (default: derived from\n"
 		"                   /etc/machine-id; see 'ibnbd-client host-id')\n"
+		"  --key-file       this host's key, for servers that authenticate hosts\n"
+		"                   (default /etc/ibnbd/client.key when present;\n"
+		"                   see 'ibnbd-client gen-key')\n"
 		"SIGTERM leaves the devices to the next daemon; 'unmap --all' unmaps.\n");
 }
 
@@ -383,6 +386,7 @@ int daemon_main(int argc, char **argv)
 		{ "loss-timeout", required_argument, NULL, 'L' },
 		{ "io-timeout", required_argument, NULL, 'T' },
 		{ "host-id", required_argument, NULL, 'H' },
+		{ "key-file", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -395,7 +399,7 @@ int daemon_main(int argc, char **argv)
 	unsigned int v;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:fw:D:L:T:H:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:fw:D:L:T:H:K:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			break; /* maps.conf restoring comes with persistent maps */
@@ -430,6 +434,9 @@ int daemon_main(int argc, char **argv)
 				return 2;
 			}
 			copts.host_id = optarg;
+			break;
+		case 'K':
+			copts.key_file = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -483,7 +490,9 @@ int daemon_main(int argc, char **argv)
 		log_err("%s", err);
 		goto out;
 	}
-	log_info("host id %s", client_host_id(d.client));
+	log_info("host id %s, %s", client_host_id(d.client),
+		 client_has_key(d.client) ? "authenticating with its key"
+					  : "no key: only servers running with --no-auth will take it");
 	/* Devices a killed daemon left behind come back before the socket
 	 * answers, so a 'list' right after start shows them. */
 	ret = client_recover(d.client);

@@ -30,6 +30,15 @@ struct session {
 	struct conn **conns;     /* conns[q]: attached to worker q when live */
 	struct wsess *ws;        /* [nr_conns] */
 	struct ibv_pd *pd;       /* where the devices' tag buffers live */
+	/* The session's own protection domains, one per local RDMA device it
+	 * has connected from: no other server's rkeys reach its buffers.
+	 * Connections are made on threads of their own, hence the lock. */
+	pthread_mutex_t pd_lock;
+	struct {
+		struct ibv_context *verbs;
+		struct ibv_pd *pd;
+	} pds[SESSION_MAX_PDS];
+	unsigned int npds;
 
 	/* Serialises re-opening and attaching after a reconnect with opening
 	 * and closing devices: the device list only changes, and handles are
@@ -55,6 +64,35 @@ struct session {
 	uint64_t reconnects;
 	atomic_bool expired;     /* read by workers */
 };
+
+static struct ibv_pd *session_get_pd(void *ctx, struct ibv_context *verbs)
+{
+	struct session *s = ctx;
+	struct ibv_pd *pd = NULL;
+	unsigned int i;
+
+	pthread_mutex_lock(&s->pd_lock);
+	for (i = 0; i < s->npds && !pd; i++)
+		if (s->pds[i].verbs == verbs)
+			pd = s->pds[i].pd;
+	if (!pd && s->npds < SESSION_MAX_PDS && (pd = ibv_alloc_pd(verbs))) {
+		s->pds[s->npds].verbs = verbs;
+		s->pds[s->npds++].pd = pd;
+	}
+	pthread_mutex_unlock(&s->pd_lock);
+	return pd;
+}
+
+/* Last: every QP and MR in them is gone (a device's tag buffers are
+ * unregistered when it leaves the session). */
+static void free_pds(struct session *s)
+{
+	for (unsigned int i = 0; i < s->npds; i++)
+		if (ibv_dealloc_pd(s->pds[i].pd))
+			log_warn("%s: a protection domain is still in use at the session's end",
+				 s->peer);
+	s->npds = 0;
+}
 
 static const char *const state_names[] = {
 	[SESSION_LIVE] = "live",
@@ -170,8 +208,9 @@ static int connect_all(struct session *s, struct conn **conns, unsigned int time
 			.host = s->host, .port = s->port,
 			.queue_depth = s->t.conn_depth, .max_io_size = s->t.max_io_bytes,
 			.timeout_ms = timeout_ms, .host_id = s->host_id, .session_uuid = s->uuid,
+			.secret = s->cfg.secret,
 			.conn_index = (uint16_t)q, .conn_count = (uint16_t)s->nr_conns,
-			.get_pd = s->cfg.get_pd, .get_pd_ctx = s->cfg.get_pd_ctx,
+			.get_pd = session_get_pd, .get_pd_ctx = s,
 			.accepted = &jobs[q].accepted,
 		};
 		jobs[q].out = &conns[q];
@@ -231,6 +270,7 @@ int session_create(const struct session_config *cfg, struct session **out, char 
 	s->port = cfg->port;
 	snprintf(s->peer, sizeof(s->peer), "%s:%u", s->host, s->port);
 	pthread_mutex_init(&s->op_lock, NULL);
+	pthread_mutex_init(&s->pd_lock, NULL);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* wait_ms() */
@@ -286,6 +326,7 @@ out_destroy:
 	return ret;
 out_free:
 	destroy_conns(s);
+	free_pds(s);
 	free(s->conns);
 	free(s->ws);
 	free(s);
@@ -330,7 +371,9 @@ static void session_free(struct session *s)
 		slot_pool_destroy(&s->ws[q].slots);
 		free(s->ws[q].inflight);
 	}
+	free_pds(s);
 	pthread_mutex_destroy(&s->op_lock);
+	pthread_mutex_destroy(&s->pd_lock);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
 	free(s->conns);

@@ -26,14 +26,16 @@
 #include "transport/conn.h"
 #include "dataplane/dataplane.h"
 
+/* Local RDMA devices a session may connect from over its life. */
+#define SESSION_MAX_PDS 4
+
 struct session_config {
 	const char *host;
 	uint16_t port;
 	const char *host_id;
+	const unsigned char *secret; /* this host's key, or NULL; outlives the session */
 	const struct client_tunables *t;
 	struct worker **workers;       /* t->workers of them */
-	conn_get_pd_fn get_pd;
-	void *get_pd_ctx;
 	/* Do not connect now: start reconnecting in the background (a device
 	 * being recovered while its server is away). */
 	bool start_down;

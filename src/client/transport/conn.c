@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "clock.h"
 #include "log.h"
 #include "cm.h"
@@ -28,6 +29,7 @@
 #define SIGNAL_EVERY 16
 
 struct conn {
+	char host_id[IBNBD_HOST_ID_MAX]; /* the one it presented, for errors */
 	struct rdma_event_channel *ech;
 	struct rdma_cm_id *id;
 	struct ibv_pd *pd; /* borrowed: the client's, per RDMA device */
@@ -180,25 +182,97 @@ static int setup_qp(struct conn *c, const struct conn_params *p)
 	return ret;
 }
 
+/*
+ * The server answered HELLO with a challenge: checks its proof, then sends
+ * ours. 0 with the next reply in *reply, or -errno with a sentence.
+ */
+static int authenticate(struct conn *c, const struct conn_params *p,
+			const struct ibnbd_hello_params *hello, int64_t deadline, void **reply,
+			uint32_t *rlen, char *err, size_t errlen)
+{
+	struct ibnbd_auth_challenge_params ch;
+	unsigned char want[AUTH_MAC_LEN], proof[AUTH_MAC_LEN];
+	struct auth_transcript t = { .version = IBNBD_PROTO_VERSION, .conn_index = p->conn_index,
+				     .host_id = hello->host_id };
+	int ret;
+
+	if (ibnbd_auth_challenge_decode(*reply, *rlen, &ch)) {
+		snprintf(err, errlen, "%s sent a malformed authentication challenge", c->peer);
+		return -EPROTO;
+	}
+	if (!p->secret) {
+		snprintf(err, errlen,
+			 "%s authenticates hosts and this one has no key: give the daemon --key-file (default %s) holding the key the server lists for host '%s'",
+			 c->peer, CONN_DEFAULT_KEY_FILE, hello->host_id);
+		return -EACCES;
+	}
+	t.server_id = ch.server_id;
+	if (p->session_uuid)
+		memcpy(t.session_uuid, p->session_uuid, sizeof(t.session_uuid));
+	memcpy(t.client_nonce, hello->nonce, sizeof(t.client_nonce));
+	memcpy(t.server_nonce, ch.nonce, sizeof(t.server_nonce));
+	if (auth_proof(p->secret, AUTH_PROOF_SERVER, &t, want) ||
+	    auth_proof(p->secret, AUTH_PROOF_CLIENT, &t, proof)) {
+		snprintf(err, errlen, "authenticating to %s: libcrypto failed", c->peer);
+		return -EIO;
+	}
+	if (!auth_proof_equal(want, ch.proof)) {
+		snprintf(err, errlen,
+			 "%s (server id %s) could not prove it holds this host's key: the keys differ, or it is not the server it claims to be",
+			 c->peer, ch.server_id);
+		return -EACCES;
+	}
+	ibnbd_auth_proof_encode((struct ibnbd_auth_proof *)c->ctrl, proof);
+	ret = ctrl_exchange(c, sizeof(struct ibnbd_auth_proof), deadline, reply, rlen);
+	if (ret)
+		snprintf(err, errlen, "authenticating to %s failed: %s", c->peer, strerror(-ret));
+	return ret;
+}
+
 static int hello(struct conn *c, const struct conn_params *p, int64_t deadline,
 		 char *err, size_t errlen)
 {
 	struct ibnbd_hello_params hello = { .version = IBNBD_PROTO_VERSION,
 					    .features = IBNBD_FEAT_ALL };
+	bool challenged = false;
+	uint16_t type = 0;
 	void *reply;
 	uint32_t rlen;
 	int ret;
 
 	snprintf(hello.host_id, sizeof(hello.host_id), "%s", p->host_id ? p->host_id : "");
+	if (auth_nonce(hello.nonce)) {
+		snprintf(err, errlen, "no random nonce from libcrypto");
+		return -EIO;
+	}
 	ibnbd_hello_encode((struct ibnbd_hello *)c->ctrl, &hello);
 	ret = ctrl_exchange(c, sizeof(struct ibnbd_hello), deadline, &reply, &rlen);
+	if (!ret && !ibnbd_msg_peek(reply, rlen, &type) && type == IBNBD_MSG_AUTH_CHALLENGE) {
+		challenged = true;
+		ret = authenticate(c, p, &hello, deadline, &reply, &rlen, err, errlen);
+		if (ret)
+			return ret;
+	}
 	if (!ret)
 		ret = ibnbd_hello_rsp_decode(reply, rlen, &c->slots);
 	if (!ret && c->slots.status)
 		ret = c->slots.status;
+	if (ret == -EACCES) {
+		snprintf(err, errlen,
+			 challenged ? "%s refused host '%s': its key is not the one the server lists for it"
+				    : "%s refused host '%s': it is not in the server's hosts file",
+			 c->peer, hello.host_id);
+		return ret;
+	}
 	if (ret) {
 		snprintf(err, errlen, "handshake with %s failed: %s", c->peer, strerror(-ret));
 		return ret;
+	}
+	if (p->secret && !challenged) {
+		snprintf(err, errlen,
+			 "%s did not authenticate itself (it runs with --no-auth): refused, since this host has a key",
+			 c->peer);
+		return -EACCES;
 	}
 	if (c->slots.queue_depth < c->depth) {
 		/* Fewer slots than the connect reply promised: a broken peer. */
@@ -222,7 +296,8 @@ void conn_open_error(const struct conn *c, const char *export_name, int status, 
 		break;
 	case -EACCES:
 	case -EPERM:
-		snprintf(err, errlen, "%s refused access to export '%s'", c->peer, export_name);
+		snprintf(err, errlen, "host %s is not allowed to open export '%s' on %s (it is not in the export's allow list)",
+			 c->host_id, export_name, c->peer);
 		break;
 	case -EBUSY:
 		snprintf(err, errlen, "export '%s' on %s is already open for writing elsewhere",
@@ -323,6 +398,7 @@ int conn_connect(const struct conn_params *p, struct conn **out, char *err, size
 	if (!c)
 		return -ENOMEM;
 	snprintf(c->peer, sizeof(c->peer), "%s:%u", p->host, p->port);
+	snprintf(c->host_id, sizeof(c->host_id), "%s", p->host_id ? p->host_id : "");
 	snprintf(ep.host, sizeof(ep.host), "%s", p->host);
 	ret = cm_channel_create(&c->ech);
 	if (ret) {

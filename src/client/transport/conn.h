@@ -29,6 +29,9 @@ struct conn;
 /* The PD for the RDMA device the connection resolved to; NULL on error. */
 typedef struct ibv_pd *(*conn_get_pd_fn)(void *ctx, struct ibv_context *verbs);
 
+/* Where the daemon looks for this host's key when not told. */
+#define CONN_DEFAULT_KEY_FILE "/etc/ibnbd/client.key"
+
 struct conn_params {
 	const char *host;
 	uint16_t port;
@@ -36,6 +39,10 @@ struct conn_params {
 	uint32_t max_io_size;  /* wanted; the server may lower it */
 	unsigned int timeout_ms; /* the whole connect + HELLO */
 	const char *host_id;
+	/* This host's secret (auth.h), or NULL: then only a server running
+	 * with --no-auth takes it; with one, only a server that proves it
+	 * holds the same. */
+	const unsigned char *secret;
 	const uint8_t *session_uuid; /* 16 bytes */
 	uint16_t conn_index, conn_count;
 	conn_get_pd_fn get_pd;

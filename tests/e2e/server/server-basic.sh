@@ -39,7 +39,7 @@ loopdev=$(losetup --show -f --direct-io=on "$work/ro.img") || { flunk "losetup";
 
 # disk is shared: verifying clients and garbage senders write it at once,
 # each from its own session (server-resil.sh covers the single-writer rule).
-"$server_bin" --listen "$addr:$port" --workers 2 \
+"$server_bin" --no-auth --listen "$addr:$port" --workers 2 \
 	--export "disk=$work/disk.img,shared" --export "rodisk=$loopdev,ro" > "$log" 2>&1 &
 srv=$!
 for _ in $(seq 100); do
@@ -119,7 +119,7 @@ listen = $addr:$((port + 2))
 path = $work/disk.img
 colour = blue
 EOF
-out=$("$server_bin" --config "$work/bad.conf" 2>&1); rc=$?
+out=$("$server_bin" --no-auth --config "$work/bad.conf" 2>&1); rc=$?
 if [ $rc != 0 ] && grep -q "bad.conf:4: unknown key 'colour'" <<< "$out"; then
 	pass "config error names file and line ($out)"
 else
@@ -133,7 +133,7 @@ workers = 1
 path = $work/disk.img
 ro = yes
 EOF
-"$server_bin" --config "$work/good.conf" > "$work/cfg.log" 2>&1 &
+"$server_bin" --no-auth --config "$work/good.conf" > "$work/cfg.log" 2>&1 &
 cfgsrv=$!
 for _ in $(seq 100); do grep -q "serving 1 export" "$work/cfg.log" && break; sleep 0.1; done
 check "server from a config file serves a read-only export" \

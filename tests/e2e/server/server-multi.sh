@@ -27,7 +27,7 @@ loopdev=$(losetup --show -f --direct-io=on --sector-size 4096 "$work/loop.img") 
 	{ flunk "losetup --sector-size 4096"; exit 1; }
 
 # a and blk are shared: several probe sessions write them at once.
-"$server_bin" --listen "$addr:$port" --workers 3 --export "a=$work/a.img,shared" \
+"$server_bin" --no-auth --listen "$addr:$port" --workers 3 --export "a=$work/a.img,shared" \
 	--export "blk=$loopdev,shared" --export "ro=$work/ro.img,ro" > "$log" 2>&1 &
 srv=$!
 for _ in $(seq 100); do grep -q "serving 3 export" "$log" && break; sleep 0.1; done

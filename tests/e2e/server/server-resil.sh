@@ -85,10 +85,10 @@ else
 fi
 
 truncate -s 64M "$work/kdisk.img" "$work/disk.img" "$work/sh.img"
-"$server_bin" --listen "$addr:$kport" --workers 2 --keepalive-timeout 3 \
+"$server_bin" --no-auth --listen "$addr:$kport" --workers 2 --keepalive-timeout 3 \
 	--export "disk=$work/kdisk.img" > "$klog" 2>&1 &
 srvk=$!
-"$server_bin" --listen "$addr:$port" --workers 2 --keepalive-timeout 0 \
+"$server_bin" --no-auth --listen "$addr:$port" --workers 2 --keepalive-timeout 0 \
 	--export "disk=$work/disk.img" --export "sh=$work/sh.img,shared" \
 	--export "slow=$slowdev" > "$log" 2>&1 &
 srv=$!
