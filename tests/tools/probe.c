@@ -48,6 +48,8 @@ struct probe {
 	bool has_key;                  /* --key-file: answer a challenge */
 	unsigned char secret[AUTH_SECRET_LEN];
 	enum { PROOF_RIGHT, PROOF_BAD, PROOF_REFLECT } proof; /* --bad-proof, --reflect-proof */
+	const char *save_proof;        /* --save-proof FILE: keep HELLO's nonce and the proof */
+	const char *replay_proof;      /* --replay-proof FILE: send those again, keyless */
 	bool no_hello;                 /* --no-hello: connect, then say nothing */
 	bool verbose;
 	unsigned int nowait; /* tags used by write-nowait */
@@ -294,6 +296,19 @@ static int probe_auth(struct probe *p, const struct ibnbd_hello_params *h, uint8
 
 	if (ibnbd_auth_challenge_decode(rsp, *len, &ch))
 		return err("malformed AUTH_CHALLENGE"), -EPROTO;
+	if (p->replay_proof) {
+		/* An eavesdropper's replay: no key, the proof recorded earlier
+		 * (its HELLO, with the same nonce, went out already). */
+		FILE *f = fopen(p->replay_proof, "re");
+		size_t n = f && !fseek(f, IBNBD_NONCE_LEN, SEEK_SET) ? fread(proof, 1, sizeof(proof), f) : 0;
+
+		if (f)
+			fclose(f);
+		if (n != sizeof(proof))
+			return err("--replay-proof: cannot read %s", p->replay_proof), -EIO;
+		ibnbd_auth_proof_encode((struct ibnbd_auth_proof *)sbuf(p, PROBE_QD), proof);
+		return ctrl_roundtrip(p, sizeof(struct ibnbd_auth_proof), rsp, len);
+	}
 	if (!p->has_key)
 		return err("the server authenticates hosts; give --key-file"), -EACCES;
 	t.server_id = ch.server_id;
@@ -309,6 +324,14 @@ static int probe_auth(struct probe *p, const struct ibnbd_hello_params *h, uint8
 		proof[0] ^= 1;
 	else if (p->proof == PROOF_REFLECT)
 		memcpy(proof, ch.proof, sizeof(proof));
+	if (p->save_proof) {
+		FILE *f = fopen(p->save_proof, "we");
+
+		if (!f || fwrite(h->nonce, 1, IBNBD_NONCE_LEN, f) != IBNBD_NONCE_LEN ||
+		    fwrite(proof, 1, sizeof(proof), f) != sizeof(proof))
+			return err("--save-proof: cannot write %s", p->save_proof), -EIO;
+		fclose(f);
+	}
 	ibnbd_auth_proof_encode((struct ibnbd_auth_proof *)sbuf(p, PROBE_QD), proof);
 	return ctrl_roundtrip(p, sizeof(struct ibnbd_auth_proof), rsp, len);
 }
@@ -325,8 +348,18 @@ static int probe_hello(struct probe *p)
 		snprintf(h.host_id, sizeof(h.host_id), "%s", p->host_id);
 	else
 		snprintf(h.host_id, sizeof(h.host_id), "ibnbd-probe-%d", (int)getpid());
-	if (auth_nonce(h.nonce))
+	if (p->replay_proof) {
+		/* The recorded HELLO's nonce: a replay of the whole exchange. */
+		FILE *f = fopen(p->replay_proof, "re");
+		size_t n = f ? fread(h.nonce, 1, sizeof(h.nonce), f) : 0;
+
+		if (f)
+			fclose(f);
+		if (n != sizeof(h.nonce))
+			return err("--replay-proof: cannot read %s", p->replay_proof), -EIO;
+	} else if (auth_nonce(h.nonce)) {
 		return err("no nonce from libcrypto"), -EIO;
+	}
 	ibnbd_hello_encode((struct ibnbd_hello *)sbuf(p, PROBE_QD), &h);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ret = ctrl_roundtrip(p, sizeof(struct ibnbd_hello), rsp, &len);
@@ -706,6 +739,38 @@ static int cmd_idle(struct probe *p, long secs)
 	return 0;
 }
 
+/*
+ * An RDMA WRITE of 4 KiB, on our own connection, into memory named by an
+ * rkey and address another connection was given: it must fail (a remote
+ * access error, our connection dropped), never land.
+ */
+static int cmd_foreign_write(struct probe *p, uint32_t rkey, uint64_t addr)
+{
+	struct ibv_sge sge = { (uintptr_t)dbuf(p, 0), 4096, p->data_mr->lkey };
+	struct ibv_send_wr wr = {
+		.wr_id = 2000, .sg_list = &sge, .num_sge = 1, .opcode = IBV_WR_RDMA_WRITE,
+		.send_flags = IBV_SEND_SIGNALED,
+		.wr.rdma = { .remote_addr = addr, .rkey = rkey },
+	};
+	size_t len;
+	int ret;
+
+	memset(dbuf(p, 0), 0xee, 4096);
+	ret = verbs_post_send(p->id->qp, &wr);
+	if (ret)
+		return err("foreign-write: post: %s", strerror(-ret)), 1;
+	/* A successful write completes silently here; a refused one fails
+	 * the connection. */
+	ret = wait_recv(p, 5000, &len);
+	if (ret == -ECONNRESET) {
+		say("foreign-write: refused (rkey 0x%x, address 0x%llx): our connection failed",
+		    rkey, (unsigned long long)addr);
+		return 0;
+	}
+	return err("foreign-write: the write into rkey 0x%x was not refused (%s)", rkey,
+		   ret < 0 ? strerror(-ret) : "a message arrived"), 1;
+}
+
 static int cmd_expect_drop(struct probe *p, long secs)
 {
 	long after = 0;
@@ -1068,7 +1133,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: ibnbd-probe [--ro] [--timeout SECS] [--range START:LEN] [--session UUID]\n"
 		"                   [--conn-index I] [--conn-count N] [--host-id ID] [--verbose]\n"
-		"                   [--key-file FILE [--bad-proof|--reflect-proof]] [--no-hello]\n"
+		"                   [--key-file FILE [--bad-proof|--reflect-proof] [--save-proof F]]\n"
+		"                   [--replay-proof F] [--no-hello]\n"
 		"                   ADDR[:PORT] EXPORT CMD [ARG]...\n"
 		"       ibnbd-probe --fill-pattern PATH SEED\n"
 		"Commands (run in order):\n"
@@ -1082,7 +1148,9 @@ static void usage(FILE *f)
 		"  idle SECS                send nothing; fails if the server drops us\n"
 		"  expect-drop SECS         send nothing; fails unless the server drops us\n"
 		"  keepalive-for SECS       a KEEPALIVE every second\n"
-		"  write-nowait OFF LEN     a WRITE whose answer is not awaited\n");
+		"  write-nowait OFF LEN     a WRITE whose answer is not awaited\n"
+		"  print-slots              print the slots' rkey and address\n"
+		"  foreign-write RKEY ADDR  RDMA WRITE there on our connection: must fail\n");
 }
 
 int main(int argc, char **argv)
@@ -1104,6 +1172,8 @@ int main(int argc, char **argv)
 		{ "bad-proof", no_argument, NULL, 'B' },
 		{ "reflect-proof", no_argument, NULL, 'X' },
 		{ "no-hello", no_argument, NULL, 'O' },
+		{ "save-proof", required_argument, NULL, 'P' },
+		{ "replay-proof", required_argument, NULL, 'Y' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -1140,6 +1210,8 @@ int main(int argc, char **argv)
 		case 'B': p->proof = PROOF_BAD; break;
 		case 'X': p->proof = PROOF_REFLECT; break;
 		case 'O': p->no_hello = true; break;
+		case 'P': p->save_proof = optarg; break;
+		case 'Y': p->replay_proof = optarg; break;
 		case 'v': p->verbose = true; break;
 		case 'R':
 			if (sscanf(optarg, "%" SCNu64 ":%" SCNu64, &p->range_off, &p->range_len) != 2 ||
@@ -1195,6 +1267,12 @@ int main(int argc, char **argv)
 		} else if (!strcmp(cmd, "keepalive-for") && i + 1 < argc) {
 			rc = cmd_keepalive_for(p, (long)a);
 			i++;
+		} else if (!strcmp(cmd, "print-slots")) {
+			say("slots: rkey 0x%x address 0x%llx stride %u", p->slots.slot_rkey,
+			    (unsigned long long)p->slots.slot_addr, p->slots.slot_stride);
+		} else if (!strcmp(cmd, "foreign-write") && i + 2 < argc) {
+			rc = cmd_foreign_write(p, (uint32_t)a, strtoull(argv[i + 2], NULL, 0));
+			i += 2;
 		} else if (!strcmp(cmd, "write-nowait") && i + 2 < argc) {
 			rc = cmd_write_nowait(p, a, b);
 			i += 2;

@@ -4,12 +4,15 @@
 # right key. Secure by default: no hosts file and no --no-auth, a hosts
 # file others may read, or both, and the server refuses to start. A listed
 # host with its key opens and does IO; no key, another key, an unlisted
-# host, a wrong proof, the server's own proof sent back (reflection), and
+# host, a wrong proof, the server's own proof sent back (reflection), a
+# proof recorded on an earlier connection replayed without the key, and
 # a connection that never says HELLO are each refused (the last dropped
 # after the 5 s handshake time, on the worker's next tick: within 10 s),
 # named in the log and counted; the
 # server goes on serving. SIGHUP re-reads the hosts file; a broken one
-# keeps the hosts read before.
+# keeps the hosts read before. Slots are described zero-based, and one
+# authenticated host RDMA-writing with another connection's rkey fails on
+# its own connection while the other's verified IO goes on.
 name=server-auth
 . "$(dirname "$0")/lib.sh"
 port=4424
@@ -82,6 +85,11 @@ fails_with "hostA with a wrong proof: refused" "HELLO refused: Permission denied
 in_log "... logged as a failed authentication" "host 'hostA' refused: authentication failed"
 fails_with "hostA sending back the server's own proof: refused" "HELLO refused: Permission denied" \
 	"$probe" --host-id hostA --key-file "$work/a.key" --reflect-proof "$addr:$port" disk info
+check "hostA's proof recorded on a good connection" \
+	"$probe" --host-id hostA --key-file "$work/a.key" --save-proof "$work/proof" "$addr:$port" disk info
+fails_with "that HELLO and proof replayed without the key on a new connection: refused" \
+	"HELLO refused: Permission denied" \
+	"$probe" --host-id hostA --replay-proof "$work/proof" "$addr:$port" disk info
 check "a connection that says nothing is dropped within the handshake time" \
 	"$probe" --no-hello "$addr:$port" disk expect-drop 12
 in_log "... and logged" "no HELLO within 5 s"
@@ -101,12 +109,35 @@ kill -HUP "$srv"
 in_log "a broken hosts file on SIGHUP is reported" "hosts:3: .*; the hosts listed before stay"
 check "... and the hosts read before still open" \
 	"$probe" --host-id hostC --key-file "$work/c.key" "$addr:$port" disk info
+# ---- one connection's rkey is useless on another's ----
+# One worker, so that both connections are on the same worker and device
+# (where, with a protection domain per worker, the rkey would work).
+grep -v '^hostD' "$work/hosts" > "$work/hosts2"
+"$server_bin" --listen "$addr:$((port + 1))" --workers 1 --hosts-file "$work/hosts2" \
+	"${exp[@]}" > "$work/one.log" 2>&1 &
+one=$!
+for _ in $(seq 100); do grep -q listening "$work/one.log" && break; sleep 0.1; done
+"$probe" --host-id hostA --key-file "$work/a.key" --range 0:$((8 << 20)) "$addr:$((port + 1))" \
+	disk print-slots idle 6 write-read-verify 64 > "$work/victim.out" 2>&1 &
+victim=$!
+for _ in $(seq 100); do grep -q "^slots:" "$work/victim.out" && break; sleep 0.1; done
+read -r rkey saddr < <(sed -n 's/^slots: rkey \(0x[0-9a-f]*\) address \(0x[0-9a-f]*\).*/\1 \2/p' "$work/victim.out")
+echo "# the victim's slots: rkey ${rkey:-?} address ${saddr:-?}"
+[ "$saddr" = 0x0 ]; result $? "slots are described zero-based: no server address on the wire"
+check "hostC, authenticated, RDMA-writing with hostA's rkey on its own connection: refused" \
+	"$probe" --ro --host-id hostC --key-file "$work/c.key" "$addr:$((port + 1))" disk \
+	foreign-write "${rkey:-0}" "${saddr:-0}"
+wait "$victim"; r=$?
+[ $r = 0 ] && pass "hostA's connection and its verified IO are unaffected ($(tail -n 1 "$work/victim.out"))" ||
+	{ flunk "hostA's connection and its verified IO are unaffected"; sed 's/^/#   /' "$work/victim.out"; }
+kill -TERM "$one"; wait "$one"
+
 kill -USR1 "$srv"
 for _ in $(seq 100); do grep -q "stats (SIGUSR1)" "$log" && break; sleep 0.1; done
 st=$(grep "stats (SIGUSR1)" "$log" | tail -n 1)
 af=$(sed -n 's/.* auth_failures=\([0-9]*\).*/\1/p' <<< "$st")
 ht=$(sed -n 's/.* handshake_timeouts=\([0-9]*\).*/\1/p' <<< "$st")
-[ "${af:-0}" -ge 4 ] && [ "${ht:-0}" -ge 1 ] &&
+[ "${af:-0}" -ge 5 ] && [ "${ht:-0}" -ge 1 ] &&
 	pass "counted: $af refused hosts, $ht handshake timeouts" || flunk "counters: $st"
 kill -TERM "$srv"; wait "$srv"; rc=$?; srv=
 [ $rc = 0 ] && pass "SIGTERM: exit 0" || flunk "SIGTERM: exit $rc"
