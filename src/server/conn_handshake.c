@@ -118,6 +118,7 @@ static void answer_hello(struct conn *c, const struct ibnbd_hello_params *h)
 
 		/* IO is accepted from here on: after any fencing wait. */
 		c->hello_done = true;
+		conn_handshake_done(c);
 		if (p)
 			*p = '\0';
 		snprintf(c->name + strlen(c->name), sizeof(c->name) - strlen(c->name),
@@ -561,9 +562,23 @@ int conn_create(struct worker *w, struct worker_dev *dev, unsigned int idx,
 			 strerror(-ret));
 		return ret;
 	}
+	/* Connections that have not proven who they are hold a little memory
+	 * and CQ room each for up to CONN_HANDSHAKE_MS: capped, so a flood of
+	 * them cannot crowd out the hosts that do. */
+	if (__atomic_fetch_add(w->shared->handshakes, 1, __ATOMIC_RELAXED) >=
+	    w->shared->max_handshakes) {
+		__atomic_fetch_sub(w->shared->handshakes, 1, __ATOMIC_RELAXED);
+		stat_add(&w->stats.handshakes_refused, 1);
+		log_ratelimited(&w->auth_log, "worker %u: connection from %s refused: %u connections are in their handshake already (max_handshakes)",
+				w->index, peer, w->shared->max_handshakes);
+		return -EBUSY;
+	}
 	c = calloc(1, sizeof(*c));
-	if (!c)
+	if (!c) {
+		__atomic_fetch_sub(w->shared->handshakes, 1, __ATOMIC_RELAXED);
 		return -ENOMEM;
+	}
+	c->in_handshake = true;
 	c->w = w;
 	c->created_ms = clock_now_ms();
 	c->dev = dev;

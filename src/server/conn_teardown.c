@@ -204,6 +204,7 @@ void conn_destroy(struct conn *c)
 			 c->rq_posted ? " (receives were not flushed by the device)" : "",
 			 sq_used(c) ? " (sends were not flushed by the device)" : "");
 	registry_leave(c->w->shared->registry, &c->reg);
+	conn_handshake_done(c);
 	/* The QP goes first: nothing is retransmitted from, or lands in, the
 	 * memory freed below once it is destroyed (docs/protocol.md). */
 	if (c->qp_created)

@@ -202,6 +202,7 @@ int main(int argc, char **argv)
 	struct worker_shared shared = { 0 };
 	struct registry *registry = NULL;
 	struct server_auth *auth = NULL;
+	static unsigned int handshakes;
 	struct worker *workers = NULL;
 	unsigned int nworkers = 0;
 	struct listener *l = NULL;
@@ -271,6 +272,8 @@ int main(int argc, char **argv)
 	shared.registry = registry;
 	read_boot_id(shared.boot_id);
 	shared.keepalive_timeout_ms = cfg.keepalive_timeout * 1000;
+	shared.max_handshakes = cfg.max_handshakes;
+	shared.handshakes = &handshakes;
 	shared.exports = exports;
 	shared.nexports = cfg.nexports;
 	shared.limits = (struct ibnbd_conn_limits){

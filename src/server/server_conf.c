@@ -19,6 +19,7 @@ void config_init(struct server_config *cfg)
 	cfg->queue_depth = 128;
 	cfg->max_io_size = 512 * 1024;
 	cfg->keepalive_timeout = SERVER_DEFAULT_KEEPALIVE_TIMEOUT;
+	cfg->max_handshakes = SERVER_DEFAULT_MAX_HANDSHAKES;
 }
 
 static int check_name(const char *name, char *err, size_t errlen)
@@ -274,6 +275,12 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, char
 	}
 	if (!strcmp(key, "keepalive_timeout"))
 		return config_set_keepalive_timeout(cfg, val, err, errlen);
+	if (!strcmp(key, "max_handshakes")) {
+		if (parse_uint(val, 1, 65536, &n))
+			return errmsg(err, errlen, "max_handshakes must be 1..65536");
+		cfg->max_handshakes = n;
+		return 0;
+	}
 	if (!strcmp(key, "hosts_file")) {
 		if (!*val || strlen(val) >= sizeof(cfg->hosts_file))
 			return errmsg(err, errlen, "hosts_file must be a path of 1 to %zu bytes",
@@ -282,7 +289,7 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, char
 		return 0;
 	}
 	return errmsg(err, errlen,
-		    "unknown key '%s' (known: listen, workers, queue_depth, max_io_size, keepalive_timeout, hosts_file)",
+		    "unknown key '%s' (known: listen, workers, queue_depth, max_io_size, keepalive_timeout, hosts_file, max_handshakes)",
 		    key);
 }
 

@@ -10,6 +10,7 @@
  *   max_io_size = 524288
  *   keepalive_timeout = 15          (seconds; 0 = never)
  *   hosts_file = /etc/ibnbd/hosts   (HOSTID KEY per line: who may connect)
+ *   max_handshakes = 256            (connections not through HELLO yet, in all)
  *   [export NAME]
  *   path = /dev/nvme0n1
  *   ro                              (or: ro = yes|no|true|false|1|0)
@@ -69,6 +70,7 @@ struct server_config {
 	unsigned int keepalive_timeout; /* seconds of silence before a drop; 0 = never */
 	char hosts_file[4096]; /* "" unless given: then no_auth must be */
 	bool no_auth;          /* --no-auth: every host may connect, unproven */
+	unsigned int max_handshakes; /* connections before HELLO, in all */
 };
 
 /* What the command line said, as main() collected it with getopt. */
@@ -86,6 +88,7 @@ struct server_cmdline {
 };
 
 #define SERVER_DEFAULT_KEEPALIVE_TIMEOUT 15
+#define SERVER_DEFAULT_MAX_HANDSHAKES 256
 #define SERVER_MAX_KEEPALIVE_TIMEOUT 3600
 
 /* The defaults: no listeners or exports, queue_depth 128, max_io_size 512 KiB,

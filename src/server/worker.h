@@ -55,6 +55,8 @@ struct worker_shared {
 	unsigned int keepalive_timeout_ms; /* 0: never drop a silent connection */
 	uint8_t boot_id[16]; /* this host's boot (OPEN_RSP), all zero if unknown */
 	struct server_auth *auth; /* NULL: --no-auth */
+	unsigned int max_handshakes;
+	unsigned int *handshakes; /* connections before HELLO now (atomic), all workers */
 };
 
 struct handoff;

@@ -507,6 +507,12 @@ static void test_access(void)
 	   "a host allowed twice (%s)", err);
 	ok(cmdline(NULL, NULL, NULL, 0, badid, 1, false) == -EINVAL && strstr(err, "allow"),
 	   "allow= without hosts (%s)", err);
+	ok(cmdline("max_handshakes = 8\n[export x]\npath = /x\n", NULL, NULL, 0, NULL, 0, false) ==
+		   0 && cfg.max_handshakes == 8, "max_handshakes = 8 (%s)", err);
+	ok(cmdline("max_handshakes = 0\n[export x]\npath = /x\n", NULL, NULL, 0, NULL, 0, false) ==
+		   -EINVAL && strstr(err, "max_handshakes must be"), "max_handshakes = 0 (%s)", err);
+	ok(cmdline(NULL, NULL, NULL, 0, star, 1, false) == 0 && cfg.max_handshakes == 256,
+	   "max_handshakes defaults to 256");
 	ok(cmdline("[export x]\npath = /x\nallow = a\tb\n", NULL, NULL, 0, NULL, 0, false) ==
 		   -EINVAL && strstr(err, "unproven"),
 	   "an allow list in the file is checked too (%s)", err);

@@ -362,7 +362,11 @@ int conn_close_sync(struct conn *c, uint32_t handle, unsigned int timeout_ms)
 static void connect_error(struct conn *c, int ret, const struct ibnbd_conn_params *rep,
 			  size_t rep_len, char *err, size_t errlen)
 {
-	if (ret == -ECONNREFUSED && rep_len && rep->status)
+	if (ret == -ECONNREFUSED && rep_len && rep->status == -EBUSY)
+		snprintf(err, errlen,
+			 "%s refused the connection: it has no room for another one now (too many connections in their handshake, or its completion queues are full; its log says which)",
+			 c->peer);
+	else if (ret == -ECONNREFUSED && rep_len && rep->status)
 		snprintf(err, errlen, "%s refused the connection: %s", c->peer,
 			 strerror(-rep->status));
 	else if (ret == -ECONNREFUSED)

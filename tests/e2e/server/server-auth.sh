@@ -12,7 +12,10 @@
 # server goes on serving. SIGHUP re-reads the hosts file; a broken one
 # keeps the hosts read before. Slots are described zero-based, and one
 # authenticated host RDMA-writing with another connection's rkey fails on
-# its own connection while the other's verified IO goes on.
+# its own connection while the other's verified IO goes on. With
+# max_handshakes connections that say nothing, a new connection is
+# refused (the limit named in the log) while a host connected before goes
+# on, and connects again once they are dropped.
 name=server-auth
 . "$(dirname "$0")/lib.sh"
 port=4424
@@ -123,7 +126,11 @@ victim=$!
 for _ in $(seq 100); do grep -q "^slots:" "$work/victim.out" && break; sleep 0.1; done
 read -r rkey saddr < <(sed -n 's/^slots: rkey \(0x[0-9a-f]*\) address \(0x[0-9a-f]*\).*/\1 \2/p' "$work/victim.out")
 echo "# the victim's slots: rkey ${rkey:-?} address ${saddr:-?}"
-[ "$saddr" = 0x0 ]; result $? "slots are described zero-based: no server address on the wire"
+if [ "$saddr" = 0x0 ]; then
+	pass "slots are described zero-based: no server address on the wire"
+else
+	flunk "slots are described zero-based (address ${saddr:-none})"
+fi
 check "hostC, authenticated, RDMA-writing with hostA's rkey on its own connection: refused" \
 	"$probe" --ro --host-id hostC --key-file "$work/c.key" "$addr:$((port + 1))" disk \
 	foreign-write "${rkey:-0}" "${saddr:-0}"
@@ -131,6 +138,44 @@ wait "$victim"; r=$?
 [ $r = 0 ] && pass "hostA's connection and its verified IO are unaffected ($(tail -n 1 "$work/victim.out"))" ||
 	{ flunk "hostA's connection and its verified IO are unaffected"; sed 's/^/#   /' "$work/victim.out"; }
 kill -TERM "$one"; wait "$one"
+
+# ---- connections that never authenticate are capped ----
+cat > "$work/cap.conf" <<EOC
+listen = $addr:$((port + 2))
+hosts_file = $work/hosts2
+max_handshakes = 4
+[export disk]
+path = $work/disk.img
+allow = hostA hostC
+EOC
+"$server_bin" --config "$work/cap.conf" > "$work/cap.log" 2>&1 &
+cap=$!
+for _ in $(seq 100); do grep -q listening "$work/cap.log" && break; sleep 0.1; done
+"$probe" --host-id hostA --key-file "$work/a.key" --range 0:$((8 << 20)) "$addr:$((port + 2))" \
+	disk idle 4 write-read-verify 64 > "$work/held.out" 2>&1 &
+held=$!
+sleep 1
+silent=()
+for i in 1 2 3 4 5 6; do
+	"$probe" --no-hello "$addr:$((port + 2))" disk expect-drop 12 > "$work/silent$i.out" 2>&1 &
+	silent+=($!)
+done
+sleep 2
+fails_with "with max_handshakes (4) connections saying nothing, a new one is refused" \
+	"refused the connection: Device or resource busy" \
+	"$probe" --host-id hostA --key-file "$work/a.key" "$addr:$((port + 2))" disk info
+if grep -q "in their handshake already (max_handshakes)" "$work/cap.log"; then
+	pass "... and the server's log names the limit"
+else
+	flunk "... and the server's log names the limit"; tail -n 5 "$work/cap.log" | sed 's/^/#   /'
+fi
+wait "$held"; r=$?
+[ $r = 0 ] && pass "a host connected before the flood goes on with verified IO ($(tail -n 1 "$work/held.out"))" ||
+	{ flunk "the connected host's verified IO"; sed 's/^/#   /' "$work/held.out"; }
+for p in "${silent[@]}"; do wait "$p"; done
+check "once the silent ones are dropped, a host connects again" \
+	"$probe" --host-id hostA --key-file "$work/a.key" "$addr:$((port + 2))" disk write-read-verify 8
+kill -TERM "$cap"; wait "$cap"
 
 kill -USR1 "$srv"
 for _ in $(seq 100); do grep -q "stats (SIGUSR1)" "$log" && break; sleep 0.1; done
