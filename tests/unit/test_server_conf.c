@@ -134,17 +134,27 @@ static void test_doc_example(void)
 		"\n"
 		"[export vol1]\n"
 		"path = /dev/nvme0n1            # a block device or a regular file, absolute\n"
+		"allow = 3f0c6e1a-58b4-4bd5-9a51-2c07d4e1a9b2   # host ids; none: nobody\n"
 		"[export iso]\n"
 		"path = /srv/images/install.img\n"
-		"ro                             # or: ro = yes|no\n";
+		"ro                             # or: ro = yes|no\n"
+		"allow = *                      # every authenticated host\n"
+		"[export gfs]\n"
+		"path = /dev/nvme1n1\n"
+		"shared\n"
+		"allow = node-a node-b node-c:ro   # :ro: that host may only read\n";
 	int ret = parse(text);
 
 	ok(ret == 0, "the documented example parses (%d '%s')", ret, err);
 	ok(cfg.nlisten == 1 && !strcmp(cfg.listen[0].host, "192.0.2.1") &&
 	   cfg.listen[0].port == 4422 && cfg.workers == 4 && cfg.queue_depth == 128 &&
 	   cfg.max_io_size == 524288, "its comments are not part of the values");
-	ok(cfg.nexports == 2 && !strcmp(cfg.exports[0].path, "/dev/nvme0n1") &&
-	   !cfg.exports[0].ro && cfg.exports[1].ro, "its exports");
+	ok(cfg.nexports == 3 && !strcmp(cfg.exports[0].path, "/dev/nvme0n1") &&
+	   !cfg.exports[0].ro && cfg.exports[1].ro && cfg.exports[2].shared, "its exports");
+	ok(cfg.exports[0].nallow == 1 && cfg.exports[1].nallow == 1 &&
+	   !strcmp(cfg.exports[1].allow[0].id, "*") && cfg.exports[2].nallow == 3 &&
+	   cfg.exports[2].allow[2].ro && !strcmp(cfg.exports[2].allow[2].id, "node-c"),
+	   "its allow lists (comments are not host ids)");
 	ok(parse("[export a]   # the first\npath = /srv/disk#2\nro\t# read-only\n") == 0 &&
 	   !strcmp(cfg.exports[0].path, "/srv/disk#2") && cfg.exports[0].ro,
 	   "a '#' inside a word is kept; after a blank or tab it starts a comment");
