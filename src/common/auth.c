@@ -344,6 +344,20 @@ int auth_proof(const unsigned char secret[AUTH_SECRET_LEN], enum auth_role role,
 	return ret;
 }
 
+int auth_answer(const unsigned char secret[AUTH_SECRET_LEN], const struct auth_transcript *t,
+		const unsigned char server_proof[AUTH_MAC_LEN], unsigned char out[AUTH_MAC_LEN])
+{
+	unsigned char want[AUTH_MAC_LEN];
+	int ret = auth_proof(secret, AUTH_PROOF_SERVER, t, want);
+
+	if (!ret && !auth_proof_equal(want, server_proof))
+		ret = -EACCES;
+	if (!ret)
+		ret = auth_proof(secret, AUTH_PROOF_CLIENT, t, out);
+	OPENSSL_cleanse(want, sizeof(want));
+	return ret;
+}
+
 bool auth_proof_equal(const unsigned char a[AUTH_MAC_LEN], const unsigned char b[AUTH_MAC_LEN])
 {
 	return CRYPTO_memcmp(a, b, AUTH_MAC_LEN) == 0;

@@ -81,6 +81,13 @@ enum auth_role {
  * and every field of t. 0 or -EIO. */
 int auth_proof(const unsigned char secret[AUTH_SECRET_LEN], enum auth_role role,
 	       const struct auth_transcript *t, unsigned char out[AUTH_MAC_LEN]);
+/*
+ * The client's half of the exchange: checks the server's proof for t with
+ * the host's secret, and makes the client's. 0, -EACCES when the server's
+ * proof is not the one the secret gives, -EIO if libcrypto failed.
+ */
+int auth_answer(const unsigned char secret[AUTH_SECRET_LEN], const struct auth_transcript *t,
+		const unsigned char server_proof[AUTH_MAC_LEN], unsigned char out[AUTH_MAC_LEN]);
 /* Constant-time comparison of two proofs. */
 bool auth_proof_equal(const unsigned char a[AUTH_MAC_LEN], const unsigned char b[AUTH_MAC_LEN]);
 /* A fresh random nonce. 0 or -EIO. */

@@ -5,26 +5,25 @@
 
 #include "util.h"
 
-int verbs_reg_mr(struct ibv_pd *pd, void *addr, size_t len, int access,
-		     struct ibv_mr **out)
+/* ibv_reg_mr*'s answer as 0 or -errno. */
+static int mr_result(struct ibv_mr *mr, struct ibv_mr **out)
 {
-	struct ibv_mr *mr = ibv_reg_mr(pd, addr, len, access);
-
 	if (!mr)
 		return errno ? -errno : -ENOMEM;
 	*out = mr;
 	return 0;
 }
 
+int verbs_reg_mr(struct ibv_pd *pd, void *addr, size_t len, int access,
+		     struct ibv_mr **out)
+{
+	return mr_result(ibv_reg_mr(pd, addr, len, access), out);
+}
+
 int verbs_reg_mr_zero_based(struct ibv_pd *pd, void *addr, size_t len, int access,
 			    struct ibv_mr **out)
 {
-	struct ibv_mr *mr = ibv_reg_mr_iova2(pd, addr, len, 0, (unsigned int)access);
-
-	if (!mr)
-		return errno ? -errno : -ENOMEM;
-	*out = mr;
-	return 0;
+	return mr_result(ibv_reg_mr_iova2(pd, addr, len, 0, (unsigned int)access), out);
 }
 
 void verbs_dereg_mr(struct ibv_mr *mr)

@@ -292,7 +292,8 @@ static int probe_auth(struct probe *p, const struct ibnbd_hello_params *h, uint8
 	struct ibnbd_auth_challenge_params ch;
 	struct auth_transcript t = { .version = IBNBD_PROTO_VERSION, .conn_index = p->conn_index,
 				     .host_id = h->host_id };
-	unsigned char want[AUTH_MAC_LEN], proof[AUTH_MAC_LEN];
+	unsigned char proof[AUTH_MAC_LEN];
+	int ret;
 
 	if (ibnbd_auth_challenge_decode(rsp, *len, &ch))
 		return err("malformed AUTH_CHALLENGE"), -EPROTO;
@@ -315,11 +316,11 @@ static int probe_auth(struct probe *p, const struct ibnbd_hello_params *h, uint8
 	memcpy(t.session_uuid, p->session_uuid, sizeof(t.session_uuid));
 	memcpy(t.client_nonce, h->nonce, sizeof(t.client_nonce));
 	memcpy(t.server_nonce, ch.nonce, sizeof(t.server_nonce));
-	if (auth_proof(p->secret, AUTH_PROOF_SERVER, &t, want) ||
-	    auth_proof(p->secret, AUTH_PROOF_CLIENT, &t, proof))
-		return err("libcrypto failed"), -EIO;
-	if (!auth_proof_equal(want, ch.proof))
-		return err("the server (id %s) could not prove it holds our key", ch.server_id), -EACCES;
+	ret = auth_answer(p->secret, &t, ch.proof, proof);
+	if (ret == -EACCES)
+		return err("the server (id %s) could not prove it holds our key", ch.server_id), ret;
+	if (ret)
+		return err("libcrypto failed"), ret;
 	if (p->proof == PROOF_BAD)
 		proof[0] ^= 1;
 	else if (p->proof == PROOF_REFLECT)

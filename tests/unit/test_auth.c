@@ -126,14 +126,23 @@ static void test_files(void)
 	unlink(path);
 }
 
+/* Whether the server proof for t differs from mac. */
+static bool other_proof(const unsigned char secret[AUTH_SECRET_LEN],
+			const struct auth_transcript *t, const unsigned char mac[AUTH_MAC_LEN])
+{
+	unsigned char m[AUTH_MAC_LEN];
+
+	return auth_proof(secret, AUTH_PROOF_SERVER, t, m) == 0 && !auth_proof_equal(mac, m);
+}
+
 static void test_proofs(void)
 {
 	static const char want[] =
 		"4189cf3d29aaf768da3b72f41f03dca72232a05446a102d776e80516900571d6";
 	unsigned char secret[AUTH_SECRET_LEN], mac[AUTH_MAC_LEN], mac2[AUTH_MAC_LEN];
-	unsigned char n1[AUTH_NONCE_LEN], n2[AUTH_NONCE_LEN];
+	unsigned char n1[AUTH_NONCE_LEN], n2[AUTH_NONCE_LEN], answer[AUTH_MAC_LEN];
 	struct auth_transcript t = { .version = 3, .conn_index = 1, .host_id = "host-a",
-				     .server_id = "srv-1" };
+				     .server_id = "srv-1" }, u;
 	char hex[2 * AUTH_MAC_LEN + 1], err[256];
 	int i;
 
@@ -149,37 +158,33 @@ static void test_proofs(void)
 	   "the same transcript gives the same proof");
 	auth_proof(secret, AUTH_PROOF_CLIENT, &t, mac2);
 	ok(!auth_proof_equal(mac, mac2), "the client's proof is not the server's (no reflection)");
-	t.server_nonce[5] ^= 1;
-	auth_proof(secret, AUTH_PROOF_SERVER, &t, mac2);
-	ok(!auth_proof_equal(mac, mac2), "another server nonce, another proof (no replay)");
-	t.server_nonce[5] ^= 1;
-	t.client_nonce[31] ^= 1;
-	auth_proof(secret, AUTH_PROOF_SERVER, &t, mac2);
-	ok(!auth_proof_equal(mac, mac2), "another client nonce, another proof");
-	t.client_nonce[31] ^= 1;
-	t.conn_index = 0;
-	auth_proof(secret, AUTH_PROOF_SERVER, &t, mac2);
-	ok(!auth_proof_equal(mac, mac2), "another connection, another proof");
-	t.conn_index = 1;
-	t.session_uuid[0] ^= 1;
-	auth_proof(secret, AUTH_PROOF_SERVER, &t, mac2);
-	ok(!auth_proof_equal(mac, mac2), "another session, another proof");
-	t.session_uuid[0] ^= 1;
-	t.version = 4;
-	auth_proof(secret, AUTH_PROOF_SERVER, &t, mac2);
-	ok(!auth_proof_equal(mac, mac2), "another version, another proof");
-	t.version = 3;
-	t.host_id = "host-b";
-	auth_proof(secret, AUTH_PROOF_SERVER, &t, mac2);
-	ok(!auth_proof_equal(mac, mac2), "another host id, another proof");
-	t.host_id = "host-a";
-	t.server_id = "srv-2";
-	auth_proof(secret, AUTH_PROOF_SERVER, &t, mac2);
-	ok(!auth_proof_equal(mac, mac2), "another server id, another proof");
-	t.server_id = "srv-1";
+	u = t;
+	u.server_nonce[5] ^= 1;
+	ok(other_proof(secret, &u, mac), "another server nonce, another proof (no replay)");
+	u = t;
+	u.client_nonce[31] ^= 1;
+	ok(other_proof(secret, &u, mac), "another client nonce, another proof");
+	u = t;
+	u.conn_index = 0;
+	ok(other_proof(secret, &u, mac), "another connection, another proof");
+	u = t;
+	u.session_uuid[0] ^= 1;
+	ok(other_proof(secret, &u, mac), "another session, another proof");
+	u = t;
+	u.version = 4;
+	ok(other_proof(secret, &u, mac), "another version, another proof");
+	u = t;
+	u.host_id = "host-b";
+	ok(other_proof(secret, &u, mac), "another host id, another proof");
+	u = t;
+	u.server_id = "srv-2";
+	ok(other_proof(secret, &u, mac), "another server id, another proof");
+	auth_proof(secret, AUTH_PROOF_CLIENT, &t, mac2);
+	ok(auth_answer(secret, &t, mac, answer) == 0 && auth_proof_equal(answer, mac2),
+	   "the client's answer to the right server proof is its proof");
+	ok(auth_answer(secret, &t, mac2, answer) == -EACCES, "a wrong server proof gets no answer");
 	secret[0] ^= 1;
-	auth_proof(secret, AUTH_PROOF_SERVER, &t, mac2);
-	ok(!auth_proof_equal(mac, mac2), "another key, another proof");
+	ok(other_proof(secret, &t, mac), "another key, another proof");
 	ok(auth_nonce(n1) == 0 && auth_nonce(n2) == 0 && memcmp(n1, n2, sizeof(n1)),
 	   "two nonces differ");
 }

@@ -191,7 +191,7 @@ static int authenticate(struct conn *c, const struct conn_params *p,
 			uint32_t *rlen, char *err, size_t errlen)
 {
 	struct ibnbd_auth_challenge_params ch;
-	unsigned char want[AUTH_MAC_LEN], proof[AUTH_MAC_LEN];
+	unsigned char proof[AUTH_MAC_LEN];
 	struct auth_transcript t = { .version = IBNBD_PROTO_VERSION, .conn_index = p->conn_index,
 				     .host_id = hello->host_id };
 	int ret;
@@ -211,16 +211,16 @@ static int authenticate(struct conn *c, const struct conn_params *p,
 		memcpy(t.session_uuid, p->session_uuid, sizeof(t.session_uuid));
 	memcpy(t.client_nonce, hello->nonce, sizeof(t.client_nonce));
 	memcpy(t.server_nonce, ch.nonce, sizeof(t.server_nonce));
-	if (auth_proof(p->secret, AUTH_PROOF_SERVER, &t, want) ||
-	    auth_proof(p->secret, AUTH_PROOF_CLIENT, &t, proof)) {
-		snprintf(err, errlen, "authenticating to %s: libcrypto failed", c->peer);
-		return -EIO;
-	}
-	if (!auth_proof_equal(want, ch.proof)) {
+	ret = auth_answer(p->secret, &t, ch.proof, proof);
+	if (ret == -EACCES) {
 		snprintf(err, errlen,
 			 "%s (server id %s) could not prove it holds this host's key: the keys differ, or it is not the server it claims to be",
 			 c->peer, ch.server_id);
-		return -EACCES;
+		return ret;
+	}
+	if (ret) {
+		snprintf(err, errlen, "authenticating to %s: libcrypto failed", c->peer);
+		return ret;
 	}
 	ibnbd_auth_proof_encode((struct ibnbd_auth_proof *)c->ctrl, proof);
 	ret = ctrl_exchange(c, sizeof(struct ibnbd_auth_proof), deadline, reply, rlen);
