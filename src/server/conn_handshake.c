@@ -116,9 +116,8 @@ static void answer_hello(struct conn *c, const struct ibnbd_hello_params *h)
 	} else {
 		char *p = strstr(c->name, " host ");
 
-		/* IO is accepted from here on: after any fencing wait. */
-		c->hello_done = true;
-		conn_handshake_done(c);
+		/* After any fencing wait. */
+		conn_hello_done(c);
 		if (p)
 			*p = '\0';
 		snprintf(c->name + strlen(c->name), sizeof(c->name) - strlen(c->name),
@@ -241,7 +240,6 @@ static void hello_accepted(struct conn *c, const struct ibnbd_hello_params *h)
 	char tag[96];
 
 	if (!c->hello_done && h->version == IBNBD_PROTO_VERSION) {
-		snprintf(c->host_id, sizeof(c->host_id), "%s", h->host_id);
 		registry_set_host(c->w->shared->registry, &c->reg, h->host_id);
 		if (registry_fence_pending(c->w->shared->registry, &c->reg)) {
 			/*
@@ -278,7 +276,7 @@ static int host_allowed(const struct conn *c, const struct export *e)
 {
 	if (!c->w->shared->auth && !e->spec->nallow)
 		return 0;
-	return export_spec_allows(e->spec, c->host_id);
+	return export_spec_allows(e->spec, c->reg.host_id); /* its owner wrote it */
 }
 
 /*
@@ -304,7 +302,7 @@ static void open_export(struct conn *c, const struct ibnbd_open_params *o)
 		d.status = -EACCES;
 		stat_add(&c->w->stats.denied_opens, 1);
 		log_ratelimited(&c->w->auth_log, "%s: host '%s' is not allowed to open export '%s' (not in its allow list)",
-				c->name, c->host_id, e->name);
+				c->name, c->reg.host_id, e->name);
 	} else if (o->access == IBNBD_ACCESS_RW && (e->ro || allowed == 1)) {
 		d.status = -EROFS;
 		log_warn("%s: OPEN read-write of %s export '%s' refused", c->name,
@@ -578,7 +576,6 @@ int conn_create(struct worker *w, struct worker_dev *dev, unsigned int idx,
 		__atomic_fetch_sub(w->shared->handshakes, 1, __ATOMIC_RELAXED);
 		return -ENOMEM;
 	}
-	c->in_handshake = true;
 	c->w = w;
 	c->created_ms = clock_now_ms();
 	c->dev = dev;

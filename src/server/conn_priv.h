@@ -92,8 +92,6 @@ struct conn {
 	unsigned char auth_nonce[AUTH_NONCE_LEN];
 	struct ibnbd_hello_params auth_hello;
 	int64_t created_ms;
-	bool in_handshake; /* counted in shared->handshakes */
-	char host_id[IBNBD_HOST_ID_MAX]; /* from its HELLO (proven, unless --no-auth) */
 
 	struct ibv_pd *pd; /* its own: no other connection's rkey reaches its memory */
 	uint8_t *slot_mem; /* qd * stride, MR (zero-based) + io_uring fixed buffer idx */
@@ -162,13 +160,12 @@ static inline uint8_t *send_buf(struct conn *c, unsigned int i)
 	return c->msg_mem + (size_t)(c->nbufs + i) * IBNBD_MSG_MAX;
 }
 
-/* The connection is through HELLO (or gone): no longer counted. */
-static inline void conn_handshake_done(struct conn *c)
+/* Ends the HELLO: IO is accepted from here on, and the connection no
+ * longer counts against max_handshakes (conn_create() counted it). */
+static inline void conn_hello_done(struct conn *c)
 {
-	if (c->in_handshake) {
-		c->in_handshake = false;
-		__atomic_fetch_sub(c->w->shared->handshakes, 1, __ATOMIC_RELAXED);
-	}
+	c->hello_done = true;
+	__atomic_fetch_sub(c->w->shared->handshakes, 1, __ATOMIC_RELAXED);
 }
 
 static inline uint8_t *slot_data(struct conn *c, unsigned int tag)

@@ -204,7 +204,8 @@ void conn_destroy(struct conn *c)
 			 c->rq_posted ? " (receives were not flushed by the device)" : "",
 			 sq_used(c) ? " (sends were not flushed by the device)" : "");
 	registry_leave(c->w->shared->registry, &c->reg);
-	conn_handshake_done(c);
+	if (!c->hello_done) /* still counted against max_handshakes */
+		__atomic_fetch_sub(c->w->shared->handshakes, 1, __ATOMIC_RELAXED);
 	/* The QP goes first: nothing is retransmitted from, or lands in, the
 	 * memory freed below once it is destroyed (docs/protocol.md). */
 	if (c->qp_created)
