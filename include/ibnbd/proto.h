@@ -240,9 +240,17 @@ struct ibnbd_hello_rsp {
 	ibnbd_le32 slot_rkey;
 	ibnbd_le32 slot_stride; /* bytes from one slot to the next */
 	ibnbd_le32 max_io_size; /* data bytes per slot */
-	ibnbd_le32 reserved;
+	ibnbd_le32 limit; /* status -EDQUOT: the IBNBD_LIMIT_* reached; else 0 */
 };
 _Static_assert(sizeof(struct ibnbd_hello_rsp) == 48, "ibnbd_hello_rsp size");
+
+/* The server's limits a HELLO can meet (server.conf names them). */
+enum ibnbd_limit {
+	IBNBD_LIMIT_CONNECTIONS = 1,          /* max_connections */
+	IBNBD_LIMIT_CONNECTIONS_PER_HOST = 2, /* max_connections_per_host */
+	IBNBD_LIMIT_SESSIONS_PER_HOST = 3,    /* max_sessions_per_host */
+	IBNBD_LIMIT_SLOT_MEMORY = 4,          /* max_slot_memory */
+};
 
 enum ibnbd_access {
 	IBNBD_ACCESS_RO = 1,

@@ -255,6 +255,23 @@ void ibnbd_hello_rsp_encode(struct ibnbd_hello_rsp *w, const struct ibnbd_slot_d
 	w->slot_rkey = htole32(d->slot_rkey);
 	w->slot_stride = htole32(d->slot_stride);
 	w->max_io_size = htole32(d->max_io_size);
+	w->limit = htole32(d->limit);
+}
+
+const char *ibnbd_limit_name(uint32_t limit)
+{
+	switch (limit) {
+	case IBNBD_LIMIT_CONNECTIONS:
+		return "max_connections";
+	case IBNBD_LIMIT_CONNECTIONS_PER_HOST:
+		return "max_connections_per_host";
+	case IBNBD_LIMIT_SESSIONS_PER_HOST:
+		return "max_sessions_per_host";
+	case IBNBD_LIMIT_SLOT_MEMORY:
+		return "max_slot_memory";
+	default:
+		return "a limit";
+	}
 }
 
 int ibnbd_hello_rsp_decode(const void *buf, size_t len, struct ibnbd_slot_desc *d)
@@ -262,7 +279,7 @@ int ibnbd_hello_rsp_decode(const void *buf, size_t len, struct ibnbd_slot_desc *
 	struct ibnbd_hello_rsp w;
 
 	COPY_IN(w, buf, len);
-	if (hdr_check(&w.hdr, IBNBD_MSG_HELLO_RSP, len) || w.reserved)
+	if (hdr_check(&w.hdr, IBNBD_MSG_HELLO_RSP, len))
 		return -EPROTO;
 	d->status = (int32_t)le32toh((uint32_t)w.status);
 	d->version = le16toh(w.version);
@@ -272,7 +289,12 @@ int ibnbd_hello_rsp_decode(const void *buf, size_t len, struct ibnbd_slot_desc *
 	d->slot_rkey = le32toh(w.slot_rkey);
 	d->slot_stride = le32toh(w.slot_stride);
 	d->max_io_size = le32toh(w.max_io_size);
+	d->limit = le32toh(w.limit);
 	if (d->status > 0)
+		return -EPROTO;
+	/* A limit comes only with -EDQUOT (one we do not know yet is still
+	 * a limit: the caller names it as such). */
+	if (d->limit && d->status != -EDQUOT)
 		return -EPROTO;
 	if (d->status == 0 &&
 	    (d->queue_depth == 0 || d->queue_depth > IBNBD_MAX_QUEUE_DEPTH ||

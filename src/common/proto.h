@@ -79,7 +79,10 @@ struct ibnbd_slot_desc {
 	uint32_t slot_rkey;
 	uint32_t slot_stride;
 	uint32_t max_io_size;
+	uint32_t limit; /* with status -EDQUOT: enum ibnbd_limit */
 };
+/* The server.conf key of an IBNBD_LIMIT_* ("a limit" for one unknown). */
+const char *ibnbd_limit_name(uint32_t limit);
 /* Client: where a WRITE on tag puts [data | header] (remote address). */
 static inline uint64_t ibnbd_slot_remote_addr(const struct ibnbd_slot_desc *d, uint16_t tag)
 {

@@ -20,6 +20,8 @@
 #include "log.h"
 #include "verbs.h"
 
+_Static_assert(SERVER_MAX_OPENS_PER_SESSION <= CONN_MAX_OPENS, "opens per connection");
+
 int conn_cq_need(const struct ibnbd_conn_params *p)
 {
 	/*
@@ -30,15 +32,30 @@ int conn_cq_need(const struct ibnbd_conn_params *p)
 	return (4 * p->queue_depth + IBNBD_CTRL_CREDITS) + (p->queue_depth + IBNBD_CTRL_CREDITS);
 }
 
+/*
+ * Before HELLO a connection can only exchange control messages, one at a
+ * time: it has that many receives posted and answers in flight (plus
+ * sq_drain()'s marker), and only that much of the worker's CQ. The rest of
+ * its share is taken at HELLO, once its host is known and admitted, so
+ * connections that never authenticate cannot use up the CQ.
+ */
+#define PRE_HELLO_RECVS (IBNBD_CTRL_CREDITS + 1)
+#define PRE_HELLO_SENDS (2 * (IBNBD_CTRL_CREDITS + 1))
+#define PRE_HELLO_CQ (PRE_HELLO_RECVS + PRE_HELLO_SENDS + 1)
+
 int conn_cq_held(const struct conn *c)
 {
-	return c->cq_need;
+	return c->cq_held;
 }
 
 /* ---- control messages (one credit, answered from send buffer qd) ---- */
 
 static int ctrl_post(struct conn *c, size_t len)
 {
+	if (!c->hello_done && sq_used(c) + 1 > PRE_HELLO_SENDS) {
+		conn_violation(c, "control messages before HELLO faster than their answers complete");
+		return -ENOSPC;
+	}
 	if (sq_used(c) + 1 > c->sq_depth) {
 		conn_violation(c, "control message while the previous answer is unsent");
 		return -ENOSPC;
@@ -70,6 +87,24 @@ static int setup_slots(struct conn *c)
 	struct iovec iov;
 	int ret;
 
+	if (c->cq_held < c->cq_need) {
+		if (worker_cq_reserve(c->w, c->dev, c->cq_need - c->cq_held)) {
+			log_warn("%s: refused: this worker's CQ is fully committed (%d of %d entries left, %d needed); try a smaller queue depth or more workers",
+				 c->name, c->dev->cq_budget, c->dev->cq_size,
+				 c->cq_need - c->cq_held);
+			return -EBUSY;
+		}
+		c->cq_held = c->cq_need;
+		/* The receives for IO: 0..PRE_HELLO_RECVS-1 are posted already. */
+		for (unsigned int i = PRE_HELLO_RECVS; i < c->nbufs; i++) {
+			ret = conn_post_recv(c, i);
+			if (ret) {
+				log_err("%s: posting receive %u failed: %s", c->name, i,
+					strerror(-ret));
+				return ret;
+			}
+		}
+	}
 	if (!c->slot_mem)
 		c->slot_mem = map_mem(c->slot_len);
 	if (!c->slot_mem) {
@@ -105,14 +140,20 @@ static void answer_hello(struct conn *c, const struct ibnbd_hello_params *h)
 		.slot_stride = c->stride,
 		.max_io_size = c->max_io_size,
 	};
-	char tag[96];
+	char tag[96], why[256];
 
 	if (c->hello_done) {
 		d.status = -EALREADY;
 	} else if (h->version != IBNBD_PROTO_VERSION) {
 		d.status = -EPROTONOSUPPORT;
-	} else if (!c->slot_mr && setup_slots(c)) {
-		d.status = -ENOMEM;
+	} else if (!c->slot_mr && (d.limit = registry_admit(c->w->shared->registry, &c->reg,
+							     c->slot_len, why, sizeof(why)))) {
+		d.status = -EDQUOT;
+		stat_add(&c->w->stats.limits_refused, 1);
+		log_ratelimited(&c->w->auth_log, "%s: host '%s' refused: %s", c->name, h->host_id,
+				why);
+	} else if (!c->slot_mr && (d.status = setup_slots(c))) {
+		;
 	} else {
 		char *p = strstr(c->name, " host ");
 
@@ -291,7 +332,7 @@ static void open_export(struct conn *c, const struct ibnbd_open_params *o)
 	unsigned int h;
 	int ret, allowed = 0;
 
-	for (h = 0; h < CONN_MAX_OPENS && c->opens[h].exp; h++)
+	for (h = 0; h < c->w->shared->max_opens && c->opens[h].exp; h++)
 		;
 	if (!c->hello_done) {
 		d.status = -ENOTCONN;
@@ -307,8 +348,11 @@ static void open_export(struct conn *c, const struct ibnbd_open_params *o)
 		d.status = -EROFS;
 		log_warn("%s: OPEN read-write of %s export '%s' refused", c->name,
 			 e->ro ? "read-only" : "this host's read-only", o->name);
-	} else if (h == CONN_MAX_OPENS) {
+	} else if (h == c->w->shared->max_opens) {
 		d.status = -EMFILE;
+		stat_add(&c->w->stats.limits_refused, 1);
+		log_ratelimited(&c->w->auth_log, "%s: OPEN of '%s' refused: the session has %u exports open (max_opens_per_session)",
+				c->name, o->name, h);
 	} else if (o->access == IBNBD_ACCESS_RW &&
 		   (ret = registry_open_rw(c->w->shared->registry, &c->reg, e->index, e->shared,
 					   e->name, holder, sizeof(holder)))) {
@@ -603,13 +647,13 @@ int conn_create(struct worker *w, struct worker_dev *dev, unsigned int idx,
 	rep.queue_depth = c->qd;
 	c->cq_need = conn_cq_need(&rep);
 	conn_set_state(c, CONN_ACCEPTING);
-	if (worker_cq_reserve(w, dev, c->cq_need)) {
-		log_warn("%s: refused: this worker's CQ is fully committed (%d of %d entries left, %d needed); try a smaller queue depth or more workers",
-			 c->name, dev->cq_budget, dev->cq_size, c->cq_need);
+	if (worker_cq_reserve(w, dev, PRE_HELLO_CQ)) {
+		log_warn("%s: refused: this worker's CQ is fully committed (%d of %d entries left, %d needed)",
+			 c->name, dev->cq_budget, dev->cq_size, PRE_HELLO_CQ);
 		ret = -EBUSY;
 		goto out_destroy;
 	}
-	c->cq_charged = true;
+	c->cq_held = PRE_HELLO_CQ;
 
 	ret = -ENOMEM;
 	c->slots = calloc(c->qd, sizeof(*c->slots));
@@ -650,7 +694,7 @@ int conn_create(struct worker *w, struct worker_dev *dev, unsigned int idx,
 		goto out_destroy;
 	}
 	c->qp_created = true;
-	for (i = 0; i < c->nbufs; i++) {
+	for (i = 0; i < PRE_HELLO_RECVS && i < c->nbufs; i++) {
 		ret = conn_post_recv(c, i);
 		if (ret) {
 			log_err("%s: posting receive %u failed: %s", c->name, i, strerror(-ret));

@@ -146,8 +146,8 @@ struct conn {
 	uint64_t nrejects;
 	int64_t state_since_ms;
 	int64_t dreq_due_ms;   /* a failed connection's deferred disconnect */
-	int cq_need;
-	bool cq_charged; /* cq_need taken from the worker's CQ budget */
+	int cq_need; /* its share of the worker's CQ, once through HELLO */
+	int cq_held; /* taken from the worker's CQ budget so far */
 };
 
 static inline uint8_t *recv_buf(struct conn *c, unsigned int i)

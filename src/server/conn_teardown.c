@@ -225,8 +225,7 @@ void conn_destroy(struct conn *c)
 		munmap(c->msg_mem, c->msg_len);
 	if (c->id)
 		rdma_destroy_id(c->id);
-	if (c->cq_charged)
-		c->dev->cq_budget += c->cq_need;
+	c->dev->cq_budget += c->cq_held;
 	free(c->slots);
 	free(c->pending);
 	free(c->answers);

@@ -51,9 +51,14 @@ static void usage(FILE *f)
 		IBNBD_DEFAULT_PORT, SERVER_DEFAULT_KEEPALIVE_TIMEOUT);
 }
 
-static void print_stats(struct worker *workers, unsigned int n, const char *when)
+/* The counters, then what the limits count now (connections past HELLO
+ * and their pinned slot memory). */
+static void print_stats(struct worker *workers, unsigned int n, struct registry *r,
+			const char *when)
 {
 	struct server_stats sum = { 0 };
+	unsigned int conns;
+	uint64_t slot_bytes;
 	char line[768];
 	size_t len;
 
@@ -69,7 +74,9 @@ static void print_stats(struct worker *workers, unsigned int n, const char *when
 					(unsigned long long)sum.f);
 	STATS_FIELDS(PRINT)
 #undef PRINT
-	log_info("%s", line);
+	registry_usage(r, &conns, &slot_bytes);
+	log_info("%s connections_now=%u slot_memory_bytes=%llu", line, conns,
+		 (unsigned long long)slot_bytes);
 }
 
 /*
@@ -269,7 +276,16 @@ int main(int argc, char **argv)
 		log_err("out of memory");
 		goto out;
 	}
+	if (!cfg.limits.max_slot_memory)
+		cfg.limits.max_slot_memory = config_default_slot_memory(
+			(uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE));
+	registry_set_limits(registry, &cfg.limits);
+	log_info("limits: %u connections, %u per host, %u sessions per host, %u exports open per session, %llu MiB of slot memory",
+		 cfg.limits.max_connections, cfg.limits.max_connections_per_host,
+		 cfg.limits.max_sessions_per_host, cfg.limits.max_opens_per_session,
+		 (unsigned long long)(cfg.limits.max_slot_memory >> 20));
 	shared.registry = registry;
+	shared.max_opens = cfg.limits.max_opens_per_session;
 	read_boot_id(shared.boot_id);
 	shared.keepalive_timeout_ms = cfg.keepalive_timeout * 1000;
 	shared.max_handshakes = cfg.max_handshakes;
@@ -326,7 +342,7 @@ int main(int argc, char **argv)
 		if (read(sfd, &si, sizeof(si)) != sizeof(si))
 			continue;
 		if (si.ssi_signo == SIGUSR1) {
-			print_stats(workers, nworkers, "SIGUSR1");
+			print_stats(workers, nworkers, registry, "SIGUSR1");
 		} else if (si.ssi_signo == SIGHUP) {
 			if (!auth)
 				log_info("SIGHUP: no hosts file to re-read (--no-auth)");
@@ -351,7 +367,7 @@ out:
 	for (unsigned int i = 0; i < nworkers; i++)
 		worker_destroy(&workers[i]);
 	if (workers)
-		print_stats(workers, nworkers, "exit");
+		print_stats(workers, nworkers, registry, "exit");
 	free(workers);
 	/* What clients were told is written may sit in the device's or the
 	 * filesystem's cache: a stop (an upgrade, a reboot) makes it durable

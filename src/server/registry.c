@@ -14,6 +14,9 @@ struct registry {
 	pthread_mutex_t lock;
 	struct reg_entry *head;
 	uint64_t next_cookie;
+	struct server_limits limits;
+	unsigned int admitted;   /* connections */
+	uint64_t admitted_bytes; /* their slot memory */
 };
 
 int registry_create(struct registry **out)
@@ -37,6 +40,88 @@ uint64_t registry_open_cookie(struct registry *r)
 	c = ++r->next_cookie ? r->next_cookie : ++r->next_cookie;
 	pthread_mutex_unlock(&r->lock);
 	return c;
+}
+
+void registry_set_limits(struct registry *r, const struct server_limits *l)
+{
+	pthread_mutex_lock(&r->lock);
+	r->limits = *l;
+	pthread_mutex_unlock(&r->lock);
+}
+
+static bool same_session(const struct reg_entry *a, const struct reg_entry *b)
+{
+	return !memcmp(a->uuid, b->uuid, 16);
+}
+
+/* The host's sessions other than e's, among admitted entries. Caller
+ * holds the lock. A session is counted at its first entry in the list. */
+static unsigned int other_sessions(const struct registry *r, const struct reg_entry *e)
+{
+	unsigned int n = 0;
+
+	for (const struct reg_entry *o = r->head; o; o = o->next) {
+		const struct reg_entry *p;
+
+		if (!o->admitted || same_session(o, e) || strcmp(o->host_id, e->host_id))
+			continue;
+		for (p = r->head; p != o; p = p->next)
+			if (p->admitted && same_session(p, o) && !strcmp(p->host_id, o->host_id))
+				break;
+		n += p == o;
+	}
+	return n;
+}
+
+int registry_admit(struct registry *r, struct reg_entry *e, uint64_t slot_bytes, char *why,
+		   size_t why_len)
+{
+	const struct server_limits *l = &r->limits;
+	unsigned int host_conns = 0, sessions;
+	int limit = 0;
+
+	pthread_mutex_lock(&r->lock);
+	if (e->admitted || !e->joined)
+		goto out;
+	for (const struct reg_entry *o = r->head; o; o = o->next)
+		host_conns += o->admitted && !strcmp(o->host_id, e->host_id);
+	sessions = other_sessions(r, e);
+	if (l->max_connections && r->admitted >= l->max_connections) {
+		limit = IBNBD_LIMIT_CONNECTIONS;
+		snprintf(why, why_len, "the server has %u connections (max_connections %u)",
+			 r->admitted, l->max_connections);
+	} else if (l->max_connections_per_host && host_conns >= l->max_connections_per_host) {
+		limit = IBNBD_LIMIT_CONNECTIONS_PER_HOST;
+		snprintf(why, why_len, "host '%s' has %u connections (max_connections_per_host %u)",
+			 e->host_id, host_conns, l->max_connections_per_host);
+	} else if (l->max_sessions_per_host && sessions >= l->max_sessions_per_host) {
+		limit = IBNBD_LIMIT_SESSIONS_PER_HOST;
+		snprintf(why, why_len, "host '%s' has %u other sessions (max_sessions_per_host %u)",
+			 e->host_id, sessions, l->max_sessions_per_host);
+	} else if (l->max_slot_memory && slot_bytes > l->max_slot_memory - r->admitted_bytes) {
+		limit = IBNBD_LIMIT_SLOT_MEMORY;
+		snprintf(why, why_len,
+			 "%llu MiB of slot memory is pinned and this connection needs %llu MiB more (max_slot_memory %llu MiB)",
+			 (unsigned long long)(r->admitted_bytes >> 20),
+			 (unsigned long long)((slot_bytes + (1u << 20) - 1) >> 20),
+			 (unsigned long long)(l->max_slot_memory >> 20));
+	} else {
+		e->admitted = true;
+		e->slot_bytes = slot_bytes;
+		r->admitted++;
+		r->admitted_bytes += slot_bytes;
+	}
+out:
+	pthread_mutex_unlock(&r->lock);
+	return limit;
+}
+
+void registry_usage(struct registry *r, unsigned int *conns, uint64_t *slot_bytes)
+{
+	pthread_mutex_lock(&r->lock);
+	*conns = r->admitted;
+	*slot_bytes = r->admitted_bytes;
+	pthread_mutex_unlock(&r->lock);
 }
 
 void registry_destroy(struct registry *r)
@@ -146,6 +231,11 @@ void registry_leave(struct registry *r, struct reg_entry *e)
 			e->next->prev = e->prev;
 		e->joined = false;
 		e->waiting = false;
+		if (e->admitted) {
+			r->admitted--;
+			r->admitted_bytes -= e->slot_bytes;
+			e->admitted = false;
+		}
 		memset(e->rw, 0, sizeof(e->rw));
 		/* Whoever waits may wait for us: let them look again. */
 		for (struct reg_entry *o = r->head; o; o = o->next)

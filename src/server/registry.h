@@ -48,6 +48,8 @@ struct reg_entry {
 	/* Under the registry mutex. */
 	bool joined;
 	bool superseded; /* someone waits for this connection to drain */
+	bool admitted;   /* past registry_admit(): counted against the limits */
+	uint64_t slot_bytes; /* the pinned slot memory it was admitted with */
 	bool waiting;    /* this connection waits for others to drain */
 	char host_id[IBNBD_HOST_ID_MAX];
 	char fence_reason[256]; /* why it was superseded, for its owner's log */
@@ -56,6 +58,21 @@ struct reg_entry {
 };
 
 int registry_create(struct registry **out);
+/* The limits registry_admit() enforces (a zero field: no limit). Before
+ * any connection joins. */
+void registry_set_limits(struct registry *r, const struct server_limits *l);
+
+/*
+ * A connection whose host has said HELLO (and proved who it is) asks for
+ * its slot memory: 0 and it is counted until it leaves, or the
+ * IBNBD_LIMIT_* it would exceed (why describes it, for the log). Counted
+ * are the joined connections admitted before: in all, of its host, the
+ * host's other sessions, and their slot memory.
+ */
+int registry_admit(struct registry *r, struct reg_entry *e, uint64_t slot_bytes, char *why,
+		   size_t why_len);
+/* What is admitted now (for the log and the tests). */
+void registry_usage(struct registry *r, unsigned int *conns, uint64_t *slot_bytes);
 /* Tolerates NULL. Every entry must have left. */
 void registry_destroy(struct registry *r);
 

@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,60 @@ void config_init(struct server_config *cfg)
 	cfg->max_io_size = 512 * 1024;
 	cfg->keepalive_timeout = SERVER_DEFAULT_KEEPALIVE_TIMEOUT;
 	cfg->max_handshakes = SERVER_DEFAULT_MAX_HANDSHAKES;
+	cfg->limits = (struct server_limits){
+		.max_connections = SERVER_DEFAULT_MAX_CONNECTIONS,
+		.max_connections_per_host = SERVER_DEFAULT_MAX_CONNECTIONS_PER_HOST,
+		.max_sessions_per_host = SERVER_DEFAULT_MAX_SESSIONS_PER_HOST,
+		.max_opens_per_session = SERVER_MAX_OPENS_PER_SESSION,
+	};
+}
+
+uint64_t config_default_slot_memory(uint64_t mem_bytes)
+{
+	uint64_t half = mem_bytes / 2;
+
+	return half && half < SERVER_MAX_SLOT_MEMORY_DEFAULT_CAP ? half
+								  : SERVER_MAX_SLOT_MEMORY_DEFAULT_CAP;
+}
+
+/* The count limits: key, where it goes, its range. */
+static const struct {
+	const char *key;
+	size_t off;
+	unsigned int max;
+} count_limits[] = {
+	{ "max_connections", offsetof(struct server_limits, max_connections), 65536 },
+	{ "max_connections_per_host", offsetof(struct server_limits, max_connections_per_host),
+	  65536 },
+	{ "max_sessions_per_host", offsetof(struct server_limits, max_sessions_per_host), 65536 },
+	{ "max_opens_per_session", offsetof(struct server_limits, max_opens_per_session),
+	  SERVER_MAX_OPENS_PER_SESSION },
+};
+
+/* 1 when key is not a limit; else 0 or -EINVAL with a sentence. */
+static int set_limit(struct server_limits *l, const char *key, const char *val, char *err,
+		     size_t errlen)
+{
+	unsigned int n;
+	uint64_t sz;
+
+	for (size_t i = 0; i < sizeof(count_limits) / sizeof(count_limits[0]); i++) {
+		if (strcmp(key, count_limits[i].key))
+			continue;
+		if (parse_uint(val, 1, count_limits[i].max, &n))
+			return errmsg(err, errlen, "%s must be 1..%u, not '%s'", key,
+				      count_limits[i].max, val);
+		*(unsigned int *)((char *)l + count_limits[i].off) = n;
+		return 0;
+	}
+	if (strcmp(key, "max_slot_memory"))
+		return 1;
+	if (parse_size(val, &sz) || sz < (1u << 20))
+		return errmsg(err, errlen,
+			      "max_slot_memory must be a size of at least 1M (e.g. 512M, 4G), not '%s'",
+			      val);
+	l->max_slot_memory = sz;
+	return 0;
 }
 
 static int check_name(const char *name, char *err, size_t errlen)
@@ -231,6 +286,7 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, char
 {
 	unsigned int n;
 	bool b;
+	int ret;
 
 	if (sect) {
 		if (!strcmp(key, "path"))
@@ -281,6 +337,9 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, char
 		cfg->max_handshakes = n;
 		return 0;
 	}
+	ret = set_limit(&cfg->limits, key, val, err, errlen);
+	if (ret <= 0)
+		return ret;
 	if (!strcmp(key, "hosts_file")) {
 		if (!*val || strlen(val) >= sizeof(cfg->hosts_file))
 			return errmsg(err, errlen, "hosts_file must be a path of 1 to %zu bytes",
@@ -289,7 +348,7 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, char
 		return 0;
 	}
 	return errmsg(err, errlen,
-		    "unknown key '%s' (known: listen, workers, queue_depth, max_io_size, keepalive_timeout, hosts_file, max_handshakes)",
+		    "unknown key '%s' (known: listen, workers, queue_depth, max_io_size, keepalive_timeout, hosts_file, max_handshakes, max_connections, max_connections_per_host, max_sessions_per_host, max_opens_per_session, max_slot_memory)",
 		    key);
 }
 

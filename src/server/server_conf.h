@@ -11,6 +11,12 @@
  *   keepalive_timeout = 15          (seconds; 0 = never)
  *   hosts_file = /etc/ibnbd/hosts   (HOSTID KEY per line: who may connect)
  *   max_handshakes = 256            (connections not through HELLO yet, in all)
+ *   max_connections = 1024          (connections past HELLO, in all)
+ *   max_connections_per_host = 64
+ *   max_sessions_per_host = 8
+ *   max_opens_per_session = 64      (exports a session holds open)
+ *   max_slot_memory = 4G            (pinned slot memory, in all; default:
+ *                                    half the memory, at most 16G)
  *   [export NAME]
  *   path = /dev/nvme0n1
  *   ro                              (or: ro = yes|no|true|false|1|0)
@@ -37,6 +43,25 @@
 #define SERVER_MAX_WORKERS 64
 
 #define SERVER_MAX_ALLOW 64
+
+/* What authenticated hosts may hold (checked at HELLO and OPEN). */
+struct server_limits {
+	unsigned int max_connections;
+	unsigned int max_connections_per_host;
+	unsigned int max_sessions_per_host;
+	unsigned int max_opens_per_session;
+	uint64_t max_slot_memory; /* bytes; 0 until the server picks it from its memory */
+};
+
+#define SERVER_DEFAULT_MAX_CONNECTIONS 1024
+#define SERVER_DEFAULT_MAX_CONNECTIONS_PER_HOST 64
+#define SERVER_DEFAULT_MAX_SESSIONS_PER_HOST 8
+#define SERVER_MAX_OPENS_PER_SESSION 64 /* also the default */
+#define SERVER_MAX_SLOT_MEMORY_DEFAULT_CAP (16ull << 30)
+
+/* The default max_slot_memory for a host with mem_bytes of memory: half
+ * of it, at most SERVER_MAX_SLOT_MEMORY_DEFAULT_CAP. */
+uint64_t config_default_slot_memory(uint64_t mem_bytes);
 
 /* One host an export lets in: by id, or every host ("*"). */
 struct allow_entry {
@@ -71,6 +96,7 @@ struct server_config {
 	char hosts_file[4096]; /* "" unless given: then no_auth must be */
 	bool no_auth;          /* --no-auth: every host may connect, unproven */
 	unsigned int max_handshakes; /* connections before HELLO, in all */
+	struct server_limits limits;
 };
 
 /* What the command line said, as main() collected it with getopt. */

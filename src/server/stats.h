@@ -30,13 +30,15 @@ struct server_stats {
 	uint64_t handshake_timeouts; /* connections that did not finish HELLO in time */
 	uint64_t denied_opens; /* OPENs of an export whose allow list lacks the host */
 	uint64_t handshakes_refused; /* connects refused: max_handshakes reached */
+	uint64_t limits_refused; /* HELLOs and OPENs refused by a server.conf limit */
 };
 
 #define STATS_FIELDS(X)                                                        \
 	X(reads) X(writes) X(fua_writes) X(flushes) X(discards) X(write_zeroes) \
 	X(rejected) X(dropped) X(io_errors) X(read_bytes) X(write_bytes)        \
 	X(connections) X(keepalive_timeouts) X(superseded) X(busy_opens)        \
-	X(auth_failures) X(handshake_timeouts) X(denied_opens) X(handshakes_refused)
+	X(auth_failures) X(handshake_timeouts) X(denied_opens) X(handshakes_refused) \
+	X(limits_refused)
 
 /* Single writer: a plain read of our own counter, a relaxed store. */
 static inline void stat_add(uint64_t *c, uint64_t n)

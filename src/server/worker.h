@@ -56,6 +56,7 @@ struct worker_shared {
 	uint8_t boot_id[16]; /* this host's boot (OPEN_RSP), all zero if unknown */
 	struct server_auth *auth; /* NULL: --no-auth */
 	unsigned int max_handshakes;
+	unsigned int max_opens; /* max_opens_per_session: handles per connection */
 	unsigned int *handshakes; /* connections before HELLO now (atomic), all workers */
 };
 

@@ -282,6 +282,19 @@ static void test_handshake(void)
 	ibnbd_hello_rsp_encode(&hr, &sd);
 	ok(ibnbd_hello_rsp_decode(&hr, sizeof(hr), &sdd) == -EPROTO,
 	   "slot stride without room for the header: -EPROTO");
+
+	/* A refusal by a limit says which one; a limit with another status
+	 * is malformed. */
+	sd = (struct ibnbd_slot_desc){ .version = IBNBD_PROTO_VERSION, .status = -EDQUOT,
+				       .limit = IBNBD_LIMIT_SESSIONS_PER_HOST };
+	ibnbd_hello_rsp_encode(&hr, &sd);
+	ok(ibnbd_hello_rsp_decode(&hr, sizeof(hr), &sdd) == 0 && sdd.status == -EDQUOT &&
+		   sdd.limit == IBNBD_LIMIT_SESSIONS_PER_HOST,
+	   "hello_rsp refused by a limit: round trip with the limit");
+	sd.status = -EACCES;
+	ibnbd_hello_rsp_encode(&hr, &sd);
+	ok(ibnbd_hello_rsp_decode(&hr, sizeof(hr), &sdd) == -EPROTO,
+	   "hello_rsp with a limit but not -EDQUOT: -EPROTO");
 }
 
 int main(void)

@@ -133,6 +133,68 @@ int main(void)
 	registry_leave(r, c);
 	registry_leave(r, z1);
 	registry_leave(r, d);
+
+	/* Admission: the limits count admitted connections until they leave. */
+	{
+		struct server_limits lim = { .max_connections = 5, .max_connections_per_host = 3,
+					     .max_sessions_per_host = 2,
+					     .max_slot_memory = 10u << 20 };
+		struct reg_entry *p[8];
+		unsigned int nconn;
+		uint64_t bytes;
+
+		registry_set_limits(r, &lim);
+		p[0] = conn(r, 0x21, 0, "hostP");
+		p[1] = conn(r, 0x21, 1, "hostP");
+		p[2] = conn(r, 0x22, 0, "hostP");
+		p[3] = conn(r, 0x23, 0, "hostP");
+		ok(registry_admit(r, p[0], 1u << 20, why, sizeof(why)) == 0 &&
+		   registry_admit(r, p[1], 1u << 20, why, sizeof(why)) == 0,
+		   "two connections of one session are admitted");
+		ok(registry_admit(r, p[0], 1u << 20, why, sizeof(why)) == 0,
+		   "admitting again counts nothing twice");
+		registry_usage(r, &nconn, &bytes);
+		ok(nconn == 2 && bytes == 2u << 20, "usage: 2 connections, 2 MiB (%u, %llu)", nconn,
+		   (unsigned long long)bytes);
+		ok(registry_admit(r, p[2], 1u << 20, why, sizeof(why)) == 0,
+		   "a second session of the host is admitted");
+		ok(registry_admit(r, p[3], 1u << 20, why, sizeof(why)) ==
+			   IBNBD_LIMIT_CONNECTIONS_PER_HOST && strstr(why, "max_connections_per_host 3"),
+		   "a fourth connection of the host is refused, naming the limit (%s)", why);
+		registry_leave(r, p[2]);
+		ok(registry_admit(r, p[3], 1u << 20, why, sizeof(why)) == 0,
+		   "once a connection left, the host may have another");
+		p[4] = conn(r, 0x24, 0, "hostP");
+		registry_leave(r, p[1]);
+		ok(registry_admit(r, p[4], 1u << 20, why, sizeof(why)) ==
+			   IBNBD_LIMIT_SESSIONS_PER_HOST && strstr(why, "max_sessions_per_host 2"),
+		   "a third session of the host is refused, naming the limit (%s)", why);
+		p[5] = conn(r, 0x31, 0, "hostQ");
+		p[6] = conn(r, 0x32, 0, "hostR");
+		ok(registry_admit(r, p[5], 9u << 20, why, sizeof(why)) == IBNBD_LIMIT_SLOT_MEMORY &&
+		   strstr(why, "max_slot_memory 10 MiB"),
+		   "a connection whose slots would pass the memory budget is refused (%s)", why);
+		ok(registry_admit(r, p[5], 8u << 20, why, sizeof(why)) == 0,
+		   "one that fits the budget exactly is admitted");
+		lim.max_slot_memory = 0;
+		lim.max_connections = 4;
+		registry_set_limits(r, &lim);
+		ok(registry_admit(r, p[6], 1u << 20, why, sizeof(why)) == 0,
+		   "another host is admitted up to the total");
+		p[7] = conn(r, 0x33, 0, "hostS");
+		ok(registry_admit(r, p[7], 1u << 20, why, sizeof(why)) == IBNBD_LIMIT_CONNECTIONS &&
+		   strstr(why, "max_connections 4"),
+		   "past the total every host is refused, naming the limit (%s)", why);
+		registry_leave(r, p[0]);
+		registry_leave(r, p[3]);
+		registry_leave(r, p[5]);
+		registry_leave(r, p[6]);
+		registry_usage(r, &nconn, &bytes);
+		ok(nconn == 0 && bytes == 0, "leaving returns every count (%u, %llu)", nconn,
+		   (unsigned long long)bytes);
+		registry_leave(r, p[4]);
+		registry_leave(r, p[7]);
+	}
 	registry_destroy(r);
 	close(efd);
 	while (nmade)

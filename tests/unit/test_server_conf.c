@@ -528,12 +528,50 @@ static void test_access(void)
 	   "an allow list in the file is checked too (%s)", err);
 }
 
+static void test_limits(void)
+{
+	const struct server_limits *l = &cfg.limits;
+
+	config_init(&cfg);
+	ok(l->max_connections == 1024 && l->max_connections_per_host == 64 &&
+	   l->max_sessions_per_host == 8 && l->max_opens_per_session == 64 &&
+	   l->max_slot_memory == 0, "limits: documented defaults (slot memory: chosen later)");
+	ok(config_default_slot_memory(4ull << 30) == 2ull << 30,
+	   "default slot memory: half of 4 GiB is 2 GiB");
+	ok(config_default_slot_memory(256ull << 30) == 16ull << 30,
+	   "default slot memory: at most 16 GiB");
+	ok(config_default_slot_memory(0) == 16ull << 30,
+	   "default slot memory: 16 GiB when the memory size is unknown");
+	ok(parse("max_connections = 10\nmax_connections_per_host = 3\nmax_sessions_per_host = 2\n"
+		 "max_opens_per_session = 5\nmax_slot_memory = 512M\n") == 0 &&
+	   l->max_connections == 10 && l->max_connections_per_host == 3 &&
+	   l->max_sessions_per_host == 2 && l->max_opens_per_session == 5 &&
+	   l->max_slot_memory == 512ull << 20, "every limit is read (%s)", err);
+	ok(parse("max_slot_memory = 2G\n") == 0 && l->max_slot_memory == 2ull << 30 &&
+	   l->max_connections == 1024, "one limit set, the others keep their defaults");
+	bad("max_connections = 0\n", "test.conf:1: ", "max_connections must be 1..65536",
+	    "max_connections 0");
+	bad("max_connections_per_host = many\n", "test.conf:1: ",
+	    "max_connections_per_host must be 1..65536", "max_connections_per_host not a number");
+	bad("max_sessions_per_host = 65537\n", "test.conf:1: ",
+	    "max_sessions_per_host must be 1..65536", "max_sessions_per_host too large");
+	bad("max_opens_per_session = 65\n", "test.conf:1: ", "max_opens_per_session must be 1..64",
+	    "max_opens_per_session above what a connection can hold");
+	bad("max_slot_memory = 1K\n", "test.conf:1: ",
+	    "max_slot_memory must be a size of at least 1M", "max_slot_memory below 1 MiB");
+	bad("max_slot_memory = lots\n", "test.conf:1: ", "max_slot_memory must be a size",
+	    "max_slot_memory not a size");
+	bad("[export a]\npath = /a\nmax_connections = 4\n", "test.conf:3: ",
+	    "unknown key 'max_connections' in an export section", "a limit inside an export");
+}
+
 int main(void)
 {
 	test_defaults();
 	test_good_file();
 	test_doc_example();
 	test_bad_file();
+	test_limits();
 	test_long_and_many();
 	test_add_export();
 	test_add_listen();

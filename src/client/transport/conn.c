@@ -264,6 +264,12 @@ static int hello(struct conn *c, const struct conn_params *p, int64_t deadline,
 			 c->peer, hello.host_id);
 		return ret;
 	}
+	if (ret == -EDQUOT) {
+		snprintf(err, errlen,
+			 "%s refused host '%s': the server's %s is reached (see its log)", c->peer,
+			 hello.host_id, ibnbd_limit_name(c->slots.limit));
+		return ret;
+	}
 	if (ret) {
 		snprintf(err, errlen, "handshake with %s failed: %s", c->peer, strerror(-ret));
 		return ret;
@@ -302,6 +308,11 @@ void conn_open_error(const struct conn *c, const char *export_name, int status, 
 	case -EBUSY:
 		snprintf(err, errlen, "export '%s' on %s is already open for writing elsewhere",
 			 export_name, c->peer);
+		break;
+	case -EMFILE:
+		snprintf(err, errlen,
+			 "%s refused to open export '%s': this session has as many exports open as the server allows (max_opens_per_session)",
+			 c->peer, export_name);
 		break;
 	case -ENAMETOOLONG:
 		snprintf(err, errlen, "the export name '%s' is longer than %d bytes",
