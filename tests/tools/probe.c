@@ -51,6 +51,7 @@ struct probe {
 	const char *save_proof;        /* --save-proof FILE: keep HELLO's nonce and the proof */
 	const char *replay_proof;      /* --replay-proof FILE: send those again, keyless */
 	bool no_hello;                 /* --no-hello: connect, then say nothing */
+	uint16_t ask_qd;               /* --queue-depth (with --no-hello); 0: PROBE_QD */
 	bool verbose;
 	unsigned int nowait; /* tags used by write-nowait */
 
@@ -60,7 +61,8 @@ struct probe {
 	struct ibv_comp_channel *cc;
 	struct ibv_cq *cq;
 	bool qp;
-	uint8_t *data; /* qd * max_io */
+	uint8_t *data; /* qd * max_io (a page with --no-hello: no IO) */
+	size_t data_len;
 	struct ibv_mr *data_mr;
 	uint8_t *msgs; /* nbufs receive buffers, then nbufs send buffers */
 	struct ibv_mr *msgs_mr;
@@ -76,12 +78,15 @@ struct probe {
 };
 
 static const char *prog = "ibnbd-probe";
+static bool quiet; /* no error lines: a command counts the failures itself */
 
 #define say(...) do { printf(__VA_ARGS__); printf("\n"); fflush(stdout); } while (0)
 static void __attribute__((format(printf, 1, 2))) err(const char *fmt, ...)
 {
 	va_list ap;
 
+	if (quiet)
+		return;
 	fprintf(stderr, "%s: ", prog);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -194,7 +199,7 @@ static int wait_recv(struct probe *p, int timeout_ms, size_t *len)
 static int probe_connect_raw(struct probe *p, const void *pdata, uint8_t pdata_len)
 {
 	struct ibnbd_conn_params cp = {
-		.version = IBNBD_PROTO_VERSION, .queue_depth = PROBE_QD,
+		.version = IBNBD_PROTO_VERSION, .queue_depth = p->ask_qd ? p->ask_qd : PROBE_QD,
 		.features = IBNBD_FEAT_ALL, .max_io_size = PROBE_MAX_IO,
 		.conn_index = p->conn_index, .conn_count = p->conn_count,
 	};
@@ -218,7 +223,8 @@ static int probe_connect_raw(struct probe *p, const void *pdata, uint8_t pdata_l
 		return ret;
 	}
 	p->pd = ibv_alloc_pd(p->id->verbs);
-	if (posix_memalign((void **)&p->data, 4096, (size_t)PROBE_QD * PROBE_MAX_IO))
+	p->data_len = p->no_hello ? 4096 : (size_t)PROBE_QD * PROBE_MAX_IO;
+	if (posix_memalign((void **)&p->data, 4096, p->data_len))
 		p->data = NULL;
 	if (posix_memalign((void **)&p->msgs, 4096, (size_t)2 * p->nbufs * IBNBD_MSG_MAX))
 		p->msgs = NULL;
@@ -230,7 +236,7 @@ static int probe_connect_raw(struct probe *p, const void *pdata, uint8_t pdata_l
 	p->cq = ibv_create_cq(p->id->verbs, 4 * PROBE_QD + 16, NULL, p->cc, 0);
 	if (!p->cq || ibv_req_notify_cq(p->cq, 0))
 		return err("cannot create a CQ"), -ENOMEM;
-	ret = verbs_reg_mr(p->pd, p->data, (size_t)PROBE_QD * PROBE_MAX_IO,
+	ret = verbs_reg_mr(p->pd, p->data, p->data_len,
 			       IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, &p->data_mr);
 	if (!ret)
 		ret = verbs_reg_mr(p->pd, p->msgs, (size_t)2 * p->nbufs * IBNBD_MSG_MAX,
@@ -375,6 +381,9 @@ static int probe_hello(struct probe *p)
 		return err("HELLO to %s port %u failed: %s", p->ep.host, p->ep.port, strerror(-ret)), ret;
 	if (ibnbd_hello_rsp_decode(rsp, len, &p->slots))
 		return err("malformed HELLO_RSP"), -EPROTO;
+	if (p->slots.status == -EDQUOT)
+		return err("HELLO refused: the server's %s is reached", ibnbd_limit_name(p->slots.limit)),
+		       -EDQUOT;
 	if (p->slots.status)
 		return err("HELLO refused: %s", strerror(-p->slots.status)), p->slots.status;
 	if (p->slots.max_io_size > PROBE_MAX_IO || p->slots.queue_depth > PROBE_QD)
@@ -1129,13 +1138,86 @@ static int fill_pattern_file(const char *path, const char *seed_s)
 	return 0;
 }
 
+/*
+ * connections N SECS: N more connections as the options say (each a
+ * session of its own, unless --session: then indexes 0..N-1 of it), made
+ * one after another and held SECS seconds. Prints how many were served
+ * (through HELLO; with --no-hello, accepted), refused and why, and, held,
+ * how many the server dropped. A refusal is an answer, not a failure: 1
+ * only if one failed otherwise (a transport or protocol error).
+ */
+static int cmd_connections(const struct probe *tmpl, long n, long secs)
+{
+	static const uint8_t zero_uuid[16];
+	struct probe *ps = calloc((size_t)n, sizeof(*ps));
+	long served = 0, busy = 0, failed = 0, dropped = 0, quota[5] = { 0 };
+	struct timespec t0;
+	size_t len;
+	long left;
+
+	if (!ps || n <= 0 || n > 65535)
+		return err("connections: cannot make %ld", n), 1;
+	quiet = true;
+	for (long i = 0; i < n; i++) {
+		struct probe *p = &ps[i];
+		int ret;
+
+		*p = *tmpl;
+		if (!memcmp(tmpl->session_uuid, zero_uuid, sizeof(zero_uuid))) {
+			unsigned char rnd[IBNBD_NONCE_LEN];
+
+			if (auth_nonce(rnd))
+				return err("no random session uuid"), 1;
+			memcpy(p->session_uuid, rnd, sizeof(p->session_uuid));
+		} else {
+			p->conn_index = (uint16_t)i;
+			p->conn_count = (uint16_t)n;
+		}
+		ret = probe_connect_raw(p, NULL, 0);
+		if (!ret && !p->no_hello)
+			ret = probe_hello(p);
+		if (!ret)
+			served++;
+		else if (ret == -EBUSY)
+			busy++;
+		else if (ret == -EDQUOT)
+			quota[p->slots.limit < 5 ? p->slots.limit : 0]++;
+		else
+			failed++;
+		if (ret)
+			probe_close(p);
+	}
+	printf("connections: asked %ld served %ld", n, served);
+	for (uint32_t l = 1; l < 5; l++)
+		printf(" refused-%s %ld", ibnbd_limit_name(l), quota[l]);
+	say(" refused-other-limit %ld busy %ld failed %ld", quota[0], busy, failed);
+	/* Held as a live client holds them: authenticated ones send a
+	 * KEEPALIVE every 2 s, so only the server's limits end them. */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while ((left = secs * 1000 - elapsed_ms(&t0)) > 0) {
+		for (long i = 0; i < n && !tmpl->no_hello; i++)
+			if (ps[i].id && !ps[i].dropped)
+				keepalive_once(&ps[i]);
+		usleep((useconds_t)(left < 2000 ? left : 2000) * 1000);
+	}
+	for (long i = 0; i < n; i++)
+		if (ps[i].id && (ps[i].dropped || wait_recv(&ps[i], 0, &len) == -ECONNRESET))
+			dropped++;
+	quiet = false;
+	say("held: %ld s, dropped by the server %ld", secs, dropped);
+	for (long i = 0; i < n; i++)
+		probe_close(&ps[i]);
+	free(ps);
+	return failed ? 1 : 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: ibnbd-probe [--ro] [--timeout SECS] [--range START:LEN] [--session UUID]\n"
 		"                   [--conn-index I] [--conn-count N] [--host-id ID] [--verbose]\n"
 		"                   [--key-file FILE [--bad-proof|--reflect-proof] [--save-proof F]]\n"
-		"                   [--replay-proof F] [--no-hello]\n"
+		"                   [--replay-proof F] [--no-hello [--queue-depth N]]\n"
 		"                   ADDR[:PORT] EXPORT CMD [ARG]...\n"
 		"       ibnbd-probe --fill-pattern PATH SEED\n"
 		"Commands (run in order):\n"
@@ -1151,7 +1233,9 @@ static void usage(FILE *f)
 		"  keepalive-for SECS       a KEEPALIVE every second\n"
 		"  write-nowait OFF LEN     a WRITE whose answer is not awaited\n"
 		"  print-slots              print the slots' rkey and address\n"
-		"  foreign-write RKEY ADDR  RDMA WRITE there on our connection: must fail\n");
+		"  foreign-write RKEY ADDR  RDMA WRITE there on our connection: must fail\n"
+		"  connections N SECS       N more connections (HELLO unless --no-hello), held\n"
+		"                           SECS: prints how many were served and refused\n");
 }
 
 int main(int argc, char **argv)
@@ -1173,6 +1257,7 @@ int main(int argc, char **argv)
 		{ "bad-proof", no_argument, NULL, 'B' },
 		{ "reflect-proof", no_argument, NULL, 'X' },
 		{ "no-hello", no_argument, NULL, 'O' },
+		{ "queue-depth", required_argument, NULL, 'Q' },
 		{ "save-proof", required_argument, NULL, 'P' },
 		{ "replay-proof", required_argument, NULL, 'Y' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -1211,6 +1296,7 @@ int main(int argc, char **argv)
 		case 'B': p->proof = PROOF_BAD; break;
 		case 'X': p->proof = PROOF_REFLECT; break;
 		case 'O': p->no_hello = true; break;
+		case 'Q': p->ask_qd = (uint16_t)atoi(optarg); break;
 		case 'P': p->save_proof = optarg; break;
 		case 'Y': p->replay_proof = optarg; break;
 		case 'v': p->verbose = true; break;
@@ -1225,6 +1311,10 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
+	if (p->ask_qd && !p->no_hello) {
+		err("--queue-depth is for --no-hello connections (IO uses %d slots)", PROBE_QD);
+		return 2;
+	}
 	if (fill)
 		return argc - optind == 2 ? fill_pattern_file(argv[optind], argv[optind + 1]) : (usage(stderr), 2);
 	if (argc - optind < 3) {
@@ -1237,7 +1327,7 @@ int main(int argc, char **argv)
 	}
 	p->export = argv[optind + 1];
 	i = optind + 2;
-	if (strcmp(argv[i], "garbage") && probe_start(p)) {
+	if (strcmp(argv[i], "garbage") && strcmp(argv[i], "connections") && probe_start(p)) {
 		probe_close(p);
 		return 1;
 	}
@@ -1276,6 +1366,9 @@ int main(int argc, char **argv)
 			i += 2;
 		} else if (!strcmp(cmd, "write-nowait") && i + 2 < argc) {
 			rc = cmd_write_nowait(p, a, b);
+			i += 2;
+		} else if (!strcmp(cmd, "connections") && i + 2 < argc) {
+			rc = cmd_connections(p, (long)a, (long)b);
 			i += 2;
 		} else if (!strcmp(cmd, "garbage")) {
 			rc = cmd_garbage(p);
