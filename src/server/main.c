@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "access.h"
@@ -77,6 +80,55 @@ static void print_stats(struct worker *workers, unsigned int n, struct registry 
 	registry_usage(r, &conns, &slot_bytes);
 	log_info("%s connections_now=%u slot_memory_bytes=%llu", line, conns,
 		 (unsigned long long)slot_bytes);
+}
+
+/* Whether this process may pin memory beyond RLIMIT_MEMLOCK (CAP_IPC_LOCK). */
+static bool may_pin_past_limit(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[2] = { 0 };
+
+	if (syscall(SYS_capget, &h, d))
+		return false;
+	return d[CAP_IPC_LOCK / 32].effective & (1u << (CAP_IPC_LOCK % 32));
+}
+
+/*
+ * Slots are pinned twice over (an RDMA MR and an io_uring fixed buffer,
+ * each counted against RLIMIT_MEMLOCK), and the message buffers once: a
+ * max_slot_memory past the limit would turn admitted connections into
+ * allocation failures. A configured one is refused; the default is
+ * lowered to 7/8 of the limit (the rest for message buffers).
+ */
+static int fit_slot_memory(struct server_limits *l, char *err, size_t errlen)
+{
+	uint64_t mem = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+	struct rlimit rl;
+	uint64_t room;
+
+	if (getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_cur == RLIM_INFINITY ||
+	    may_pin_past_limit()) {
+		if (!l->max_slot_memory)
+			l->max_slot_memory = config_default_slot_memory(mem);
+		return 0;
+	}
+	room = (uint64_t)rl.rlim_cur;
+	if (l->max_slot_memory > room) {
+		snprintf(err, errlen,
+			 "max_slot_memory (%llu MiB) is more than this process may pin (its memlock limit, %llu MiB): raise LimitMEMLOCK (ulimit -l) or lower max_slot_memory",
+			 (unsigned long long)(l->max_slot_memory >> 20),
+			 (unsigned long long)(room >> 20));
+		return -EINVAL;
+	}
+	if (!l->max_slot_memory) {
+		l->max_slot_memory = config_default_slot_memory(mem);
+		if (l->max_slot_memory > room - room / 8) {
+			l->max_slot_memory = room - room / 8;
+			log_info("max_slot_memory lowered to %llu MiB: 7/8 of the memlock limit",
+				 (unsigned long long)(l->max_slot_memory >> 20));
+		}
+	}
+	return 0;
 }
 
 /*
@@ -276,9 +328,10 @@ int main(int argc, char **argv)
 		log_err("out of memory");
 		goto out;
 	}
-	if (!cfg.limits.max_slot_memory)
-		cfg.limits.max_slot_memory = config_default_slot_memory(
-			(uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE));
+	if (fit_slot_memory(&cfg.limits, err, sizeof(err))) {
+		log_err("%s", err);
+		goto out;
+	}
 	registry_set_limits(registry, &cfg.limits);
 	log_info("limits: %u connections, %u per host, %u sessions per host, %u exports open per session, %llu MiB of slot memory",
 		 cfg.limits.max_connections, cfg.limits.max_connections_per_host,
