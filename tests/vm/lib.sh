@@ -138,6 +138,10 @@ vm_boot() {
 	cmdline+=" ibnbd.ip=$ip ibnbd.host=$name ibnbd.moddir=$vm_moddir"
 	[ -n "$shares" ] && cmdline+=" ibnbd.shares=$shares"
 	[ -n "$machine_id" ] && cmdline+=" ibnbd.machine_id=$machine_id"
+	# systemd as PID 1: only what the guest's target needs, and no
+	# renaming of eth0/eth1 (rxe is bound to them before systemd starts).
+	[ "${vm_init:-}" = systemd ] &&
+		cmdline+=" ibnbd.init=systemd systemd.unit=ibnbd-vm.target net.ifnames=0 systemd.show_status=0"
 	local nic2=()
 	if [ -n "${vm_ip2:-}" ]; then
 		cmdline+=" ibnbd.ip2=$vm_ip2"
