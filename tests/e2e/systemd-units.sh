@@ -1,0 +1,113 @@
+#!/bin/bash
+# In a guest whose PID 1 is systemd (tests/vm/run --init systemd): the
+# units meson installs run the real stack, sandboxed. ibnbd-server.service
+# and ibnbd-client.service reach `active` through Type=notify; the
+# sandbox is in force (no new privileges, the capabilities the units
+# name and no others, a read-only /usr, a private /tmp, /srv writable for
+# exports); two exports of one session - a loop block device and a file
+# under /srv - are mapped through the daemon the unit runs, and
+# crc32c-verified fio runs on both queues of both across `systemctl
+# restart ibnbd-client` (a live upgrade) and `systemctl stop` / `start
+# ibnbd-server` (a drain, then a reconnect), without an IO error. The
+# units' `systemd-analyze security` exposure is printed and must stay
+# "OK" (below 4). Both units stop cleanly.
+. "$(dirname "$0")/lib.sh"
+
+if [ "$(cat /proc/1/comm)" != systemd ]; then
+	flunk "PID 1 is $(cat /proc/1/comm), not systemd (run with tests/vm/run --init systemd)"
+	done_testing
+	exit 1
+fi
+on_exit systemctl stop ibnbd-client.service ibnbd-server.service
+check "meson install of this build" meson install -C "$BUILD" --no-rebuild --quiet
+SBIN=$(systemctl cat ibnbd-client.service | sed -n 's|^ExecStart=\(.*\)/ibnbd-client .*|\1|p')
+conf=$(systemctl cat ibnbd-server.service | sed -n 's/^ExecStart=.*--config //p')
+check "the units are installed ($SBIN, $conf)" test -x "$SBIN/ibnbd-client" -a -n "$conf"
+
+mkdir -p "$(dirname "$conf")" /etc/ibnbd /srv/ibnbd
+(umask 077 && "$SBIN/ibnbd-client" gen-key > /etc/ibnbd/client.key &&
+	echo "$("$SBIN/ibnbd-client" host-id) $(cat /etc/ibnbd/client.key)" > /etc/ibnbd/hosts)
+truncate -s 256M "$WORK/loop.img" /srv/ibnbd/file.img
+loopdev=$(losetup --find --show --direct-io=on "$WORK/loop.img") || { flunk "losetup"; exit 1; }
+on_exit losetup -d "$loopdev"
+cat > "$conf" <<EOF
+listen = $ADDR
+hosts_file = /etc/ibnbd/hosts
+[export blk]
+path = $loopdev
+allow = *
+[export file]
+path = /srv/ibnbd/file.img
+allow = *
+EOF
+systemctl daemon-reload
+check "systemctl start ibnbd-server: it says READY" timeout 60 systemctl start ibnbd-server.service
+check "... and is active" systemctl is-active ibnbd-server.service
+check "systemctl start ibnbd-client: it says READY" timeout 60 systemctl start ibnbd-client.service
+check "... and is active" systemctl is-active ibnbd-client.service
+
+# The sandbox, as the kernel sees the processes.
+spid=$(systemctl show -p MainPID --value ibnbd-server.service)
+cpid=$(systemctl show -p MainPID --value ibnbd-client.service)
+status_of() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+[ "$(status_of "$spid" NoNewPrivs)" = 1 ] && [ "$(status_of "$cpid" NoNewPrivs)" = 1 ]
+result $? "both daemons run with no new privileges"
+[ "$(status_of "$spid" CapBnd)" = 0000000000000000 ]
+result $? "the server has no capability at all (bounding set $(status_of "$spid" CapBnd))"
+[ "$(status_of "$cpid" CapBnd)" = 0000000000200000 ]
+result $? "the client has CAP_SYS_ADMIN only, for ublk (bounding set $(status_of "$cpid" CapBnd))"
+in_ns() { nsenter -t "$1" -m -- "${@:2}"; }
+! in_ns "$spid" touch /usr/ibnbd-write-test 2> /dev/null
+result $? "the server cannot write /usr (ProtectSystem=strict)"
+! in_ns "$cpid" touch /etc/ibnbd/write-test 2> /dev/null
+result $? "the client cannot write /etc"
+in_ns "$spid" test -w /srv/ibnbd/file.img
+result $? "the server may write exports under /srv"
+! in_ns "$spid" test -e "$WORK/loop.img"
+result $? "the server has a private /tmp"
+touch /root/ibnbd-home-test
+! in_ns "$spid" test -e /root/ibnbd-home-test
+result $? "... and sees nothing in /root (ProtectHome)"
+rm -f /root/ibnbd-home-test
+for u in server client; do
+	score=$(systemd-analyze security --no-pager "ibnbd-$u.service" 2>&1 | sed -n 's/.*exposure level for .*: \([0-9.]*\) .*/\1/p')
+	awk -v s="${score:-99}" 'BEGIN { exit !(s < 4) }'
+	result $? "systemd-analyze security: ibnbd-$u.service exposure ${score:-unknown} (below 4: OK)"
+done
+
+blk=$("$SBIN/ibnbd-client" map "$ADDR" blk)
+file=$("$SBIN/ibnbd-client" map "$ADDR" file)
+check "two exports mapped through the unit's daemon ($blk $file)" test -b "$blk" -a -b "$file"
+# 2 jobs, one per CPU (so one per ublk queue), paced to last ~25 s.
+fio_pids=()
+for d in "$blk" "$file"; do
+	fio_verify "$d" --ioengine=io_uring --numjobs=2 --cpus_allowed=0-1 \
+		--cpus_allowed_policy=split --size=24M --offset_increment=64M --bs=4k-64k \
+		--iodepth=8 --rate=1m > "$WORK/fio.${d##*/}" 2>&1 &
+	fio_pids+=($!)
+done
+sleep 4
+check "systemctl restart ibnbd-client under verified fio" timeout 60 systemctl restart ibnbd-client.service
+check "... the new daemon is active" systemctl is-active ibnbd-client.service
+sleep 3
+check "systemctl stop ibnbd-server under verified fio" timeout 60 systemctl stop ibnbd-server.service
+grep_journal() { journalctl -b -u "$1" --no-pager -o cat | grep -q "$2"; }
+wait_for 10 grep_journal ibnbd-server.service "stats (exit)"
+result $? "... the server drained and said so in the journal"
+sleep 3
+check "systemctl start ibnbd-server" timeout 60 systemctl start ibnbd-server.service
+wait_for 30 grep_journal ibnbd-client.service ": reconnected after"
+result $? "... the client reconnected ($(journalctl -b -u ibnbd-client.service --no-pager -o cat | grep -m1 ": reconnected after"))"
+rc=0
+for p in "${fio_pids[@]}"; do wait "$p" || rc=1; done
+[ $rc = 0 ] && pass "verified fio on both devices, both queues, without an IO error" ||
+	{ flunk "verified fio"; tail -n 5 "$WORK"/fio.* | sed 's/^/#   /'; }
+
+check "unmap both" "$SBIN/ibnbd-client" unmap --all
+check "systemctl stop ibnbd-client" timeout 60 systemctl stop ibnbd-client.service
+check "systemctl stop ibnbd-server" timeout 60 systemctl stop ibnbd-server.service
+states=$(systemctl is-active ibnbd-client.service ibnbd-server.service | sort -u | tr '\n' ' ')
+[ "$states" = "inactive " ]; result $? "both units are inactive, not failed ($states)"
+journalctl -b -u ibnbd-server.service -u ibnbd-client.service --no-pager -o cat | tail -n 40 > "$WORK/journal.log"
+check "no ublk device left" no_ublk_devices
+done_testing
