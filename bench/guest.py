@@ -30,6 +30,7 @@ BLOCK = 4096  # null_blk block size and the NBD device's block size
 IBNBD_PORT = 4422
 SYSTEMS = ["local", "ibnbd", "nvmeof", "nbd"]
 BASELINE = "ibnbd-base"  # ibnbd built from --baseline REV, when asked for
+NOAUTH = "ibnbd-noauth"  # this build with --no-auth, for --auth-compare
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WORK = "/tmp/ibnbd-bench"
 
@@ -199,7 +200,7 @@ class Ibnbd:
     A second one (the baseline) listens on its own port and keeps its
     daemon's lock, state and control socket in its own run directory."""
 
-    def __init__(self, name, build, port, backing_path, logdir, cleanup):
+    def __init__(self, name, build, port, backing_path, logdir, cleanup, auth=True):
         server = os.path.join(build, "src/server/ibnbd-server")
         client = os.path.join(build, "src/client/ibnbd-client")
         self.logdir = logdir
@@ -211,7 +212,8 @@ class Ibnbd:
             env.update(IBNBD_RUNDIR=rundir, IBNBD_CLIENT_SOCKET=f"{rundir}/client.sock")
         # Hosts authenticate, as in production: a key for this host, and a
         # hosts file listing it (the handshake's cost is per connection,
-        # none of it per IO).
+        # none of it per IO; --auth-compare measures that claim against a
+        # server with --no-auth and a daemon without a key).
         key = f"{logdir}/{name}-client.key"
         hosts = f"{logdir}/{name}-hosts"
         old = os.umask(0o077)
@@ -226,16 +228,20 @@ class Ibnbd:
                 f.write(f"{hid} {k}\n")
         finally:
             os.umask(old)
+        # A second server of the same backing cannot have it exclusively.
+        share = ",shared" if port != IBNBD_PORT else ""
+        access = (["--hosts-file", hosts, "--export", f"bench={backing_path}{share},allow={hid}"]
+                  if auth else ["--no-auth", "--export", f"bench={backing_path}{share}"])
         self.server = subprocess.Popen(
-            [server, "--listen", f"{ADDR}:{port}", "--hosts-file", hosts,
-             "--export", f"bench={backing_path},allow={hid}"],
+            [server, "--listen", f"{ADDR}:{port}", *access],
             stdout=open(self.slog, "w"), stderr=subprocess.STDOUT)
         cleanup.push(f"stop {name}'s server", stop, self.server, f"{name}'s server")
         wait_for(f"{name}'s server to listen", lambda: "listening" in read(self.slog),
                  proc=self.server, logfile=self.slog)
         time.sleep(0.5)
         self.rss_idle_kib = proc_rss_kib(self.server.pid)
-        self.daemon = subprocess.Popen([client, "daemon", "--foreground", "--key-file", key],
+        self.daemon = subprocess.Popen([client, "daemon", "--foreground",
+                                        *(["--key-file", key] if auth else [])],
                                        env=env,
                                        stdout=open(self.clog, "w"), stderr=subprocess.STDOUT)
         cleanup.push(f"stop {name}'s client daemon", stop, self.daemon, f"{name}'s client daemon")
@@ -451,6 +457,7 @@ def parse_args():
     p.add_argument("--ramp", type=int, default=2)
     p.add_argument("--idle", type=int, default=10)
     p.add_argument("--only", default="")
+    p.add_argument("--auth-compare", action="store_true")
     p.add_argument("--baseline-build", default="")
     p.add_argument("--baseline-rev", default="")
     p.add_argument("--out", required=True)
@@ -477,6 +484,8 @@ def main():
     systems = list(SYSTEMS)
     if opts.baseline_build:
         systems.insert(2, BASELINE)
+    if opts.auth_compare:
+        systems.insert(2, NOAUTH)
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(f"{opts.out}/fio", exist_ok=True)
     os.makedirs(f"{opts.out}/logs", exist_ok=True)
@@ -488,7 +497,7 @@ def main():
                   "mem_MiB": int(re.search(r"MemTotal:\s+(\d+)", read("/proc/meminfo")).group(1)) // 1024},
         "options": {k: v for k, v in vars(opts).items() if k not in ("out", "baseline_build")},
         "block_size": BLOCK, "systems": systems, "workloads": [n for n, _ in wls],
-        "backings": backings, "ibnbd": {}, BASELINE: {}, "runs": [],
+        "backings": backings, "ibnbd": {}, BASELINE: {}, NOAUTH: {}, "runs": [],
     }
     if opts.baseline_rev:
         results["baseline"] = opts.baseline_rev
@@ -513,6 +522,10 @@ def main():
                 log(f"{backing}: ibnbd built from {opts.baseline_rev} (the baseline)")
                 ibs[BASELINE] = Ibnbd(BASELINE, opts.baseline_build, IBNBD_PORT + 1, path,
                                       logdir, cleanup)
+            if opts.auth_compare:
+                log(f"{backing}: ibnbd with --no-auth (no key, no hosts file)")
+                ibs[NOAUTH] = Ibnbd(NOAUTH, BUILD, IBNBD_PORT + 2, path, logdir, cleanup,
+                                    auth=False)
             log(f"{backing}: NVMe-oF over RDMA")
             nvme = setup_nvmeof(path, cleanup)
             log(f"{backing}: NBD over TCP")

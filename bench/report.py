@@ -9,7 +9,9 @@ import statistics
 import subprocess
 import sys
 
-LABELS = {"local": "local", "ibnbd": "ibnbd", "nvmeof": "NVMe-oF", "nbd": "NBD"}
+NOAUTH = "ibnbd-noauth"
+LABELS = {"local": "local", "ibnbd": "ibnbd", "nvmeof": "NVMe-oF", "nbd": "NBD",
+          NOAUTH: "ibnbd --no-auth"}
 BASE = "ibnbd-base"
 BACKING = {"nullb": "a memory-backed null_blk device, {size} MiB, {block}-byte blocks",
            "file": "a {size} MiB file on the guest's tmpfs"}
@@ -141,7 +143,7 @@ def summary(res):
     for backing in r["backings"]:
         desc = BACKING[backing].format(size=o["size"], block=r["block_size"])
         names = res.names
-        against = ["nvmeof", "nbd", "local"] + ([BASE] if BASE in names else [])
+        against = (["nvmeof", "nbd", "local"] + [s for s in (BASE, NOAUTH) if s in names])
         out += [f"## Backing: {backing}, {desc}", "",
                 "| workload | unit | " + " | ".join(names.values()) + " | "
                 + " | ".join(f"ibnbd/{names[o2]}" for o2 in against) + " |",
@@ -159,7 +161,7 @@ def summary(res):
                 out.append(f"| {name} | " + " | ".join(
                     res.cell(backing, "4k-randread-qd1", s, k)
                     for k in ("lat_mean_us", "lat_p50_us", "lat_p99_us", "lat_p999_us")) + " |")
-        ibs = [s for s in names if s in ("ibnbd", BASE)]
+        ibs = [s for s in names if s in ("ibnbd", BASE, NOAUTH)]
         out += ["", "CPU seconds per million IOs (median): the ibnbd daemons, and the whole "
                 "guest busy (fio and the kernel included) for each system:", "",
                 "| workload | " + " | ".join(f"{names[s]} {who}" for s in ibs
