@@ -48,6 +48,18 @@ int conn_cq_held(const struct conn *c)
 	return c->cq_held;
 }
 
+/* n more entries of the worker's CQ for c, or -EBUSY (logged). */
+static int take_cq(struct conn *c, int n)
+{
+	if (worker_cq_reserve(c->w, c->dev, n)) {
+		log_warn("%s: refused: this worker's CQ is fully committed (%d of %d entries left, %d needed); try a smaller queue depth or more workers",
+			 c->name, c->dev->cq_budget, c->dev->cq_size, n);
+		return -EBUSY;
+	}
+	c->cq_held += n;
+	return 0;
+}
+
 /* ---- control messages (one credit, answered from send buffer qd) ---- */
 
 static int ctrl_post(struct conn *c, size_t len)
@@ -88,13 +100,9 @@ static int setup_slots(struct conn *c)
 	int ret;
 
 	if (c->cq_held < c->cq_need) {
-		if (worker_cq_reserve(c->w, c->dev, c->cq_need - c->cq_held)) {
-			log_warn("%s: refused: this worker's CQ is fully committed (%d of %d entries left, %d needed); try a smaller queue depth or more workers",
-				 c->name, c->dev->cq_budget, c->dev->cq_size,
-				 c->cq_need - c->cq_held);
-			return -EBUSY;
-		}
-		c->cq_held = c->cq_need;
+		ret = take_cq(c, c->cq_need - c->cq_held);
+		if (ret)
+			return ret;
 		/* The receives for IO: 0..PRE_HELLO_RECVS-1 are posted already. */
 		for (unsigned int i = PRE_HELLO_RECVS; i < c->nbufs; i++) {
 			ret = conn_post_recv(c, i);
@@ -152,8 +160,8 @@ static void answer_hello(struct conn *c, const struct ibnbd_hello_params *h)
 		stat_add(&c->w->stats.limits_refused, 1);
 		log_ratelimited(&c->w->auth_log, "%s: host '%s' refused: %s", c->name, h->host_id,
 				why);
-	} else if (!c->slot_mr && (d.status = setup_slots(c))) {
-		;
+	} else if (!c->slot_mr && (d.status = setup_slots(c)) != 0) {
+		/* setup_slots() logged why; the status says it */
 	} else {
 		char *p = strstr(c->name, " host ");
 
@@ -647,13 +655,9 @@ int conn_create(struct worker *w, struct worker_dev *dev, unsigned int idx,
 	rep.queue_depth = c->qd;
 	c->cq_need = conn_cq_need(&rep);
 	conn_set_state(c, CONN_ACCEPTING);
-	if (worker_cq_reserve(w, dev, PRE_HELLO_CQ)) {
-		log_warn("%s: refused: this worker's CQ is fully committed (%d of %d entries left, %d needed)",
-			 c->name, dev->cq_budget, dev->cq_size, PRE_HELLO_CQ);
-		ret = -EBUSY;
+	ret = take_cq(c, PRE_HELLO_CQ);
+	if (ret)
 		goto out_destroy;
-	}
-	c->cq_held = PRE_HELLO_CQ;
 
 	ret = -ENOMEM;
 	c->slots = calloc(c->qd, sizeof(*c->slots));

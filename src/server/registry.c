@@ -49,13 +49,11 @@ void registry_set_limits(struct registry *r, const struct server_limits *l)
 	pthread_mutex_unlock(&r->lock);
 }
 
-static bool same_session(const struct reg_entry *a, const struct reg_entry *b)
-{
-	return !memcmp(a->uuid, b->uuid, 16);
-}
+static bool same_writer(const struct reg_entry *a, const struct reg_entry *b);
 
-/* The host's sessions other than e's, among admitted entries. Caller
- * holds the lock. A session is counted at its first entry in the list. */
+/* The host's sessions other than e's (sessions as the writer rule counts
+ * them), among admitted entries. Caller holds the lock. A session is
+ * counted at its first entry in the list. */
 static unsigned int other_sessions(const struct registry *r, const struct reg_entry *e)
 {
 	unsigned int n = 0;
@@ -63,10 +61,10 @@ static unsigned int other_sessions(const struct registry *r, const struct reg_en
 	for (const struct reg_entry *o = r->head; o; o = o->next) {
 		const struct reg_entry *p;
 
-		if (!o->admitted || same_session(o, e) || strcmp(o->host_id, e->host_id))
+		if (!o->admitted || strcmp(o->host_id, e->host_id) || same_writer(o, e))
 			continue;
 		for (p = r->head; p != o; p = p->next)
-			if (p->admitted && same_session(p, o) && !strcmp(p->host_id, o->host_id))
+			if (p->admitted && !strcmp(p->host_id, o->host_id) && same_writer(p, o))
 				break;
 		n += p == o;
 	}
