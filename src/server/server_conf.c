@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "errmsg.h"
+#include "ini.h"
 #include "hostid.h"
 #include "parse.h"
 
@@ -230,44 +231,6 @@ int config_add_listen(struct server_config *cfg, const char *addr, char *err, si
 	return 0;
 }
 
-static char *trim(char *s)
-{
-	char *e;
-
-	while (isspace((unsigned char)*s))
-		s++;
-	e = s + strlen(s);
-	while (e > s && isspace((unsigned char)e[-1]))
-		*--e = '\0';
-	return s;
-}
-
-/* A '#' after a blank starts a comment, so values can be annotated as in
- * docs/server-config.md ("workers = 4   # ..."); a '#' inside a word, as
- * in the path /srv/disk#2, does not. */
-static void strip_comment(char *s)
-{
-	for (char *p = s + 1; *p; p++) {
-		if (*p == '#' && isspace((unsigned char)p[-1])) {
-			*p = '\0';
-			return;
-		}
-	}
-}
-
-static int parse_bool(const char *v, bool *out)
-{
-	if (!*v || !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1")) {
-		*out = true;
-		return 0;
-	}
-	if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "0")) {
-		*out = false;
-		return 0;
-	}
-	return -EINVAL;
-}
-
 int config_set_keepalive_timeout(struct server_config *cfg, const char *v, char *err,
 				 size_t errlen)
 {
@@ -281,7 +244,7 @@ int config_set_keepalive_timeout(struct server_config *cfg, const char *v, char 
 }
 
 /* One "key = value" (or bare "key") line of the file. */
-static int config_line(struct server_config *cfg, struct export_spec *sect, char *key,
+static int config_line(struct server_config *cfg, struct export_spec *sect, const char *key,
 		       char *val, char *err, size_t errlen)
 {
 	unsigned int n;
@@ -292,13 +255,13 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, char
 		if (!strcmp(key, "path"))
 			return set_path(sect, val, err, errlen);
 		if (!strcmp(key, "ro")) {
-			if (parse_bool(val, &b))
+			if (ini_bool(val, &b))
 				return errmsg(err, errlen, "ro must be yes or no, not '%s'", val);
 			sect->ro = b;
 			return 0;
 		}
 		if (!strcmp(key, "shared")) {
-			if (parse_bool(val, &b))
+			if (ini_bool(val, &b))
 				return errmsg(err, errlen, "shared must be yes or no, not '%s'", val);
 			sect->shared = b;
 			return 0;
@@ -361,98 +324,64 @@ static int section_end(const struct export_spec *sect, char *err, size_t errlen)
 	return 0;
 }
 
+struct parse_state {
+	struct server_config *cfg;
+	struct export_spec *sect; /* the [export NAME] under way, or NULL */
+};
+
+static int on_section(void *arg, const char *kind, const char *name, char *msg, size_t len)
+{
+	struct parse_state *ps = arg;
+	int ret;
+
+	ps->sect = NULL;
+	if (!strcmp(kind, "server") && !*name)
+		return 0;
+	if (strcmp(kind, "export"))
+		return errmsg(msg, len, "unknown section [%s%s%s] (known: [server], [export NAME])",
+			      kind, *name ? " " : "", name);
+	if (!*name)
+		return errmsg(msg, len, "an export section needs a name: [export NAME]");
+	ret = add_export(ps->cfg, name, msg, len);
+	if (ret)
+		return ret;
+	ps->sect = &ps->cfg->exports[ps->cfg->nexports - 1];
+	return 0;
+}
+
+static int on_key(void *arg, const char *key, char *val, char *msg, size_t len)
+{
+	struct parse_state *ps = arg;
+
+	return config_line(ps->cfg, ps->sect, key, val, msg, len);
+}
+
+static int on_section_end(void *arg, char *msg, size_t len)
+{
+	struct parse_state *ps = arg;
+
+	return section_end(ps->sect, msg, len);
+}
+
+static const struct ini_ops server_ini = {
+	.section = on_section,
+	.key = on_key,
+	.section_end = on_section_end,
+};
+
 int config_parse(struct server_config *cfg, FILE *f, const char *path, char *err,
 		 size_t errlen)
 {
-	struct export_spec *sect = NULL;
-	char line[8192], msg[512];
-	unsigned int lineno = 0, sect_line = 0;
-	int ret = 0;
+	struct parse_state ps = { .cfg = cfg };
 
-	while (fgets(line, sizeof(line), f)) {
-		char *s, *eq, *key, *val;
-
-		lineno++;
-		if (!strchr(line, '\n') && !feof(f)) {
-			ret = errmsg(msg, sizeof(msg), "line too long");
-			break;
-		}
-		s = trim(line);
-		if (!*s || *s == '#' || *s == ';')
-			continue;
-		strip_comment(s);
-		s = trim(s);
-		if (*s == '[') {
-			char *close = strchr(s, ']');
-
-			if (!close || *trim(close + 1)) {
-				ret = errmsg(msg, sizeof(msg), "a section header must look like [export NAME]");
-				break;
-			}
-			ret = section_end(sect, msg, sizeof(msg));
-			if (ret) {
-				lineno = sect_line;
-				break;
-			}
-			*close = '\0';
-			s = trim(s + 1);
-			sect = NULL;
-			sect_line = lineno;
-			if (!strcmp(s, "server"))
-				continue;
-			if (!strcmp(s, "export")) {
-				ret = errmsg(msg, sizeof(msg), "an export section needs a name: [export NAME]");
-				break;
-			}
-			if (strncmp(s, "export", 6) || !isspace((unsigned char)s[6])) {
-				ret = errmsg(msg, sizeof(msg),
-					   "unknown section [%s] (known: [server], [export NAME])", s);
-				break;
-			}
-			ret = add_export(cfg, trim(s + 6), msg, sizeof(msg));
-			if (ret)
-				break;
-			sect = &cfg->exports[cfg->nexports - 1];
-			continue;
-		}
-		eq = strchr(s, '=');
-		if (eq) {
-			*eq = '\0';
-			val = trim(eq + 1);
-		} else {
-			val = s + strlen(s);
-		}
-		key = trim(s);
-		ret = config_line(cfg, sect, key, val, msg, sizeof(msg));
-		if (ret)
-			break;
-	}
-	if (!ret && ferror(f)) {
-		errmsg(err, errlen, "%s: read error", path);
-		return -EIO;
-	}
-	if (!ret) {
-		ret = section_end(sect, msg, sizeof(msg));
-		lineno = sect_line;
-	}
-	if (ret)
-		return errmsg(err, errlen, "%s:%u: %s", path, lineno, msg);
-	return 0;
+	return ini_parse(f, path, &server_ini, &ps, err, errlen);
 }
 
 int config_load(struct server_config *cfg, const char *path, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "re");
-	int ret;
+	struct parse_state ps = { .cfg = cfg };
 
-	if (!f) {
-		ret = -errno;
-		errmsg(err, errlen, "%s: %s", path, strerror(-ret));
-		return ret;
-	}
-	ret = config_parse(cfg, f, path, err, errlen);
-	fclose(f);
-	return ret;
+	return ini_load(path, &server_ini, &ps, err, errlen);
 }
 
 int config_from_cmdline(struct server_config *cfg, const struct server_cmdline *cl,

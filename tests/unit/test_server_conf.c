@@ -222,8 +222,8 @@ static void test_bad_file(void)
 	bad("[global]\n", "test.conf:1: ", "unknown section [global]", "unknown section");
 	bad("[exports a]\n", "test.conf:1: ", "unknown section [exports a]",
 	    "section named like export");
-	bad("[export a\n", "test.conf:1: ", "must look like [export NAME]", "header without ']'");
-	bad("[export a] path = /a\n", "test.conf:1: ", "must look like [export NAME]",
+	bad("[export a\n", "test.conf:1: ", "a section header must look like", "header without ']'");
+	bad("[export a] path = /a\n", "test.conf:1: ", "a section header must look like",
 	    "text after a section header");
 }
 
