@@ -156,10 +156,12 @@ if [ -n "${IBNBD_VM_DEADLINE:-}" ]; then
 	on_exit kill "$_watchdog"
 fi
 
-# fio_verify DEVICE [extra fio args...]: write and verify with crc32c.
+# fio_verify DEVICE [extra fio args...]: write and verify with crc32c. The
+# device must be a block device: fio would make a missing path a file.
 fio_verify() {
 	local dev=$1
 	shift
+	[ -b "$dev" ] || { echo "$dev is not a block device"; return 1; }
 	fio --name=verify --filename="$dev" --direct=1 --rw=randwrite --verify=crc32c \
 		--do_verify=1 --verify_fatal=1 --output-format=terse --minimal "$@"
 }
