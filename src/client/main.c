@@ -12,11 +12,14 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: ibnbd-client COMMAND [ARGS]\n"
-		"  daemon [--foreground] [--workers N] [--dead-timeout S]\n"
+		"  daemon [--config FILE] [--foreground] [--workers N] [--dead-timeout S]\n"
 		"         [--loss-timeout S] [--io-timeout S]   run the client daemon\n"
-		"  map ADDR[:PORT] EXPORT [--ro] [--name NAME]\n"
+		"  map ADDR[:PORT] EXPORT [--ro] [--name NAME] [--persist]\n"
 		"                                     map an export; prints /dev/ublkbN\n"
-		"  unmap DEVICE|NAME|--all [--force]  unmap (refuses a device in use)\n"
+		"                                     (--name: also /dev/ibnbd/NAME;\n"
+		"                                     --persist: mapped at every start)\n"
+		"  unmap DEVICE|NAME|--all [--force] [--persist]\n"
+		"                                     unmap (refuses a device in use)\n"
 		"  list [--json]                      mapped devices\n"
 		"  show DEVICE|NAME [--json]          one device: state, reconnects, errors\n"
 		"  host-id                            the id this host presents to servers\n"

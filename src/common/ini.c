@@ -45,23 +45,48 @@ int ini_bool(const char *v, bool *out)
 	return -EINVAL;
 }
 
-static int header(const struct ini_ops *ops, void *arg, char *s, char *msg, size_t msglen)
+/* Splits "[kind name]" (trimmed, comment stripped) in place; false if s
+ * is not a well-formed header. */
+static bool split_header(char *s, char **kind, char **name)
 {
 	char *close = strchr(s, ']');
-	char *kind, *name;
 
 	if (!close || *trim(close + 1))
-		return errmsg(msg, msglen, "a section header must look like [KIND] or [KIND NAME]");
+		return false;
 	*close = '\0';
-	kind = trim(s + 1);
-	name = kind + strcspn(kind, " \t");
-	if (*name) {
-		*name++ = '\0';
-		name = trim(name);
+	*kind = trim(s + 1);
+	*name = *kind + strcspn(*kind, " \t");
+	if (**name) {
+		*(*name)++ = '\0';
+		*name = trim(*name);
 	}
-	if (!*kind)
+	return **kind != '\0';
+}
+
+static int header(const struct ini_ops *ops, void *arg, char *s, char *msg, size_t msglen)
+{
+	char *kind, *name;
+
+	if (!split_header(s, &kind, &name))
 		return errmsg(msg, msglen, "a section header must look like [KIND] or [KIND NAME]");
 	return ops->section(arg, kind, name, msg, msglen);
+}
+
+bool ini_line_section(const char *line, char *kind, size_t kindlen, char *name,
+		      size_t namelen)
+{
+	char buf[8192], *s, *k, *n;
+
+	snprintf(buf, sizeof(buf), "%s", line);
+	s = trim(buf);
+	if (*s != '[')
+		return false;
+	strip_comment(s);
+	if (!split_header(trim(s), &k, &n))
+		return false;
+	snprintf(kind, kindlen, "%s", k);
+	snprintf(name, namelen, "%s", n);
+	return true;
 }
 
 int ini_parse(FILE *f, const char *path, const struct ini_ops *ops, void *arg, char *err,

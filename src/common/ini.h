@@ -37,6 +37,11 @@ int ini_parse(FILE *f, const char *path, const struct ini_ops *ops, void *arg, c
 int ini_load(const char *path, const struct ini_ops *ops, void *arg, char *err,
 	     size_t errlen);
 
+/* Whether line (one line of such a file) is a section header; if so, its
+ * kind and name (see ini_ops.section), truncated to the buffers. */
+bool ini_line_section(const char *line, char *kind, size_t kindlen, char *name,
+		      size_t namelen);
+
 /* yes/true/1 or a bare key, no/false/0. 0 or -EINVAL. */
 int ini_bool(const char *v, bool *out);
 

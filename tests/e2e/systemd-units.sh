@@ -10,7 +10,11 @@
 # restart ibnbd-client` (a live upgrade) and `systemctl stop` / `start
 # ibnbd-server` (a drain, then a reconnect), without an IO error. The
 # units' `systemd-analyze security` exposure is printed and must stay
-# "OK" (below 4). Both units stop cleanly.
+# "OK" (below 4). A persistent map of client.conf appears at start as
+# /dev/ibnbd/NAME, known to systemd through udev, and an fstab _netdev
+# line on it mounts through systemd; verified fio on that file system runs
+# across the client's restart too. `map --persist` edits client.conf from
+# inside the sandbox. Both units stop cleanly.
 . "$(dirname "$0")/lib.sh"
 
 if [ "$(cat /proc/1/comm)" != systemd ]; then
@@ -27,7 +31,7 @@ check "the units are installed ($SBIN, $conf)" test -x "$SBIN/ibnbd-client" -a -
 mkdir -p "$(dirname "$conf")" /etc/ibnbd /srv/ibnbd
 (umask 077 && "$SBIN/ibnbd-client" gen-key > /etc/ibnbd/client.key &&
 	echo "$("$SBIN/ibnbd-client" host-id) $(cat /etc/ibnbd/client.key)" > /etc/ibnbd/hosts)
-truncate -s 256M "$WORK/loop.img" /srv/ibnbd/file.img
+truncate -s 256M "$WORK/loop.img" /srv/ibnbd/file.img /srv/ibnbd/fs.img
 loopdev=$(losetup --find --show --direct-io=on "$WORK/loop.img") || { flunk "losetup"; exit 1; }
 on_exit losetup -d "$loopdev"
 cat > "$conf" <<EOF
@@ -39,12 +43,27 @@ allow = *
 [export file]
 path = /srv/ibnbd/file.img
 allow = *
+[export fs]
+path = /srv/ibnbd/fs.img
+allow = *
 EOF
+confdir=$(dirname "$conf")
+cat > "$confdir/client.conf" <<EOF
+# made by the test
+[map fs]
+server = $ADDR
+export = fs
+EOF
+cp "$confdir/client.conf" "$WORK/client.conf.orig"
+udevadm control --reload
 systemctl daemon-reload
 check "systemctl start ibnbd-server: it says READY" timeout 60 systemctl start ibnbd-server.service
 check "... and is active" systemctl is-active ibnbd-server.service
 check "systemctl start ibnbd-client: it says READY" timeout 60 systemctl start ibnbd-client.service
 check "... and is active" systemctl is-active ibnbd-client.service
+check "the persistent map fs appears as /dev/ibnbd/fs" wait_for 30 test -b /dev/ibnbd/fs
+dev_active() { [ "$(systemctl show -p ActiveState --value dev-ibnbd-fs.device)" = active ]; }
+check "... and systemd knows the device by that name (udev's link)" wait_for 10 dev_active
 
 # The sandbox, as the kernel sees the processes.
 spid=$(systemctl show -p MainPID --value ibnbd-server.service)
@@ -59,8 +78,10 @@ result $? "the client has CAP_SYS_ADMIN only, for ublk (bounding set $(status_of
 in_ns() { nsenter -t "$1" -m -- "${@:2}"; }
 ! in_ns "$spid" touch /usr/ibnbd-write-test 2> /dev/null
 result $? "the server cannot write /usr (ProtectSystem=strict)"
-! in_ns "$cpid" touch /etc/ibnbd/write-test 2> /dev/null
+! in_ns "$cpid" touch /etc/ibnbd-write-test 2> /dev/null
 result $? "the client cannot write /etc"
+in_ns "$cpid" test -w "$confdir/client.conf"
+result $? "... but may edit its client.conf ($confdir), for map --persist"
 in_ns "$spid" test -w /srv/ibnbd/file.img
 result $? "the server may write exports under /srv"
 ! in_ns "$spid" test -e "$WORK/loop.img"
@@ -76,8 +97,25 @@ for u in server client; do
 done
 
 blk=$("$SBIN/ibnbd-client" map "$ADDR" blk)
-file=$("$SBIN/ibnbd-client" map "$ADDR" file)
+file=$("$SBIN/ibnbd-client" map "$ADDR" file --persist)
 check "two exports mapped through the unit's daemon ($blk $file)" test -b "$blk" -a -b "$file"
+check "map --persist from inside the sandbox added [map file] to client.conf" \
+	grep -q '^\[map file\]' "$confdir/client.conf"
+check "... a link for it too" test "$(readlink -f /dev/ibnbd/file)" = "$file"
+
+# An fstab line on the stable name, mounted by systemd.
+mnt=/mnt/ibnbd-fs
+check "mkfs.ext4 on /dev/ibnbd/fs" mkfs.ext4 -q -F /dev/ibnbd/fs
+mkdir -p "$mnt"
+echo "/dev/ibnbd/fs $mnt ext4 _netdev,nofail 0 0" >> /etc/fstab
+on_exit sed -i "\\|^/dev/ibnbd/fs |d" /etc/fstab
+systemctl daemon-reload
+mount_unit=$(systemd-escape -p --suffix=mount "$mnt")
+check "systemctl start $mount_unit (from the fstab line)" timeout 60 systemctl start "$mount_unit"
+check "... it is mounted from the ibnbd device" \
+	test "$(findmnt -n -o SOURCE "$mnt")" = "$(readlink -f /dev/ibnbd/fs)"
+check "... after ibnbd-client.service (_netdev)" \
+	sh -c "systemctl show -p After --value '$mount_unit' | grep -q remote-fs-pre.target"
 # 2 jobs, one per CPU (so one per ublk queue), paced to last ~25 s.
 fio_pids=()
 for d in "$blk" "$file"; do
@@ -86,6 +124,10 @@ for d in "$blk" "$file"; do
 		--iodepth=8 --rate=1m > "$WORK/fio.${d##*/}" 2>&1 &
 	fio_pids+=($!)
 done
+fio --name=fsload --directory="$mnt" --size=16M --numjobs=2 --rw=randwrite --bs=4k \
+	--ioengine=io_uring --direct=1 --iodepth=4 --rate=512k --verify=crc32c --do_verify=1 \
+	--verify_fatal=1 --minimal > "$WORK/fio.fs" 2>&1 &
+fio_pids+=($!)
 sleep 4
 check "systemctl restart ibnbd-client under verified fio" timeout 60 systemctl restart ibnbd-client.service
 check "... the new daemon is active" systemctl is-active ibnbd-client.service
@@ -100,10 +142,14 @@ wait_for 30 grep_journal ibnbd-client.service ": reconnected after"
 result $? "... the client reconnected ($(journalctl -b -u ibnbd-client.service --no-pager -o cat | grep -m1 ": reconnected after"))"
 rc=0
 for p in "${fio_pids[@]}"; do wait "$p" || rc=1; done
-[ $rc = 0 ] && pass "verified fio on both devices, both queues, without an IO error" ||
+[ $rc = 0 ] && pass "verified fio on both devices, both queues, and on the mounted file system, without an IO error" ||
 	{ flunk "verified fio"; tail -n 5 "$WORK"/fio.* | sed 's/^/#   /'; }
 
-check "unmap both" "$SBIN/ibnbd-client" unmap --all
+check "systemctl stop $mount_unit" timeout 60 systemctl stop "$mount_unit"
+check "unmap --persist file" "$SBIN/ibnbd-client" unmap file --persist
+check "... client.conf is as the test wrote it" cmp "$confdir/client.conf" "$WORK/client.conf.orig"
+check "unmap the others" "$SBIN/ibnbd-client" unmap --all
+check "no link is left in /dev/ibnbd" sh -c '[ -z "$(ls -A /dev/ibnbd 2>/dev/null)" ]' 
 check "systemctl stop ibnbd-client" timeout 60 systemctl stop ibnbd-client.service
 check "systemctl stop ibnbd-server" timeout 60 systemctl stop ibnbd-server.service
 states=$(systemctl is-active ibnbd-client.service ibnbd-server.service | sort -u | tr '\n' ' ')

@@ -69,6 +69,8 @@ static int cmd_map(const struct cli_args *a)
 	json_object_object_add(req, "access", json_object_new_string(a->read_only ? "ro" : "rw"));
 	if (a->name)
 		json_object_object_add(req, "name", json_object_new_string(a->name));
+	if (a->persist)
+		json_object_object_add(req, "persist", json_object_new_boolean(true));
 	if (call(req, &resp, MAP_TIMEOUT_MS))
 		return 1;
 	printf("%s\n", jstr(resp, "device"));
@@ -76,8 +78,10 @@ static int cmd_map(const struct cli_args *a)
 	return 0;
 }
 
-/* Resolves NAME or /dev/ublkbN to the device path through the daemon. */
-static int resolve_device(const char *arg, char *path, size_t len)
+/* Resolves NAME or /dev/ublkbN to the device path through the daemon, and
+ * its name; a device with no node yet (not taken over, or a configured map
+ * not made yet) resolves to its name. */
+static int resolve_device(const char *arg, char *path, size_t len, char *name, size_t namelen)
 {
 	json_object *req = json_object_new_object(), *resp, *devs;
 	size_t i;
@@ -90,7 +94,8 @@ static int resolve_device(const char *arg, char *path, size_t len)
 		json_object *d = json_object_array_get_idx(devs, i);
 
 		if (!strcmp(jstr(d, "device"), arg) || !strcmp(jstr(d, "name"), arg)) {
-			snprintf(path, len, "%s", jstr(d, "device"));
+			snprintf(path, len, "%s", *jstr(d, "device") ? jstr(d, "device") : jstr(d, "name"));
+			snprintf(name, namelen, "%s", jstr(d, "name"));
 			json_object_put(resp);
 			return 0;
 		}
@@ -173,7 +178,7 @@ static bool device_in_use(const char *path, char *why, size_t len)
 
 /* Unmaps path (a /dev/ublkbN, or the name of a device not taken over,
  * which has no node): refused while in use, unless force. */
-static int unmap_one(const char *path, bool force)
+static int unmap_one(const char *path, const char *name, bool force, bool persist)
 {
 	char why[PATH_MAX + 64];
 	json_object *req, *resp;
@@ -187,6 +192,10 @@ static int unmap_one(const char *path, bool force)
 	json_object_object_add(req, "cmd", json_object_new_string("unmap"));
 	json_object_object_add(req, "device", json_object_new_string(path));
 	json_object_object_add(req, "force", json_object_new_boolean(force));
+	if (name)
+		json_object_object_add(req, "name", json_object_new_string(name));
+	if (persist)
+		json_object_object_add(req, "persist", json_object_new_boolean(true));
 	if (call(req, &resp, CTL_TIMEOUT_MS))
 		return 1;
 	json_object_put(resp);
@@ -209,7 +218,7 @@ static int unmap_all(bool force)
 		json_object *d = json_object_array_get_idx(devs, i);
 		const char *dev = jstr(d, "device");
 
-		failed += unmap_one(*dev ? dev : jstr(d, "name"), force);
+		failed += unmap_one(*dev ? dev : jstr(d, "name"), jstr(d, "name"), force, false);
 	}
 	json_object_put(resp);
 	if (failed)
@@ -219,13 +228,13 @@ static int unmap_all(bool force)
 
 static int cmd_unmap(const struct cli_args *a)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], name[CLI_NAME_MAX + 1];
 
 	if (a->all)
 		return unmap_all(a->force);
-	if (resolve_device(a->device, path, sizeof(path)))
+	if (resolve_device(a->device, path, sizeof(path), name, sizeof(name)))
 		return 1;
-	return unmap_one(path, a->force);
+	return unmap_one(path, name, a->force, a->persist);
 }
 
 /* The id this host presents: the running daemon's, else the one it would

@@ -28,11 +28,13 @@ enum { OPT_JSON = 256, OPT_ALL };
 static const struct option map_opts[] = {
 	{ "ro", no_argument, NULL, 'r' },
 	{ "name", required_argument, NULL, 'n' },
+	{ "persist", no_argument, NULL, 'p' },
 	{ 0 },
 };
 static const struct option unmap_opts[] = {
 	{ "force", no_argument, NULL, 'f' },
 	{ "all", no_argument, NULL, OPT_ALL },
+	{ "persist", no_argument, NULL, 'p' },
 	{ 0 },
 };
 static const struct option no_opts[] = {
@@ -45,10 +47,10 @@ static const struct option list_opts[] = {
 
 /* The leading ':' makes getopt return ':' for a missing value. */
 static const struct verb_syntax verbs[] = {
-	{ "map", CLI_MAP, ":rn:", map_opts, 2, { "ADDR[:PORT] and EXPORT", "EXPORT" },
-	  "ibnbd-client map ADDR[:PORT] EXPORT [--ro] [--name NAME]" },
-	{ "unmap", CLI_UNMAP, ":f", unmap_opts, 1, { "DEVICE|NAME" },
-	  "ibnbd-client unmap DEVICE|NAME|--all [--force]" },
+	{ "map", CLI_MAP, ":rn:p", map_opts, 2, { "ADDR[:PORT] and EXPORT", "EXPORT" },
+	  "ibnbd-client map ADDR[:PORT] EXPORT [--ro] [--name NAME] [--persist]" },
+	{ "unmap", CLI_UNMAP, ":fp", unmap_opts, 1, { "DEVICE|NAME" },
+	  "ibnbd-client unmap DEVICE|NAME|--all [--force] [--persist]" },
 	{ "list", CLI_LIST, ":", list_opts, 0, { NULL }, "ibnbd-client list [--json]" },
 	{ "show", CLI_SHOW, ":", list_opts, 1, { "DEVICE|NAME" },
 	  "ibnbd-client show DEVICE|NAME [--json]" },
@@ -138,6 +140,9 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, char *err, size_t 
 		case 'f':
 			a->force = true;
 			break;
+		case 'p':
+			a->persist = true;
+			break;
 		case OPT_JSON:
 			a->json = true;
 			break;
@@ -151,6 +156,9 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, char *err, size_t 
 	}
 	n = argc - optind;
 	if (a->all) {
+		if (a->persist)
+			return errmsg(err, errlen, "unmap --all --persist would empty the configuration; "
+				      "unmap each device with --persist instead");
 		if (n)
 			return errmsg(err, errlen, "unmap --all takes no device, not '%s' (usage: %s)",
 				      argv[optind], v->usage);

@@ -3,8 +3,8 @@
  * The command line of ibnbd-client's verbs, parsed without talking to the
  * daemon or printing anything:
  *
- *   map ADDR[:PORT] EXPORT [--ro|-r] [--name|-n NAME]
- *   unmap DEVICE|NAME|--all [--force|-f]
+ *   map ADDR[:PORT] EXPORT [--ro|-r] [--name|-n NAME] [--persist|-p]
+ *   unmap DEVICE|NAME|--all [--force|-f] [--persist|-p]
  *   list [--json]
  *   show DEVICE|NAME [--json]
  *   host-id
@@ -44,6 +44,8 @@ struct cli_args {
 	const char *device;     /* a /dev/ublkbN path or a --name */
 	bool force;             /* --force */
 	bool all;               /* unmap --all */
+	/* map, unmap */
+	bool persist;           /* --persist: also in client.conf */
 	/* list, show */
 	bool json;              /* --json */
 };

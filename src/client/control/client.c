@@ -32,6 +32,7 @@
 
 #include "auth.h"
 #include "clock.h"
+#include "control/devlink.h"
 #include "control/export_check.h"
 #include "control/session.h"
 #include "control/state.h"
@@ -657,6 +658,7 @@ int client_map(struct client *c, const struct map_args *args, char *devpath,
 	ret = device_add_queues(d, err, errlen);
 	if (ret)
 		goto out_stop;
+	devlink_record(d->name, ublk_dev_id(d->ublk));
 	ret = ublk_dev_start(d->ublk);
 	if (ret) {
 		snprintf(err, errlen, "the kernel refused to start %s: %s", d->path, strerror(-ret));
@@ -666,6 +668,7 @@ int client_map(struct client *c, const struct map_args *args, char *devpath,
 	ctl_of(d)->ctl = DEV_LIVE;
 	save_state(c);
 	pthread_mutex_unlock(&c->lock);
+	devlink_set(d->name, ublk_dev_id(d->ublk));
 	snprintf(devpath, devlen, "%s", d->path);
 	log_info("%s: mapped '%s' from %s (%llu bytes, %s)", d->path, d->export_name,
 		 session_peer(d->sess), (unsigned long long)d->info.size,
@@ -679,6 +682,7 @@ out_free:
 	pthread_mutex_lock(&c->lock);
 	unlink_device(c, d);
 	if (d->ublk) {
+		devlink_remove(d->name, ublk_dev_id(d->ublk));
 		device_free(d); /* DEL_DEV: it is not in the state file any more */
 		d = NULL;
 		save_state(c);
@@ -759,6 +763,8 @@ int client_unmap(struct client *c, const char *devpath, bool force, char *err,
 		session_close_device(d->sess, d);
 	}
 	se = ctl_of(d)->se;
+	if (*d->path)
+		devlink_remove(d->name, atoi(d->path + strlen("/dev/ublkb")));
 	log_info("%s: unmapped%s", *d->path ? d->path : d->name, force ? " (forced)" : "");
 	pthread_mutex_lock(&c->lock);
 	unlink_device(c, d);
@@ -851,6 +857,7 @@ static enum recover_result recover_device(struct client *c, struct device *d,
 	}
 	log_info("%s: recovered '%s' from %s%s", d->path, d->export_name, session_peer(d->sess),
 		 atomic_load(&d->failed) ? " (failed: its export changed)" : "");
+	devlink_set(d->name, sd->id);
 	return RECOVERED;
 out_stop:
 	/* Half taken over, and nobody else can have it now: rather than
@@ -969,6 +976,17 @@ int client_retry_recovery(struct client *c)
 	}
 	pthread_mutex_unlock(&c->lock);
 	return recovered;
+}
+
+bool client_has_device(struct client *c, const char *name)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&c->lock);
+	for (struct device *d = c->devices; d && !found; d = d->next)
+		found = !strcmp(d->name, name);
+	pthread_mutex_unlock(&c->lock);
+	return found;
 }
 
 bool client_has_unrecovered(struct client *c)

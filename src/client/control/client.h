@@ -65,6 +65,8 @@ int client_recover(struct client *c);
 /* Tries every device not taken over yet again; how many were. */
 int client_retry_recovery(struct client *c);
 bool client_has_unrecovered(struct client *c);
+/* A device called name (mapped, being mapped, or not taken over yet). */
+bool client_has_device(struct client *c, const char *name);
 /* A new JSON array describing every device (docs/control-protocol.md). */
 json_object *client_list(struct client *c);
 

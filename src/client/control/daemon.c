@@ -33,7 +33,10 @@
 #include "clock.h"
 #include "control/client.h"
 #include "config.h"
+#include "control/client_conf.h"
 #include "control/ctl.h"
+#include "control/devlink.h"
+#include "control/maps.h"
 #include "hostid.h"
 #include "log.h"
 #include "parse.h"
@@ -45,6 +48,7 @@
 #define RECOVERY_RETRY_MS 3000
 /* How long a stop waits for verbs under way before it leaves anyway. */
 #define STOP_WAIT_MS 5000
+#define DEFAULT_CONFIG IBNBD_SYSCONFDIR "/client.conf"
 
 struct daemon {
 	struct client *client;
@@ -55,6 +59,8 @@ struct daemon {
 	pthread_cond_t cond;
 	unsigned int running; /* request threads */
 	bool retrying;        /* a recovery retry thread runs */
+	struct maps *maps;    /* client.conf's [map NAME] sections */
+	bool mapping;         /* a maps thread runs */
 };
 
 struct request_job {
@@ -134,7 +140,9 @@ static json_object *handle_map(struct daemon *d, json_object *req)
 		.export_name = json_object_get_string(json_object_object_get(req, "export")),
 		.name = name ? json_object_get_string(name) : NULL,
 	};
-	char dev[256], err[512];
+	bool persist = json_object_get_boolean(json_object_object_get(req, "persist"));
+	char dev[256], err[512], why[256];
+	struct map_conf mc = { 0 };
 	json_object *resp;
 
 	if (!args.server || !*args.server || !args.export_name || !*args.export_name ||
@@ -144,9 +152,32 @@ static json_object *handle_map(struct daemon *d, json_object *req)
 		return ctl_error("access must be \"ro\" or \"rw\", not \"%s\"", access);
 	args.port = (uint16_t)json_object_get_int(port);
 	args.read_only = access && !strcmp(access, "ro");
+	if (persist) {
+		/* A persistent map is known by its name, at every start: the
+		 * export's unless one is given. */
+		if (!args.name)
+			args.name = args.export_name;
+		if (cli_name_check(args.name, why, sizeof(why)))
+			return ctl_error("map --persist needs a device name (--name): the export "
+					 "name does not do: %s", why);
+		if (strlen(args.server) >= sizeof(mc.server.host) ||
+		    strlen(args.export_name) >= sizeof(mc.export_name))
+			return ctl_error("the server or export name is too long to record");
+		snprintf(mc.name, sizeof(mc.name), "%s", args.name);
+		snprintf(mc.server.host, sizeof(mc.server.host), "%s", args.server);
+		mc.server.port = args.port;
+		snprintf(mc.export_name, sizeof(mc.export_name), "%s", args.export_name);
+		mc.read_only = args.read_only;
+		if (maps_waiting(d->maps, mc.name))
+			return ctl_error("'%s' is already configured and not mapped yet (see "
+					 "'ibnbd-client list')", mc.name);
+	}
 	if (client_map(d->client, &args, dev, sizeof(dev), err, sizeof(err)))
 		return ctl_error("%s", err);
 	log_info("mapped %s from %s:%u as %s", args.export_name, args.server, args.port, dev);
+	if (persist && maps_persist(d->maps, &mc, err, sizeof(err)))
+		return ctl_error("%s is mapped as %s, but not made persistent: %s", mc.name, dev,
+				 err);
 	resp = ctl_ok();
 	json_object_object_add(resp, "device", json_object_new_string(dev));
 	return resp;
@@ -155,14 +186,26 @@ static json_object *handle_map(struct daemon *d, json_object *req)
 static json_object *handle_unmap(struct daemon *d, json_object *req)
 {
 	const char *dev = json_object_get_string(json_object_object_get(req, "device"));
+	const char *name = json_object_get_string(json_object_object_get(req, "name"));
 	bool force = json_object_get_boolean(json_object_object_get(req, "force"));
+	bool persist = json_object_get_boolean(json_object_object_get(req, "persist"));
 	char err[512];
 
 	if (!dev || !*dev)
 		return ctl_error("unmap needs a device");
-	if (client_unmap(d->client, dev, force, err, sizeof(err)))
+	if (!name || !*name)
+		name = dev;
+	/* A configured map not made yet: stop trying it. */
+	if (maps_cancel(d->maps, name)) {
+		log_info("map %s: no longer tried%s", name,
+			 persist ? "" : " (until the next start: it stays in the configuration)");
+	} else if (client_unmap(d->client, dev, force, err, sizeof(err))) {
 		return ctl_error("%s", err);
-	log_info("unmapped %s%s", dev, force ? " (forced)" : "");
+	} else {
+		log_info("unmapped %s%s", dev, force ? " (forced)" : "");
+	}
+	if (persist && maps_forget(d->maps, name, err, sizeof(err)))
+		return ctl_error("%s is unmapped, but still in the configuration: %s", name, err);
 	return ctl_ok();
 }
 
@@ -180,8 +223,11 @@ static json_object *handle_request(void *ctx, json_object *req)
 	if (!strcmp(cmd, "unmap"))
 		return handle_unmap(d, req);
 	if (!strcmp(cmd, "list")) {
+		json_object *devs = client_list(d->client);
+
+		maps_describe(d->maps, devs);
 		resp = ctl_ok();
-		json_object_object_add(resp, "devices", client_list(d->client));
+		json_object_object_add(resp, "devices", devs);
 		return resp;
 	}
 	if (!strcmp(cmd, "host-id")) {
@@ -281,6 +327,39 @@ static void retry_recovery(struct daemon *d)
 	pthread_mutex_unlock(&d->lock);
 }
 
+static void *maps_thread(void *arg)
+{
+	struct daemon *d = arg;
+
+	maps_try(d->maps);
+	pthread_mutex_lock(&d->lock);
+	d->mapping = false;
+	d->running--;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	return NULL;
+}
+
+/* The configured maps that are due are made off the control thread: a
+ * server that does not answer holds back nothing else. */
+static void make_maps(struct daemon *d)
+{
+	pthread_t t;
+
+	pthread_mutex_lock(&d->lock);
+	if (!d->mapping) {
+		d->mapping = true;
+		d->running++;
+		if (pthread_create(&t, NULL, maps_thread, d)) {
+			d->mapping = false;
+			d->running--;
+		} else {
+			pthread_detach(t);
+		}
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
 /* No new request is taken; those under way get STOP_WAIT_MS. False if
  * some did not end (the caller must not tear down what they use). */
 static bool wait_requests(struct daemon *d)
@@ -363,6 +442,9 @@ static void usage(FILE *f)
 		"Usage: ibnbd-client daemon [--config FILE] [--foreground] [--workers N]\n"
 		"         [--dead-timeout SECS] [--loss-timeout SECS] [--io-timeout SECS]\n"
 		"         [--host-id ID] [--key-file FILE]\n"
+		"  --config         options and persistent maps (default " DEFAULT_CONFIG "\n"
+		"                   when present; see ibnbd-client.conf(5)); options given\n"
+		"                   here win over the file's\n"
 		"  --dead-timeout   silence after which a server is declared dead (default 4)\n"
 		"  --loss-timeout   how long IO waits for a lost server before failing\n"
 		"                   (default 120; 0 = wait forever)\n"
@@ -392,60 +474,77 @@ int daemon_main(int argc, char **argv)
 	};
 	struct daemon d = { .lock_fd = -1, .sig_fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER,
 			    .cond = PTHREAD_COND_INITIALIZER };
+	struct client_config *cfg = calloc(1, sizeof(*cfg)), *cl = calloc(1, sizeof(*cl));
 	struct client_opts copts = { 0 };
+	const char *config = NULL;
 	bool foreground = false;
 	int c, ret, ready[2] = { -1, -1 };
 	char state_path[4096], err[512];
-	unsigned int v;
 
+	if (!cfg || !cl) {
+		log_err("out of memory");
+		return 1;
+	}
+	/* The command line wins over the file: collected apart, laid over. */
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:fw:D:L:T:H:K:h", opts, NULL)) != -1) {
+		static const char *const keys[][2] = {
+			{ "w", "workers" },      { "D", "dead_timeout" }, { "L", "loss_timeout" },
+			{ "T", "io_timeout" },   { "H", "host_id" },      { "K", "key_file" },
+		};
+		const char *key = NULL;
+
 		switch (c) {
 		case 'c':
-			break; /* maps.conf restoring comes with persistent maps */
+			config = optarg;
+			continue;
 		case 'f':
 			foreground = true;
-			break;
-		case 'w':
-			if (parse_uint(optarg, 1, 64, &copts.workers)) {
-				log_err("--workers must be a number from 1 to 64");
-				return 2;
-			}
-			break;
-		case 'D':
-		case 'L':
-		case 'T':
-			if (parse_uint(optarg, c == 'D', 86400, &v)) {
-				log_err("--%s must be a number of seconds from %d to 86400",
-					c == 'D' ? "dead-timeout" : c == 'L' ? "loss-timeout" :
-					"io-timeout", c == 'D');
-				return 2;
-			}
-			if (c == 'D')
-				copts.dead_timeout_ms = v * 1000;
-			else if (c == 'L')
-				copts.loss_timeout_s = v ? (int)v : -1;
-			else
-				copts.io_timeout_s = v ? (int)v : -1;
-			break;
-		case 'H':
-			if (host_id_check(optarg, err, sizeof(err))) {
-				log_err("--host-id: %s", err);
-				return 2;
-			}
-			copts.host_id = optarg;
-			break;
-		case 'K':
-			copts.key_file = optarg;
-			break;
+			continue;
 		case 'h':
 			usage(stdout);
 			return 0;
 		default:
+			for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+				if (c == keys[i][0][0])
+					key = keys[i][1];
+			break;
+		}
+		if (!key) {
 			usage(stderr);
 			return 2;
 		}
+		for (const struct option *o = opts; o->name; o++) {
+			char shown[64];
+
+			if (o->val != c)
+				continue;
+			snprintf(shown, sizeof(shown), "--%s", o->name);
+			if (client_conf_set(cl, key, optarg, shown, err, sizeof(err))) {
+				log_err("%s", err);
+				return 2;
+			}
+		}
 	}
+	if (optind < argc) {
+		log_err("unexpected argument '%s' (see ibnbd-client daemon --help)", argv[optind]);
+		return 2;
+	}
+	/* The default file is read when it is there; a named one must be. */
+	if (config || !access(DEFAULT_CONFIG, F_OK)) {
+		if (client_conf_load(cfg, config ? config : DEFAULT_CONFIG, err, sizeof(err))) {
+			log_err("%s", err);
+			return 2;
+		}
+	}
+	client_conf_overlay(cfg, cl);
+	free(cl);
+	copts.workers = cfg->workers;
+	copts.dead_timeout_ms = cfg->dead_timeout_ms;
+	copts.loss_timeout_s = cfg->loss_timeout_s;
+	copts.io_timeout_s = cfg->io_timeout_s;
+	copts.host_id = cfg->host_id[0] ? cfg->host_id : NULL;
+	copts.key_file = cfg->key_file[0] ? cfg->key_file : NULL;
 	if (mkdir(rundir(), 0755) < 0 && errno != EEXIST) {
 		log_err("cannot create %s: %s", rundir(), strerror(errno));
 		return 1;
@@ -477,13 +576,15 @@ int daemon_main(int argc, char **argv)
 	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		log_warn("cannot get a mount namespace of its own: %s", strerror(errno));
 	else
-		detach_disk_mounts((const char *const[]){ rundir(), IBNBD_SYSCONFDIR, "/etc" }, 3);
+		detach_disk_mounts((const char *const[]){ rundir(), IBNBD_SYSCONFDIR, "/etc",
+							  config ? config : DEFAULT_CONFIG }, 4);
 	ret = setup_signals(&d);
 	if (ret) {
 		log_err("cannot set up signals: %s", strerror(-ret));
 		goto out;
 	}
 	snprintf(state_path, sizeof(state_path), "%s/devices.json", rundir());
+	devlink_init(rundir());
 	copts.state_path = state_path;
 	ret = client_create(&copts, &d.client, err, sizeof(err));
 	if (ret) {
@@ -498,6 +599,15 @@ int daemon_main(int argc, char **argv)
 	ret = client_recover(d.client);
 	if (ret > 0)
 		log_info("recovered %d device(s) left by the previous daemon", ret);
+	/* Then what the configuration asks for and is not there yet. */
+	d.maps = maps_create(d.client, config ? config : DEFAULT_CONFIG, cfg);
+	if (!d.maps) {
+		log_err("out of memory");
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (cfg->nmaps)
+		log_info("%u persistent map(s) in %s", cfg->nmaps, config ? config : DEFAULT_CONFIG);
 	ret = 0;
 	ret = ctl_server_create(ctl_socket_path(), &d.ctl);
 	if (ret) {
@@ -519,8 +629,8 @@ int daemon_main(int argc, char **argv)
 			{ .fd = d.sig_fd, .events = POLLIN },
 		};
 		bool unrecovered = client_has_unrecovered(d.client);
-		int64_t now = clock_now_ms();
-		int n;
+		int64_t now = clock_now_ms(), maps_in = maps_due_in(d.maps, now);
+		int timeout = -1, n;
 
 		/* By the clock, not by idleness: a busy control socket (a
 		 * script polling `list`) must not hold the retries off. */
@@ -528,7 +638,15 @@ int daemon_main(int argc, char **argv)
 			retry_recovery(&d);
 			retry_at = now + RECOVERY_RETRY_MS;
 		}
-		n = poll(pfd, 2, unrecovered ? (int)(retry_at - now > 0 ? retry_at - now : 0) : -1);
+		if (maps_in == 0) {
+			make_maps(&d);
+			maps_in = 1000; /* look again: the thread may be busy */
+		}
+		if (unrecovered)
+			timeout = (int)(retry_at - now > 0 ? retry_at - now : 0);
+		if (maps_in > 0 && (timeout < 0 || maps_in < timeout))
+			timeout = (int)maps_in;
+		n = poll(pfd, 2, timeout);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -565,6 +683,8 @@ int daemon_main(int argc, char **argv)
 out:
 	ctl_server_destroy(d.ctl);
 	client_destroy(d.client);
+	maps_destroy(d.maps);
+	free(cfg);
 	if (d.sig_fd >= 0)
 		close(d.sig_fd);
 	if (d.lock_fd >= 0)
