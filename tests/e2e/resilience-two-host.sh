@@ -238,8 +238,9 @@ result $? "vol3: show counts the server restart with unflushed writes"
 fsync_dev "${devs[vol2]}"; result $? "vol2 (nothing unflushed): its FLUSH succeeds"
 for x in vol vol2 vol3; do client "$CLIENT" unmap "$x"; result $? "unmap $x"; done
 if [ "$fail" != 0 ]; then
-	echo "# ---- client daemon log ----"
-	client sh -c 'tail -n 60 $IBNBD_VM_OUT/daemon.log' | sed 's/^/#   /'
+	echo "# ---- client daemon log: its events, without the reconnect attempts ----"
+	client sh -c 'grep -v "reconnect attempt [0-9]* failed" $IBNBD_VM_OUT/daemon.log | tail -n 150' |
+		sed 's/^/#   /'
 	echo "# ---- server logs ----"
 	on server sh -c 'tail -n 30 $IBNBD_VM_OUT/one.log; tail -n 15 $IBNBD_VM_OUT/two.log' |
 		sed 's/^/#   /'
