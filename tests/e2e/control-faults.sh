@@ -58,7 +58,7 @@ a=$(dev_of a)
 fio --name=c --filename="$c" --direct=1 --ioengine=io_uring --rw=randwrite --bs=4k \
 	--iodepth=8 --numjobs=2 --cpus_allowed=0-1 --cpus_allowed_policy=split --size=8M \
 	--offset_increment=16M --time_based --runtime=25 --verify=crc32c --verify_fatal=1 \
-	--do_verify=1 --group_reporting > "$WORK/fio-c.log" 2>&1 &
+	--do_verify=1 --verify_backlog=64 --group_reporting > "$WORK/fio-c.log" 2>&1 &
 fio_c=$!
 # Writes to a that go on until the server stops answering (3 passes over
 # the device take far longer than this section).
@@ -86,7 +86,7 @@ check "the stuck server resumes: verified IO on c ends without an error" wait "$
 # 3. SIGTERM with a device stuck: the daemon leaves it to the next one.
 fio --name=c --filename="$c" --direct=1 --ioengine=io_uring --rw=randwrite --bs=4k \
 	--iodepth=8 --size=8M --time_based --runtime=30 --verify=crc32c --verify_fatal=1 \
-	--do_verify=1 > "$WORK/fio-c2.log" 2>&1 &
+	--do_verify=1 --verify_backlog=64 > "$WORK/fio-c2.log" 2>&1 &
 fio_c=$!
 sleep 2
 kill -STOP "$two_pid"

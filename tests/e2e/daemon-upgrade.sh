@@ -38,6 +38,7 @@ wpid=$!
 verified=(--direct=1 --ioengine=io_uring --rw=randwrite --bs=4k --iodepth=8 --numjobs=2
 	--cpus_allowed=0-1 --cpus_allowed_policy=split --size=16M --offset_increment=32M
 	--time_based --runtime=60 --verify=crc32c --verify_fatal=1 --do_verify=1
+	--verify_backlog=64
 	--group_reporting)
 fio --name=b --filename="$b" "${verified[@]}" > "$WORK/fio-b.log" 2>&1 &
 fio_b=$!

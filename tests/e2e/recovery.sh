@@ -32,6 +32,7 @@ kill_daemon() {
 verified=(--direct=1 --ioengine=io_uring --rw=randwrite --bs=4k --iodepth=8 --numjobs=2
 	--cpus_allowed=0-1 --cpus_allowed_policy=split --size=8M --offset_increment=16M
 	--time_based --runtime=15 --verify=crc32c --verify_fatal=1 --do_verify=1
+	--verify_backlog=64
 	--group_reporting)
 
 # 1. Daemon and server gone at once; the daemon comes back first.

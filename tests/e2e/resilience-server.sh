@@ -165,7 +165,7 @@ wait "$srv_pid" 2>/dev/null
 t0=$(now_ms)
 fio --name=steady --filename="$(dev_of other)" --direct=1 --ioengine=io_uring --rw=randwrite \
 	--bs=4k --iodepth=4 --size=32M --time_based --runtime=$((LOSS + 5)) --verify=crc32c \
-	--do_verify=1 --verify_fatal=1 > "$WORK/fio-steady.log" 2>&1 &
+	--do_verify=1 --verify_fatal=1 --verify_backlog=64 > "$WORK/fio-steady.log" 2>&1 &
 steady=$!
 check "IO fails with an error once the loss timeout passed" \
 	sh -c "! dd if=/dev/zero of=$vol_dev bs=4k count=1 oflag=direct 2>$WORK/dd.err"
