@@ -583,6 +583,7 @@ int client_map(struct client *c, const struct map_args *args, char *devpath,
 {
 	struct ublk_dev_config uc = { .dev_id = -1, .recovery = true };
 	struct sess_entry *se = NULL;
+	struct ublk_dev *ub;
 	struct device *d;
 	bool opened = false;
 	int ret;
@@ -636,11 +637,15 @@ int client_map(struct client *c, const struct map_args *args, char *devpath,
 	uc.queue_depth = c->t.queue_depth;
 	uc.max_io_bytes = session_max_io(d->sess) < c->t.max_io_bytes ? session_max_io(d->sess) :
 			  c->t.max_io_bytes;
-	ret = ublk_dev_create(c->ctrl, &uc, &d->ublk);
+	ret = ublk_dev_create(c->ctrl, &uc, &ub);
 	if (ret) {
 		snprintf(err, errlen, "cannot create a ublk device: %s", strerror(-ret));
 		goto out_free;
 	}
+	/* list and save_state read d->ublk under the lock. */
+	pthread_mutex_lock(&c->lock);
+	d->ublk = ub;
+	pthread_mutex_unlock(&c->lock);
 	/* The kernel caps queues at the CPU count: the last workers then
 	 * serve no queue of this device. */
 	d->nr_queues = ublk_dev_info(d->ublk)->nr_hw_queues;
@@ -794,21 +799,28 @@ static enum recover_result recover_device(struct client *c, struct device *d,
 {
 	const struct ublksrv_ctrl_dev_info *ui;
 	struct sess_entry *se = NULL;
+	struct ublk_dev *ub;
 	struct ublk_params up;
 	char why[512];
 	int ret;
 
-	ret = ublk_dev_attach(c->ctrl, sd->id, &d->ublk);
+	ret = ublk_dev_attach(c->ctrl, sd->id, &ub);
 	if (ret) {
 		snprintf(err, errlen, "/dev/ublkb%d is gone", sd->id);
 		return RECOVER_GONE;
 	}
+	/* save_state reads d->ublk under the lock. */
+	pthread_mutex_lock(&c->lock);
+	d->ublk = ub;
+	pthread_mutex_unlock(&c->lock);
 	ui = ublk_dev_info(d->ublk);
 	if (!sd->started || ui->state == UBLK_S_DEV_DEAD) {
 		/* Never started (its map was under way): nothing to serve. */
-		ublk_dev_set_owned(d->ublk, true);
-		ublk_dev_destroy(d->ublk);
+		ublk_dev_set_owned(ub, true);
+		pthread_mutex_lock(&c->lock);
 		d->ublk = NULL;
+		pthread_mutex_unlock(&c->lock);
+		ublk_dev_destroy(ub);
 		snprintf(err, errlen, "/dev/ublkb%d was never started (its map did not finish); deleted it",
 			 sd->id);
 		return RECOVER_GONE;
@@ -864,8 +876,8 @@ out_stop:
 	 * leave the kernel holding its IO with no owner, remove it (its IO
 	 * fails). */
 	device_stop(d, true);
-	ctl_of(d)->se = NULL;
-	put_session(c, se);
+	/* The session stays with the device until it is freed: its buffers
+	 * are registered on the session's PD, which must outlive them. */
 	return RECOVER_GONE;
 }
 
@@ -874,6 +886,7 @@ out_stop:
 static void recover_one(struct client *c, struct device *d)
 {
 	struct state_device sd = ctl_of(d)->saved;
+	struct sess_entry *gone_se = NULL;
 	char err[512];
 	enum recover_result r = recover_device(c, d, &sd, err, sizeof(err));
 
@@ -884,6 +897,8 @@ static void recover_one(struct client *c, struct device *d)
 		log_warn("cannot recover /dev/ublkb%d ('%s' from %s:%u): %s; forgetting it", sd.id,
 			 sd.export_name, sd.server, sd.port, err);
 		unlink_device(c, d);
+		gone_se = ctl_of(d)->se;
+		devlink_remove(d->name, sd.id);
 		device_free(d); /* deletes it if it was taken over */
 	} else {
 		if (strcmp(ctl_of(d)->why, err))
@@ -897,6 +912,7 @@ static void recover_one(struct client *c, struct device *d)
 	}
 	save_state(c);
 	pthread_mutex_unlock(&c->lock);
+	put_session(c, gone_se); /* after its device's buffers are gone */
 }
 
 /* A device of the state file, as not taken over yet. */
