@@ -196,10 +196,11 @@ static json_object *handle_unmap(struct daemon *d, json_object *req)
 	if (!name || !*name)
 		name = dev;
 	/* A configured map not made yet: stop trying it. */
-	if (maps_cancel(d->maps, name)) {
+	if (maps_unmap_begin(d->maps, name)) {
 		log_info("map %s: no longer tried%s", name,
 			 persist ? "" : " (until the next start: it stays in the configuration)");
 	} else if (client_unmap(d->client, dev, force, err, sizeof(err))) {
+		maps_unmap_failed(d->maps, name);
 		return ctl_error("%s", err);
 	} else {
 		log_info("unmapped %s%s", dev, force ? " (forced)" : "");

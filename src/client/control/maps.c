@@ -12,12 +12,15 @@
 /* Backoff between attempts at a map whose server did not answer. */
 #define MAPS_RETRY_FIRST_MS 1000
 #define MAPS_RETRY_MAX_MS 30000
+/* How often a mapped one is checked to be still there. */
+#define MAPS_CHECK_MS 3000
 
 enum map_state {
 	MAP_WAITING,   /* not mapped yet: tried when due */
 	MAP_TRYING,    /* a maps_try() is mapping it */
-	MAP_DONE,      /* mapped (or was, and was unmapped by hand) */
-	MAP_CANCELLED, /* unmapped while waiting: not tried before the next start */
+	MAP_DONE,      /* mapped: made again if its device goes without an unmap */
+	MAP_UNMAPPING, /* an unmap is under way */
+	MAP_CANCELLED, /* unmapped: not made again before the next start */
 	MAP_FORGOTTEN, /* unmap --persist: out of the file */
 };
 
@@ -115,6 +118,14 @@ static bool take_due(struct maps *m, struct map_conf *out)
 	for (unsigned int i = 0; i < m->n && !found; i++) {
 		struct map_entry *e = &m->e[i];
 
+		if (e->state == MAP_DONE && !client_has_device(m->client, e->conf.name)) {
+			log_warn("map %s: its device is gone, not unmapped: mapping it again",
+				 e->conf.name);
+			e->state = MAP_WAITING;
+			e->attempt = 0;
+			e->next_try_ms = 0;
+			e->why[0] = '\0';
+		}
 		if (e->state == MAP_WAITING && e->next_try_ms <= now) {
 			e->state = MAP_TRYING;
 			if (!e->attempt)
@@ -192,6 +203,8 @@ int64_t maps_due_in(struct maps *m, int64_t now_ms)
 
 		if (e->state == MAP_TRYING)
 			in = MAPS_RETRY_FIRST_MS; /* look again once it is through */
+		else if (e->state == MAP_DONE)
+			in = client_has_device(m->client, e->conf.name) ? MAPS_CHECK_MS : 0;
 		else if (e->state == MAP_WAITING)
 			in = e->next_try_ms > now_ms ? e->next_try_ms - now_ms : 0;
 		else
@@ -260,19 +273,31 @@ bool maps_waiting(struct maps *m, const char *name)
 	return waiting;
 }
 
-bool maps_cancel(struct maps *m, const char *name)
+bool maps_unmap_begin(struct maps *m, const char *name)
 {
 	struct map_entry *e;
-	bool was = false;
+	bool waiting = false;
 
 	pthread_mutex_lock(&m->lock);
 	e = find(m, name);
-	if (e && (e->state == MAP_WAITING || e->state == MAP_TRYING)) {
-		e->state = MAP_CANCELLED; /* a try under way undoes itself */
-		was = true;
+	if (e) {
+		/* A try under way undoes itself (maps_try). */
+		waiting = e->state == MAP_WAITING || e->state == MAP_TRYING;
+		e->state = waiting ? MAP_CANCELLED : MAP_UNMAPPING;
 	}
 	pthread_mutex_unlock(&m->lock);
-	return was;
+	return waiting;
+}
+
+void maps_unmap_failed(struct maps *m, const char *name)
+{
+	struct map_entry *e;
+
+	pthread_mutex_lock(&m->lock);
+	e = find(m, name);
+	if (e && e->state == MAP_UNMAPPING)
+		e->state = MAP_DONE;
+	pthread_mutex_unlock(&m->lock);
 }
 
 int maps_persist(struct maps *m, const struct map_conf *mc, char *err, size_t errlen)

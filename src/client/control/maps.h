@@ -4,8 +4,9 @@
  * daemon maps every one that is not there yet (a predecessor's devices are
  * taken over first, so those are); one whose server does not answer is
  * tried again with backoff and shows in `list` as reconnecting, without
- * holding back the start. `map --persist` and `unmap --persist` edit the
- * file (client_conf.h) and this list together.
+ * holding back the start. One whose device goes away without an unmap (a
+ * takeover that failed for good) is mapped again. `map --persist` and
+ * `unmap --persist` edit the file (client_conf.h) and this list together.
  */
 #ifndef IBNBD_MAPS_H
 #define IBNBD_MAPS_H
@@ -35,9 +36,15 @@ int64_t maps_due_in(struct maps *m, int64_t now_ms);
 void maps_describe(struct maps *m, json_object *devices);
 /* The configured map NAME is waiting (not mapped yet). */
 bool maps_waiting(struct maps *m, const char *name);
-/* An unmap of NAME: a waiting map stops being tried until the next start
- * (the file is left alone). True if NAME was waiting. */
-bool maps_cancel(struct maps *m, const char *name);
+/*
+ * An unmap of NAME begins. A configured map is not made again until the
+ * next start (the file is left alone): one still waiting is simply no
+ * longer tried, and true says so (there is nothing to unmap). False for
+ * a mapped one, or a name not configured: unmap it, and call
+ * maps_unmap_failed() if that fails.
+ */
+bool maps_unmap_begin(struct maps *m, const char *name);
+void maps_unmap_failed(struct maps *m, const char *name);
 
 /* map --persist and unmap --persist: the file and the list. 0 or -errno
  * with a sentence in err. */
