@@ -98,6 +98,7 @@ check "the daemon starts with the file (its key_file too)" start_conf
 check "... within 5 s, although the server of 'later' does not answer ($(( $(now_ms) - t0 )) ms)" \
 	test $(( $(now_ms) - t0 )) -lt 5000
 check "db and logs are mapped from the file" wait_for 20 db_logs_live
+echo "# daemon start to db and logs live: $(( $(now_ms) - t0 )) ms"
 check "/dev/ibnbd/db links to db's device" link_is_dev db
 check "/dev/ibnbd/logs links to logs' device" link_is_dev logs
 check "logs is read-only, as its section says" test "$(blockdev --getro /dev/ibnbd/logs)" = 1

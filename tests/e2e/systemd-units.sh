@@ -59,9 +59,11 @@ udevadm control --reload
 systemctl daemon-reload
 check "systemctl start ibnbd-server: it says READY" timeout 60 systemctl start ibnbd-server.service
 check "... and is active" systemctl is-active ibnbd-server.service
+t0=$(now_ms)
 check "systemctl start ibnbd-client: it says READY" timeout 60 systemctl start ibnbd-client.service
 check "... and is active" systemctl is-active ibnbd-client.service
 check "the persistent map fs appears as /dev/ibnbd/fs" wait_for 30 test -b /dev/ibnbd/fs
+echo "# systemctl start ibnbd-client to /dev/ibnbd/fs usable: $(( $(now_ms) - t0 )) ms"
 dev_active() { [ "$(systemctl show -p ActiveState --value dev-ibnbd-fs.device)" = active ]; }
 check "... and systemd knows the device by that name (udev's link)" wait_for 10 dev_active
 
