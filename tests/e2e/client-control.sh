@@ -1,8 +1,8 @@
 #!/bin/bash
 # In the guest: the client daemon's control plane and its errors for people.
 set -u
+. "$(dirname "$0")/tap.sh"
 C=${IBNBD_BUILD_DIR:-build}/src/client/ibnbd-client
-fail=0
 expect() { # expect DESCRIPTION EXIT_STATUS STDERR_PATTERN -- COMMAND...
 	local desc=$1 want=$2 pat=$3 rc
 	shift 4
@@ -45,4 +45,4 @@ kill -0 "$pid" 2>/dev/null && { echo "not ok - daemon ignores SIGTERM"; fail=1; 
 	echo "ok - SIGTERM stops the daemon"
 [ ! -e /run/ibnbd/client.sock ] && echo "ok - the control socket is removed" ||
 	{ echo "not ok - control socket left behind"; fail=1; }
-exit $fail
+done_testing

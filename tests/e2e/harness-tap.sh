@@ -1,8 +1,8 @@
 #!/bin/bash
 # The e2e scripts' verdict (tests/e2e/tap.sh through lib.sh) cannot pass by
 # accident: scripts that stop early - exit 1 before any check, exit 0
-# before the end, an unbound variable under set -u - fail, as does a failed
-# check; only a script that reaches done_testing with every check ok passes.
+# before the end, an unbound variable under set -u - fail, as do a failed
+# check and a command that does not exist (even negated, or in a subshell); only a script that reaches done_testing with every check ok passes.
 # Runs on the host: lib.sh is sourced with a guest's address set.
 set -u
 cd "$(dirname "$0")/../.."
@@ -37,6 +37,15 @@ done_testing'
 expect "a script whose last command fails after done_testing fails" non-zero 'check "one" true
 done_testing
 false'
+expect "a negated check of a command that does not exist fails the script" non-zero \
+	'! no-such-ibnbd-command --flag
+check "one" true
+done_testing'
+expect "... also in a subshell" non-zero '( no-such-ibnbd-command ) || true
+check "one" true
+done_testing'
+grep -q "command not found: no-such-ibnbd-command" "$tmp/out" ||
+	{ echo "not ok - the missing command is not named"; fail=1; }
 expect "a script with every check ok that reaches done_testing passes" 0 'check "one" true
 check "two" test -d "$WORK"
 done_testing'

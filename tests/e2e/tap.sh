@@ -10,6 +10,16 @@ _tap_done=
 _tap_cleanup=()
 _tap_failed=()
 
+# A command that does not exist fails the script, wherever it was run: a
+# negated check (`! cmd`) of a missing command would otherwise pass. The
+# handler runs in a subshell, so it leaves a note for _tap_exit.
+_tap_cnf=$(mktemp /tmp/ibnbd-tap-cnf.XXXXXX)
+command_not_found_handle() {
+	echo "not ok - command not found: $1"
+	echo "$1" >> "$_tap_cnf"
+	return 127
+}
+
 pass() { echo "ok - $*"; }
 flunk() { echo "not ok - $*"; fail=1; _tap_failed+=("$*"); }
 # result STATUS DESCRIPTION: ok if STATUS is 0
@@ -24,6 +34,10 @@ _tap_exit() {
 	local rc=$? c
 	trap - EXIT
 	for c in "${_tap_cleanup[@]}"; do eval "$c"; done
+	if [ -s "$_tap_cnf" ]; then
+		flunk "commands not found: $(sort -u "$_tap_cnf" | tr '\n' ' ')"
+	fi
+	rm -f "$_tap_cnf"
 	if [ -z "$_tap_done" ]; then
 		flunk "stopped before the end of the script (exit status $rc)"
 	elif [ "$rc" != 0 ]; then

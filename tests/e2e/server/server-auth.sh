@@ -25,7 +25,7 @@ cleanup() {
 	[ -n "$srv" ] && kill -0 "$srv" 2>/dev/null && kill -KILL "$srv"
 	rm -rf "$work"
 }
-trap cleanup EXIT
+on_exit cleanup
 fails_with() { # fails_with DESCRIPTION TEXT COMMAND...: fails, saying TEXT
 	if "${@:3}" > "$work/check.out" 2>&1; then
 		flunk "$1 (it succeeded)"; sed 's/^/#   /' "$work/check.out"
@@ -186,4 +186,4 @@ ht=$(sed -n 's/.* handshake_timeouts=\([0-9]*\).*/\1/p' <<< "$st")
 	pass "counted: $af refused hosts, $ht handshake timeouts" || flunk "counters: $st"
 kill -TERM "$srv"; wait "$srv"; rc=$?; srv=
 [ $rc = 0 ] && pass "SIGTERM: exit 0" || flunk "SIGTERM: exit $rc"
-exit $fail
+done_testing

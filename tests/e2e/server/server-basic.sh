@@ -25,7 +25,7 @@ cleanup() {
 	fi
 	rm -rf "$work"
 }
-trap cleanup EXIT
+on_exit cleanup
 
 [ -x "$server_bin" ] && [ -x "$probe" ] || { echo "not ok - binaries missing in $build"; exit 1; }
 
@@ -185,4 +185,4 @@ else
 	pass "SIGTERM: the client saw its connection end ($(tail -n 1 "$work/wrv2.out"))"
 fi
 check "exit report printed" grep -q "stats (exit)" "$log"
-exit $fail
+done_testing

@@ -17,7 +17,7 @@ cleanup() {
 	fi
 	rm -rf "$work"
 }
-trap cleanup EXIT
+on_exit cleanup
 
 truncate -s 128M "$work/a.img" "$work/ro.img"
 truncate -s 64M "$work/loop.img"
@@ -81,4 +81,4 @@ if [ "$(num connections)" -ge 10 ] 2>/dev/null && [ "$(num io_errors)" = 0 ] &&
 else
 	flunk "exit counters: '$stats'"
 fi
-exit $fail
+done_testing

@@ -61,7 +61,7 @@ cleanup() {
 	fi
 	rm -rf "$work"
 }
-trap cleanup EXIT
+on_exit cleanup
 
 [ -x "$server_bin" ] && [ -x "$probe" ] || { echo "not ok - binaries missing in $build"; exit 1; }
 
@@ -229,4 +229,4 @@ else
 fi
 stop "$srvk" "$klog" "keepalive server"; srvk=
 stop "$srv" "$log" "server"; srv=
-exit $fail
+done_testing
