@@ -36,7 +36,7 @@ check "four devices on one session, one on another" \
 # flight.
 verified=(--direct=1 --ioengine=io_uring --rw=randwrite --bs=4k --iodepth=8 --numjobs=2
 	--cpus_allowed=0-1 --cpus_allowed_policy=split --size=16M --offset_increment=32M
-	--time_based --runtime=60 --verify=crc32c --verify_fatal=1 --do_verify=1
+	--time_based --runtime=120 --verify=crc32c --verify_fatal=1 --do_verify=1
 	--verify_backlog=64 --verify_state_save=1 --group_reporting)
 for x in a e; do
 	mkdir -p "$WORK/fio-$x"
