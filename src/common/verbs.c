@@ -2,6 +2,12 @@
 #include "verbs.h"
 
 #include <errno.h>
+#include <linux/capability.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -58,4 +64,37 @@ int verbs_cq_event(struct ibv_comp_channel *ch, struct ibv_cq **cq)
 	ibv_ack_cq_events(*cq, 1);
 	ret = ibv_req_notify_cq(*cq, 0);
 	return ret > 0 ? -ret : ret;
+}
+
+bool verbs_may_pin_past_limit(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[2] = { 0 };
+
+	if (syscall(SYS_capget, &h, d))
+		return false;
+	return d[CAP_IPC_LOCK / 32].effective & (1u << (CAP_IPC_LOCK % 32));
+}
+
+uint64_t verbs_pin_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_cur == RLIM_INFINITY ||
+	    verbs_may_pin_past_limit())
+		return 0;
+	return (uint64_t)rl.rlim_cur;
+}
+
+void verbs_reg_why(int ret, size_t len, char *buf, size_t buflen)
+{
+	uint64_t limit = verbs_pin_limit();
+
+	if ((ret == -ENOMEM || ret == -EAGAIN || ret == -EPERM) && limit)
+		snprintf(buf, buflen,
+			 "%s: pinning %zu MiB more passes the locked-memory limit "
+			 "(%llu MiB; raise LimitMEMLOCK= or ulimit -l)",
+			 strerror(-ret), len >> 20, (unsigned long long)(limit >> 20));
+	else
+		snprintf(buf, buflen, "%s", strerror(-ret));
 }

@@ -13,7 +13,9 @@
 #define IBNBD_VERBS_H
 
 #include <infiniband/verbs.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 int verbs_reg_mr(struct ibv_pd *pd, void *addr, size_t len, int access, struct ibv_mr **out);
 /* The same, the memory seen by the device (local SGEs and the peer) at
@@ -22,6 +24,16 @@ int verbs_reg_mr_zero_based(struct ibv_pd *pd, void *addr, size_t len, int acces
 			    struct ibv_mr **out);
 /* Tolerates NULL. */
 void verbs_dereg_mr(struct ibv_mr *mr);
+
+/* Whether this process may pin memory past RLIMIT_MEMLOCK (CAP_IPC_LOCK). */
+bool verbs_may_pin_past_limit(void);
+/* The locked-memory limit registrations count against, in bytes; 0 when
+ * there is none (unlimited, or CAP_IPC_LOCK). */
+uint64_t verbs_pin_limit(void);
+/* Why registering len bytes failed with ret, for people: strerror, and
+ * for an allocation failure under a locked-memory limit, that limit and
+ * what raises it. */
+void verbs_reg_why(int ret, size_t len, char *buf, size_t buflen);
 
 /* A completion channel with a non-blocking fd. */
 int verbs_comp_channel_create(struct ibv_context *ctx, struct ibv_comp_channel **out);

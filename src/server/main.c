@@ -13,10 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/capability.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "access.h"
@@ -27,6 +24,7 @@
 #include "log.h"
 #include "util.h"
 #include "registry.h"
+#include "verbs.h"
 #include "sd_notify.h"
 #include "worker.h"
 
@@ -82,17 +80,6 @@ static void print_stats(struct worker *workers, unsigned int n, struct registry 
 		 (unsigned long long)slot_bytes);
 }
 
-/* Whether this process may pin memory beyond RLIMIT_MEMLOCK (CAP_IPC_LOCK). */
-static bool may_pin_past_limit(void)
-{
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
-	struct __user_cap_data_struct d[2] = { 0 };
-
-	if (syscall(SYS_capget, &h, d))
-		return false;
-	return d[CAP_IPC_LOCK / 32].effective & (1u << (CAP_IPC_LOCK % 32));
-}
-
 /*
  * Slots are pinned twice over (an RDMA MR and an io_uring fixed buffer,
  * each counted against RLIMIT_MEMLOCK), and the message buffers once: a
@@ -103,16 +90,13 @@ static bool may_pin_past_limit(void)
 static int fit_slot_memory(struct server_limits *l, char *err, size_t errlen)
 {
 	uint64_t mem = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
-	struct rlimit rl;
-	uint64_t room;
+	uint64_t room = verbs_pin_limit();
 
-	if (getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_cur == RLIM_INFINITY ||
-	    may_pin_past_limit()) {
+	if (!room) {
 		if (!l->max_slot_memory)
 			l->max_slot_memory = config_default_slot_memory(mem);
 		return 0;
 	}
-	room = (uint64_t)rl.rlim_cur;
 	if (l->max_slot_memory > room) {
 		snprintf(err, errlen,
 			 "max_slot_memory (%llu MiB) is more than this process may pin (its memlock limit, %llu MiB): raise LimitMEMLOCK (ulimit -l) or lower max_slot_memory",

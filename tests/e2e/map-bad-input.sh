@@ -48,6 +48,20 @@ check "unmapping a mounted device is refused" \
 	sh -c "! $CLIENT unmap $dev 2>$WORK/e4 && grep -q 'mounted' $WORK/e4"
 umount "$WORK/mnt"
 check "unmap --force works" "$CLIENT" unmap --force "$dev"
+# A daemon that may not pin enough (no CAP_IPC_LOCK, as under its systemd
+# unit, and an 8 MiB locked-memory limit): the map fails and says why.
+p=$(cat /run/ibnbd/client.lock)
+kill -TERM "$p"; wait_for 10 sh -c "! kill -0 $p"
+check "a daemon with an 8 MiB locked-memory limit and no CAP_IPC_LOCK starts" \
+	prlimit --memlock=8388608:8388608 setpriv --bounding-set=-ipc_lock --inh-caps=-ipc_lock \
+	"$CLIENT" daemon --key-file "$WORK/client.key" --workers 2
+"$CLIENT" map "$ADDR" vol > "$WORK/e5" 2>&1
+rc=$?
+check "... its map fails (status $rc), naming the limit and LimitMEMLOCK" \
+	sh -c "[ $rc != 0 ] && grep -q 'locked-memory limit (8 MiB; raise LimitMEMLOCK=' $WORK/e5"
+sed 's/^/# /' "$WORK/e5"
+listed_none() { "$CLIENT" list --json | python3 -c "import json, sys; sys.exit(len(json.load(sys.stdin)))"; }
+check "... and leaves no device behind" sh -c "$(declare -f listed_none no_ublk_devices); CLIENT=$CLIENT; listed_none && no_ublk_devices"
 stop_all
 check "no ublk device left" no_ublk_devices
 done_testing

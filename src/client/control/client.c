@@ -505,9 +505,16 @@ static int device_add_queues(struct device *d, char *err, size_t errlen)
 	for (q = 0; q < d->nr_queues; q++) {
 		struct wmsg m = { .type = WM_ADD_QUEUE, .dq = &d->queues[q] };
 
+		char why[256];
+
 		ret = queue_buffers(d, q, session_pd(d->sess));
-		if (!ret)
-			ret = worker_call(d->client->workers[q % d->client->t.workers], &m);
+		if (ret) {
+			verbs_reg_why(ret, d->queues[q].buf_len, why, sizeof(why));
+			snprintf(err, errlen, "cannot set up the IO buffers of queue %u of %s: %s", q,
+				 d->path, why);
+			return ret;
+		}
+		ret = worker_call(d->client->workers[q % d->client->t.workers], &m);
 		if (ret) {
 			snprintf(err, errlen, "cannot set up queue %u of %s: %s", q, d->path,
 				 strerror(-ret));

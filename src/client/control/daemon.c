@@ -41,6 +41,7 @@
 #include "log.h"
 #include "parse.h"
 #include "sd_notify.h"
+#include "verbs.h"
 
 /* Requests served at once; more wait in the socket's backlog. */
 #define MAX_REQUEST_THREADS 32
@@ -592,6 +593,10 @@ int daemon_main(int argc, char **argv)
 		log_err("%s", err);
 		goto out;
 	}
+	if (verbs_pin_limit())
+		log_info("locked-memory limit %llu MiB: it bounds the devices this daemon can map "
+			 "(each pins queues x queue depth x max IO size of buffers)",
+			 (unsigned long long)(verbs_pin_limit() >> 20));
 	log_info("host id %s, %s", client_host_id(d.client),
 		 client_has_key(d.client) ? "authenticating with its key"
 					  : "no key: only servers running with --no-auth will take it");

@@ -702,8 +702,10 @@ static int reopen_devices(struct session *s, struct conn **conns, unsigned int t
 			ret = verbs_reg_mr(pd, dq->buf, dq->buf_len,
 					   IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, &mr);
 			if (ret) {
-				snprintf(err, errlen, "cannot register %s's buffers: %s", d->path,
-					 strerror(-ret));
+				char why[256];
+
+				verbs_reg_why(ret, dq->buf_len, why, sizeof(why));
+				snprintf(err, errlen, "cannot register %.40s's buffers: %.150s", d->path, why);
 				break;
 			}
 			verbs_dereg_mr(dq->mr);
