@@ -124,7 +124,7 @@ limited "a host opening 6 sessions is refused past max_sessions_per_host" "$WORK
 	max_sessions_per_host
 grep -q "served 4 " "$WORK/hostS.out"; result $? "... exactly 4 of them served"
 "$PROBE" --host-id hostL --key-file "$WORK/hostL.key" --session 11111111-2222-3333-4444-555555555555 \
-	"$ADDR" a connections 30 25 > "$WORK/hostL.out" 2>&1 &
+	"$ADDR" a connections 30 40 > "$WORK/hostL.out" 2>&1 &
 hostL=$!
 sleep 12
 b=$("$CLIENT" map "$ADDR" b)

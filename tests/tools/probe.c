@@ -1151,17 +1151,27 @@ static int cmd_connections(const struct probe *tmpl, long n, long secs)
 	static const uint8_t zero_uuid[16];
 	struct probe *ps = calloc((size_t)n, sizeof(*ps));
 	long served = 0, busy = 0, failed = 0, dropped = 0, quota[5] = { 0 };
-	struct timespec t0;
+	struct timespec t0, tk;
 	size_t len;
 	long left;
 
 	if (!ps || n <= 0 || n > 65535)
 		return err("connections: cannot make %ld", n), 1;
 	quiet = true;
+	clock_gettime(CLOCK_MONOTONIC, &tk);
 	for (long i = 0; i < n; i++) {
 		struct probe *p = &ps[i];
 		int ret;
 
+		/* Those made already are kept alive while the rest are made: on
+		 * a slow host making them all can take longer than the
+		 * server's keepalive timeout. */
+		if (!tmpl->no_hello && elapsed_ms(&tk) >= 2000) {
+			for (long j = 0; j < i; j++)
+				if (ps[j].id && !ps[j].dropped)
+					keepalive_once(&ps[j]);
+			clock_gettime(CLOCK_MONOTONIC, &tk);
+		}
 		*p = *tmpl;
 		if (!memcmp(tmpl->session_uuid, zero_uuid, sizeof(zero_uuid))) {
 			unsigned char rnd[IBNBD_NONCE_LEN];
