@@ -65,7 +65,7 @@ for x in vol vol2 vol3; do devs[$x]=$(dev "$x"); done
 
 # 1. Wire cuts under verified random writes on every queue of every device.
 # (Two TCG guests on one wire do a few hundred IOs a second: small areas
-# written and verified over and over, for as long as the cuts take: 600 s
+# written and verified over and over, for as long as the cuts take: 500 s
 # covers five cuts at the ~90 s a cut has taken on a loaded host. A
 # time-based job never reaches fio's verify phase, so --verify_backlog
 # reads every 64 blocks back as they are written.)
@@ -76,7 +76,7 @@ for x in vol vol2 vol3; do
 	jobs[$x]=$($cluster exec client --bg -- fio --name="$x" --filename="${devs[$x]}" \
 		--direct=1 --ioengine=io_uring --rw=randwrite --bs=4k --iodepth=8 --numjobs=2 \
 		--cpus_allowed=0-1 --cpus_allowed_policy=split --size=4M --offset_increment=8M \
-		--time_based --runtime=600 --verify=crc32c --do_verify=1 --verify_fatal=1 \
+		--time_based --runtime=500 --verify=crc32c --do_verify=1 --verify_fatal=1 \
 		--verify_backlog=64 \
 		--group_reporting --output-format=json)
 done
