@@ -292,6 +292,36 @@ static void accept_request(struct daemon *d)
 	}
 }
 
+/* A background thread of d's ends: *busy (its "running" flag) clears. */
+static void background_done(struct daemon *d, bool *busy)
+{
+	pthread_mutex_lock(&d->lock);
+	*busy = false;
+	d->running--;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* Starts fn on a thread of its own unless *busy says one runs already;
+ * it counts as a request under way, which a stop waits for. */
+static void start_background(struct daemon *d, bool *busy, void *(*fn)(void *))
+{
+	pthread_t t;
+
+	pthread_mutex_lock(&d->lock);
+	if (!*busy) {
+		*busy = true;
+		d->running++;
+		if (pthread_create(&t, NULL, fn, d)) {
+			*busy = false;
+			d->running--;
+		} else {
+			pthread_detach(t);
+		}
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
 static void *retry_thread(void *arg)
 {
 	struct daemon *d = arg;
@@ -299,11 +329,7 @@ static void *retry_thread(void *arg)
 
 	if (n > 0)
 		log_info("took over %d more device(s) left by the previous daemon", n);
-	pthread_mutex_lock(&d->lock);
-	d->retrying = false;
-	d->running--;
-	pthread_cond_broadcast(&d->cond);
-	pthread_mutex_unlock(&d->lock);
+	background_done(d, &d->retrying);
 	return NULL;
 }
 
@@ -311,22 +337,8 @@ static void *retry_thread(void *arg)
  * tried again, every RECOVERY_RETRY_MS, off the control thread. */
 static void retry_recovery(struct daemon *d)
 {
-	pthread_t t;
-
-	if (!client_has_unrecovered(d->client))
-		return;
-	pthread_mutex_lock(&d->lock);
-	if (!d->retrying) {
-		d->retrying = true;
-		d->running++;
-		if (pthread_create(&t, NULL, retry_thread, d)) {
-			d->retrying = false;
-			d->running--;
-		} else {
-			pthread_detach(t);
-		}
-	}
-	pthread_mutex_unlock(&d->lock);
+	if (client_has_unrecovered(d->client))
+		start_background(d, &d->retrying, retry_thread);
 }
 
 static void *maps_thread(void *arg)
@@ -334,11 +346,7 @@ static void *maps_thread(void *arg)
 	struct daemon *d = arg;
 
 	maps_try(d->maps);
-	pthread_mutex_lock(&d->lock);
-	d->mapping = false;
-	d->running--;
-	pthread_cond_broadcast(&d->cond);
-	pthread_mutex_unlock(&d->lock);
+	background_done(d, &d->mapping);
 	return NULL;
 }
 
@@ -346,20 +354,7 @@ static void *maps_thread(void *arg)
  * server that does not answer holds back nothing else. */
 static void make_maps(struct daemon *d)
 {
-	pthread_t t;
-
-	pthread_mutex_lock(&d->lock);
-	if (!d->mapping) {
-		d->mapping = true;
-		d->running++;
-		if (pthread_create(&t, NULL, maps_thread, d)) {
-			d->mapping = false;
-			d->running--;
-		} else {
-			pthread_detach(t);
-		}
-	}
-	pthread_mutex_unlock(&d->lock);
+	start_background(d, &d->mapping, maps_thread);
 }
 
 /* No new request is taken; those under way get STOP_WAIT_MS. False if
@@ -490,11 +485,14 @@ int daemon_main(int argc, char **argv)
 	/* The command line wins over the file: collected apart, laid over. */
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:fw:D:L:T:H:K:h", opts, NULL)) != -1) {
-		static const char *const keys[][2] = {
-			{ "w", "workers" },      { "D", "dead_timeout" }, { "L", "loss_timeout" },
-			{ "T", "io_timeout" },   { "H", "host_id" },      { "K", "key_file" },
+		/* The options that client.conf has too, by their key there;
+		 * the option is the key with '-' for '_'. */
+		static const struct { char opt; const char *key; } keys[] = {
+			{ 'w', "workers" },    { 'D', "dead_timeout" }, { 'L', "loss_timeout" },
+			{ 'T', "io_timeout" }, { 'H', "host_id" },      { 'K', "key_file" },
 		};
 		const char *key = NULL;
+		char shown[64];
 
 		switch (c) {
 		case 'c':
@@ -506,26 +504,21 @@ int daemon_main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
-		default:
-			for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-				if (c == keys[i][0][0])
-					key = keys[i][1];
-			break;
 		}
+		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+			if (c == keys[i].opt)
+				key = keys[i].key;
 		if (!key) {
 			usage(stderr);
 			return 2;
 		}
-		for (const struct option *o = opts; o->name; o++) {
-			char shown[64];
-
-			if (o->val != c)
-				continue;
-			snprintf(shown, sizeof(shown), "--%s", o->name);
-			if (client_conf_set(cl, key, optarg, shown, err, sizeof(err))) {
-				log_err("%s", err);
-				return 2;
-			}
+		snprintf(shown, sizeof(shown), "--%s", key);
+		for (char *p = shown; *p; p++)
+			if (*p == '_')
+				*p = '-';
+		if (client_conf_set(cl, key, optarg, shown, err, sizeof(err))) {
+			log_err("%s", err);
+			return 2;
 		}
 	}
 	if (optind < argc) {

@@ -153,32 +153,27 @@ int maps_try(struct maps *m)
 		};
 		char dev[256], err[512];
 		struct map_entry *e;
-		bool undo;
+		bool still_wanted;
 		int ret = client_map(m->client, &args, dev, sizeof(dev), err, sizeof(err));
 
 		pthread_mutex_lock(&m->lock);
 		e = find(m, mc.name);
-		if (e && e->state == MAP_TRYING && ret) {
-			if (ret == -EEXIST) {
-				e->state = MAP_DONE;
-			} else {
-				e->attempt++;
-				e->next_try_ms = clock_now_ms() + backoff_ms(e->attempt);
-				e->state = MAP_WAITING;
-				if (strcmp(e->why, err))
-					log_warn("map %s ('%s' from %s:%u) not made yet: %s; trying again "
-						 "every %d s at most", mc.name, mc.export_name,
-						 mc.server.host, mc.server.port, err,
-						 MAPS_RETRY_MAX_MS / 1000);
-				snprintf(e->why, sizeof(e->why), "%s", err);
-			}
-		}
-		undo = !ret && (!e || e->state != MAP_TRYING);
-		if (e && e->state == MAP_TRYING && !ret)
+		/* Not unmapped (or forgotten) while this try was under way. */
+		still_wanted = e && e->state == MAP_TRYING;
+		if (still_wanted && (!ret || ret == -EEXIST)) {
 			e->state = MAP_DONE;
+		} else if (still_wanted) {
+			e->attempt++;
+			e->next_try_ms = clock_now_ms() + backoff_ms(e->attempt);
+			e->state = MAP_WAITING;
+			if (strcmp(e->why, err))
+				log_warn("map %s ('%s' from %s:%u) not made yet: %s; trying again "
+					 "every %d s at most", mc.name, mc.export_name, mc.server.host,
+					 mc.server.port, err, MAPS_RETRY_MAX_MS / 1000);
+			snprintf(e->why, sizeof(e->why), "%s", err);
+		}
 		pthread_mutex_unlock(&m->lock);
-		if (undo) {
-			/* Unmapped (or forgotten) while this try was under way. */
+		if (!ret && !still_wanted) {
 			log_info("map %s: made as %s after it was unmapped: unmapping it", mc.name,
 				 dev);
 			if (client_unmap(m->client, dev, false, err, sizeof(err)))
