@@ -311,8 +311,10 @@ static const struct export *find_export(struct conn *c, const char *name)
 {
 	const struct worker_shared *sh = c->w->shared;
 
-	for (unsigned int i = 0; i < sh->nexports; i++)
-		if (!strcmp(sh->exports[i]->name, name))
+	unsigned int n = worker_nexports(sh);
+
+	for (unsigned int i = 0; i < n; i++)
+		if (!export_removed(sh->exports[i]) && !strcmp(sh->exports[i]->name, name))
 			return sh->exports[i];
 	return NULL;
 }
@@ -323,9 +325,11 @@ static const struct export *find_export(struct conn *c, const char *name)
  */
 static int host_allowed(const struct conn *c, const struct export *e)
 {
-	if (!c->w->shared->auth && !e->spec->nallow)
+	const struct export_spec *spec = export_spec_of(e);
+
+	if (!c->w->shared->auth && !spec->nallow)
 		return 0;
-	return export_spec_allows(e->spec, c->reg.host_id); /* its owner wrote it */
+	return export_spec_allows(spec, c->reg.host_id); /* its owner wrote it */
 }
 
 /*

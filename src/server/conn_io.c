@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "clock.h"
 #include "conn_priv.h"
 #include "io_engine.h"
 #include "log.h"
@@ -132,31 +133,20 @@ static bool sq_has_room(const struct conn *c, unsigned int n)
 	return sq_used(c) + n + IBNBD_CTRL_CREDITS <= c->sq_depth;
 }
 
+/* A backing IO done: its export's counters (and FUA, the worker's). */
 static void count_io(struct conn *c, const struct slot *sl)
 {
-	struct server_stats *st = &c->w->stats;
+	struct export_stats *es = &c->w->estats[sl->dev->exp->index];
 
-	switch (sl->io.opcode) {
-	case IBNBD_OP_READ:
-		stat_add(&st->reads, 1);
-		stat_add(&st->read_bytes, sl->io.length);
-		break;
-	case IBNBD_OP_WRITE:
-		stat_add(&st->writes, 1);
-		stat_add(&st->write_bytes, sl->io.length);
-		if (sl->io.flags & IBNBD_IOF_FUA)
-			stat_add(&st->fua_writes, 1);
-		break;
-	case IBNBD_OP_FLUSH:
-		stat_add(&st->flushes, 1);
-		break;
-	case IBNBD_OP_DISCARD:
-		stat_add(&st->discards, 1);
-		break;
-	case IBNBD_OP_WRITE_ZEROES:
-		stat_add(&st->write_zeroes, 1);
-		break;
+	lat_observe(&es->backing, clock_now_ns() - sl->started_ns);
+	if (sl->status) {
+		stat_add(&c->w->stats.io_errors, 1);
+		stat_add(&es->io_errors, 1);
+		return;
 	}
+	io_counts_add(&es->io, sl->io.opcode, sl->io.length);
+	if (sl->io.opcode == IBNBD_OP_WRITE && (sl->io.flags & IBNBD_IOF_FUA))
+		stat_add(&c->w->stats.fua_writes, 1);
 }
 
 /* The request in sl->io checked against the connection and its device:
@@ -178,6 +168,8 @@ static int slot_check(struct conn *c, unsigned int tag, struct slot *sl)
 		/* Built for an earlier open of this handle number: a stale
 		 * handle must never reach the export open under it now. */
 		ret = -EBADF, why = "stale handle (its cookie belongs to an earlier open)";
+	} else if (export_removed(c->opens[io->handle].exp)) {
+		ret = -ENODEV, why = "the export was removed from the configuration";
 	} else if ((io->flags & IBNBD_IOF_FUA) && !(c->features & IBNBD_FEAT_FUA)) {
 		ret = -EINVAL, why = "FUA was not negotiated";
 	} else {
@@ -262,6 +254,7 @@ static void slot_process(struct conn *c, unsigned int tag, enum slot_event ev, i
 		c->busy++;
 		sl->fallback = false;
 		sl->dev = NULL;
+		sl->started_ns = clock_now_ns();
 		sl->status = slot_check(c, tag, sl);
 		if (!sl->status && !slot_submit(c, tag))
 			return;
@@ -279,7 +272,7 @@ static void slot_process(struct conn *c, unsigned int tag, enum slot_event ev, i
 				return;
 			sl->status = -EAGAIN;
 		} else if (sl->status) {
-			stat_add(&c->w->stats.io_errors, 1);
+			count_io(c, sl);
 			log_err("%s: %s on export '%s' tag %u offset %llu length %u failed: %s",
 				c->name, ibnbd_op_name(sl->io.opcode), sl->dev->exp->name, tag,
 				(unsigned long long)sl->io.offset, sl->io.length,

@@ -66,6 +66,7 @@ struct slot {
 	bool from_write; /* arrived by WRITE_WITH_IMM, data_len bytes of data */
 	uint32_t data_len;
 	int32_t status; /* answer, once the backing IO is done */
+	uint64_t started_ns; /* when the request arrived (backing latency) */
 	struct ibnbd_io io;
 	const struct open_dev *dev;
 };

@@ -29,8 +29,25 @@ struct export {
 	uint64_t export_id;
 	char identity[512];     /* what export_id is made of, for the log */
 	bool identity_unstable; /* only the device number: renumbering changes it */
-	const struct export_spec *spec; /* its configuration: the allow list */
+	/* Its configuration: the allow list. A reload swaps in a new one
+	 * (export_spec_of()); the old one stays until exit, for a worker
+	 * that may still read it. */
+	const struct export_spec *spec;
+	/* Removed by a reload: no new opens, IO on its handles fails with
+	 * -ENODEV; its fd is closed once every worker let it go (fd -1). */
+	bool removed;
+	bool from_cmdline; /* --export: a reload of the file leaves it alone */
 };
+
+static inline const struct export_spec *export_spec_of(const struct export *e)
+{
+	return __atomic_load_n(&e->spec, __ATOMIC_ACQUIRE);
+}
+
+static inline bool export_removed(const struct export *e)
+{
+	return __atomic_load_n(&e->removed, __ATOMIC_ACQUIRE);
+}
 
 /* Opens spec->path; on error err says what to check. */
 int export_create(const struct export_spec *spec, unsigned int index, struct export **out,

@@ -23,7 +23,10 @@
 #include "listener.h"
 #include "log.h"
 #include "util.h"
+#include "metrics_http.h"
 #include "registry.h"
+#include "reload.h"
+#include "server_metrics.h"
 #include "verbs.h"
 #include "sd_notify.h"
 #include "worker.h"
@@ -44,6 +47,7 @@ static void usage(FILE *f)
 		"  -H, --hosts-file FILE  the hosts that may connect: HOSTID KEY per line\n"
 		"                      (re-read on SIGHUP)\n"
 		"      --no-auth       let every host connect without authentication\n"
+		"  -M, --metrics ADDR:PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
 		"  -d, --debug CATS    debug logs: io,rdma,proto,ctl or all\n"
 		"  -h, --help          this text\n"
 		"  -V, --version       print the version\n"
@@ -58,22 +62,30 @@ static void print_stats(struct worker *workers, unsigned int n, struct registry 
 			const char *when)
 {
 	struct server_stats sum = { 0 };
+	struct io_counts io = { 0 };
 	unsigned int conns;
 	uint64_t slot_bytes;
-	char line[768];
+	char line[1024];
 	size_t len;
 
 	for (unsigned int i = 0; i < n; i++) {
 #define ADD(f) sum.f += stat_read(&workers[i].stats.f);
 		STATS_FIELDS(ADD)
 #undef ADD
+		for (unsigned int e = 0; e < worker_nexports(workers[i].shared); e++)
+			io_counts_sum(&io, &workers[i].estats[e].io);
 	}
 	len = (size_t)snprintf(line, sizeof(line), "stats (%s):", when);
-#define PRINT(f)                                                                        \
+#define PRINT(s, f)                                                                     \
 	if (len < sizeof(line))                                                        \
 		len += (size_t)snprintf(line + len, sizeof(line) - len, " " #f "=%llu", \
-					(unsigned long long)sum.f);
-	STATS_FIELDS(PRINT)
+					(unsigned long long)s.f);
+#define PRINT_IO(f) PRINT(io, f)
+#define PRINT_SUM(f) PRINT(sum, f)
+	IO_COUNTS_FIELDS(PRINT_IO)
+	STATS_FIELDS(PRINT_SUM)
+#undef PRINT_SUM
+#undef PRINT_IO
 #undef PRINT
 	registry_usage(r, &conns, &slot_bytes);
 	log_info("%s connections_now=%u slot_memory_bytes=%llu", line, conns,
@@ -156,6 +168,7 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
 		{ "keepalive-timeout", required_argument, NULL, 'k' },
 		{ "hosts-file", required_argument, NULL, 'H' },
 		{ "no-auth", no_argument, NULL, 'N' },
+		{ "metrics", required_argument, NULL, 'M' },
 		{ "debug", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -175,7 +188,7 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
 	}
 	cl.listen = listens;
 	cl.exports = exports;
-	while ((c = getopt_long(argc, argv, "c:l:e:w:k:H:d:hV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:l:e:w:k:H:M:d:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage(stdout);
@@ -205,6 +218,9 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
 			break;
 		case 'N':
 			cl.no_auth = true;
+			break;
+		case 'M':
+			cl.metrics = optarg;
 			break;
 		case 'd':
 			if (log_debug_enable(optarg)) {
@@ -249,6 +265,9 @@ int main(int argc, char **argv)
 	struct worker *workers = NULL;
 	unsigned int nworkers = 0;
 	struct listener *l = NULL;
+	struct metrics_server *metrics = NULL;
+	struct server_metrics_src msrc;
+	struct server_state state = { .cfg = &cfg, .exports = exports };
 	struct pollfd pfd[2];
 	sigset_t mask;
 	int sfd = -1, ret, rc = 1;
@@ -280,6 +299,7 @@ int main(int argc, char **argv)
 			log_err("%s", err);
 			goto out;
 		}
+		exports[i]->from_cmdline = i >= cfg.nfile_exports;
 		log_info("export '%s': %s, %llu bytes, logical block %u, physical block %u%s%s, identity %s",
 			 exports[i]->name, exports[i]->path, (unsigned long long)exports[i]->size,
 			 exports[i]->logical_block_size, exports[i]->physical_block_size,
@@ -354,6 +374,20 @@ int main(int argc, char **argv)
 	ret = listener_create(&cfg, workers, nworkers, &l);
 	if (ret)
 		goto out;
+	state.nexports = &shared.nexports;
+	state.workers = workers;
+	state.nworkers = nworkers;
+	if (cfg.metrics[0]) {
+		msrc = (struct server_metrics_src){ .workers = workers, .nworkers = nworkers,
+						    .exports = exports, .nexports = &shared.nexports,
+						    .registry = registry };
+		if (metrics_server_start(cfg.metrics, server_metrics_fill, &msrc, &metrics, err,
+					 sizeof(err))) {
+			log_err("%s", err);
+			goto out;
+		}
+		log_info("metrics: http://%s/metrics", cfg.metrics);
+	}
 	if (cfg.keepalive_timeout)
 		snprintf(err, sizeof(err), "%u s", cfg.keepalive_timeout);
 	else
@@ -388,6 +422,10 @@ int main(int argc, char **argv)
 			else
 				log_info("SIGHUP: %zu host(s) in %s", server_auth_count(auth),
 					 cfg.hosts_file);
+			if (!cfg.config_path[0])
+				log_info("SIGHUP: no configuration file to re-read (started without --config)");
+			else if (server_reload(&state, err, sizeof(err)))
+				log_err("SIGHUP: %s; the exports stay as they were", err);
 		} else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
 			log_info("%s: no new connections; finishing in-flight IO",
 				 strsignal((int)si.ssi_signo));
@@ -398,6 +436,7 @@ int main(int argc, char **argv)
 	rc = 0;
 out:
 	/* Stop accepting first, then let every worker drain and exit. */
+	metrics_server_stop(metrics);
 	listener_destroy(l);
 	for (unsigned int i = 0; i < nworkers; i++)
 		worker_stop(&workers[i]);
@@ -409,12 +448,14 @@ out:
 	/* What clients were told is written may sit in the device's or the
 	 * filesystem's cache: a stop (an upgrade, a reboot) makes it durable
 	 * first, so only a crash of the host can lose unflushed writes. */
-	for (unsigned int i = 0; i < cfg.nexports; i++)
-		if (exports[i] && !exports[i]->ro && fdatasync(exports[i]->fd))
+	for (unsigned int i = 0; i < SERVER_MAX_EXPORTS; i++)
+		if (exports[i] && !exports[i]->ro && exports[i]->fd >= 0 &&
+		    fdatasync(exports[i]->fd))
 			log_err("export '%s': flushing %s before exit failed: %s", exports[i]->name,
 				exports[i]->path, strerror(errno));
-	for (unsigned int i = 0; i < cfg.nexports; i++)
+	for (unsigned int i = 0; i < SERVER_MAX_EXPORTS; i++)
 		export_destroy(exports[i]);
+	server_state_free(&state);
 	registry_destroy(registry);
 	server_auth_destroy(auth);
 	if (sfd >= 0)

@@ -122,6 +122,16 @@ void registry_usage(struct registry *r, unsigned int *conns, uint64_t *slot_byte
 	pthread_mutex_unlock(&r->lock);
 }
 
+void registry_visit(struct registry *r, void (*fn)(const struct reg_entry *e, void *arg),
+		    void *arg)
+{
+	pthread_mutex_lock(&r->lock);
+	for (const struct reg_entry *e = r->head; e; e = e->next)
+		if (e->joined)
+			fn(e, arg);
+	pthread_mutex_unlock(&r->lock);
+}
+
 void registry_destroy(struct registry *r)
 {
 	if (!r)

@@ -73,6 +73,10 @@ int registry_admit(struct registry *r, struct reg_entry *e, uint64_t slot_bytes,
 		   size_t why_len);
 /* What is admitted now (for the log and the tests). */
 void registry_usage(struct registry *r, unsigned int *conns, uint64_t *slot_bytes);
+/* Calls fn for every joined connection, under the registry lock: fn must
+ * not call back into the registry. For the metrics. */
+void registry_visit(struct registry *r, void (*fn)(const struct reg_entry *e, void *arg),
+		    void *arg);
 /* Tolerates NULL. Every entry must have left. */
 void registry_destroy(struct registry *r);
 

@@ -12,6 +12,7 @@
 
 #include "errmsg.h"
 #include "ini.h"
+#include "metrics_http.h"
 #include "hostid.h"
 #include "parse.h"
 
@@ -231,6 +232,18 @@ int config_add_listen(struct server_config *cfg, const char *addr, char *err, si
 	return 0;
 }
 
+/* The /metrics address; its form is checked now, the bind at start. */
+static int config_set_metrics(struct server_config *cfg, const char *v, char *err, size_t errlen)
+{
+	if (strlen(v) >= sizeof(cfg->metrics))
+		return errmsg(err, errlen, "metrics: an address of at most %zu bytes",
+			      sizeof(cfg->metrics) - 1);
+	if (metrics_addr_check(v, err, errlen))
+		return -EINVAL;
+	snprintf(cfg->metrics, sizeof(cfg->metrics), "%s", v);
+	return 0;
+}
+
 int config_set_keepalive_timeout(struct server_config *cfg, const char *v, char *err,
 				 size_t errlen)
 {
@@ -303,6 +316,8 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, cons
 	ret = set_limit(&cfg->limits, key, val, err, errlen);
 	if (ret <= 0)
 		return ret;
+	if (!strcmp(key, "metrics"))
+		return config_set_metrics(cfg, val, err, errlen);
 	if (!strcmp(key, "hosts_file")) {
 		if (!*val || strlen(val) >= sizeof(cfg->hosts_file))
 			return errmsg(err, errlen, "hosts_file must be a path of 1 to %zu bytes",
@@ -311,7 +326,7 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, cons
 		return 0;
 	}
 	return errmsg(err, errlen,
-		    "unknown key '%s' (known: listen, workers, queue_depth, max_io_size, keepalive_timeout, hosts_file, max_handshakes, max_connections, max_connections_per_host, max_sessions_per_host, max_opens_per_session, max_slot_memory)",
+		    "unknown key '%s' (known: listen, workers, queue_depth, max_io_size, keepalive_timeout, hosts_file, metrics, max_handshakes, max_connections, max_connections_per_host, max_sessions_per_host, max_opens_per_session, max_slot_memory)",
 		    key);
 }
 
@@ -405,7 +420,12 @@ int config_from_cmdline(struct server_config *cfg, const struct server_cmdline *
 		ret = config_load(cfg, config, err, errlen);
 		if (ret)
 			return ret;
+		if (strlen(config) >= sizeof(cfg->config_path))
+			return errmsg(err, errlen, "--config: a path of at most %zu bytes",
+				      sizeof(cfg->config_path) - 1);
+		snprintf(cfg->config_path, sizeof(cfg->config_path), "%s", config);
 	}
+	cfg->nfile_exports = cfg->nexports;
 	for (unsigned int i = 0; i < cl->nlisten; i++)
 		if (config_add_listen(cfg, cl->listen[i], msg, sizeof(msg)))
 			return errmsg(err, errlen, "--listen: %s", msg);
@@ -423,6 +443,8 @@ int config_from_cmdline(struct server_config *cfg, const struct server_cmdline *
 				      sizeof(cfg->hosts_file) - 1);
 		snprintf(cfg->hosts_file, sizeof(cfg->hosts_file), "%s", cl->hosts_file);
 	}
+	if (cl->metrics && config_set_metrics(cfg, cl->metrics, msg, sizeof(msg)))
+		return errmsg(err, errlen, "--metrics: %s", msg);
 	cfg->no_auth = cl->no_auth;
 	if (cfg->no_auth && *cfg->hosts_file)
 		return errmsg(err, errlen,

@@ -10,6 +10,7 @@
  *   max_io_size = 524288
  *   keepalive_timeout = 15          (seconds; 0 = never)
  *   hosts_file = /etc/ibnbd/hosts   (HOSTID KEY per line: who may connect)
+ *   metrics = 127.0.0.1:9642        (Prometheus /metrics over HTTP; default off)
  *   max_handshakes = 256            (connections not through HELLO yet, in all)
  *   max_connections = 1024          (connections past HELLO, in all)
  *   max_connections_per_host = 64
@@ -95,8 +96,14 @@ struct server_config {
 	unsigned int keepalive_timeout; /* seconds of silence before a drop; 0 = never */
 	char hosts_file[4096]; /* "" unless given: then no_auth must be */
 	bool no_auth;          /* --no-auth: every host may connect, unproven */
+	char metrics[300];     /* ADDR:PORT to serve /metrics on, or "" */
 	unsigned int max_handshakes; /* connections before HELLO, in all */
 	struct server_limits limits;
+	/* The configuration file read ("" if none): SIGHUP reads it again,
+	 * and its exports are exports[0 .. nfile_exports); --export's come
+	 * after them and stay as they are. */
+	char config_path[4096];
+	unsigned int nfile_exports;
 };
 
 /* What the command line said, as main() collected it with getopt. */
@@ -106,6 +113,7 @@ struct server_cmdline {
 	const char *workers;        /* --workers N, or NULL */
 	const char *keepalive_timeout; /* --keepalive-timeout S, or NULL */
 	const char *hosts_file;     /* --hosts-file FILE, or NULL */
+	const char *metrics;        /* --metrics ADDR:PORT, or NULL */
 	bool no_auth;               /* --no-auth */
 	const char *const *listen;  /* --listen values, in order */
 	unsigned int nlisten;

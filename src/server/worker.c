@@ -22,11 +22,18 @@
 #define WORKER_STOP_REPORT_MS 3000 /* a slow stop says what it waits for */
 
 /* A message from the main thread. id == NULL: stop. */
+/* A message to a worker: a connect request, the stop, or a fixed file. */
 struct handoff {
 	struct handoff *next;
+	enum { HANDOFF_CONN, HANDOFF_STOP, HANDOFF_FILE } kind;
 	struct rdma_cm_id *id;
 	struct ibnbd_conn_params req;
 	char peer[64];
+	/* HANDOFF_FILE: the slot, its file, the result; done is posted. */
+	unsigned int index;
+	int fd;
+	int result;
+	sem_t done;
 };
 
 struct worker_start {
@@ -212,8 +219,14 @@ static void worker_read_inbox(struct worker *w)
 	while (rev) {
 		h = rev;
 		rev = h->next;
-		if (h->id) {
+		if (h->kind == HANDOFF_CONN) {
 			worker_accept(w, h);
+		} else if (h->kind == HANDOFF_FILE) {
+			/* Its sender waits, and frees h. */
+			h->result = io_uring_register_files_update(&w->ring, h->index, &h->fd, 1);
+			h->result = h->result < 0 ? h->result : 0;
+			sem_post(&h->done);
+			continue;
 		} else if (!w->stopping) {
 			w->stopping = true;
 			w->stop_report_ms = clock_now_ms() + WORKER_STOP_REPORT_MS;
@@ -393,6 +406,7 @@ static void worker_loop(struct worker *w)
 static int worker_setup(struct worker *w)
 {
 	const struct worker_shared *sh = w->shared;
+	unsigned int n = worker_nexports(sh);
 	int fds[SERVER_MAX_EXPORTS];
 	int ret;
 
@@ -402,9 +416,10 @@ static int worker_setup(struct worker *w)
 		return ret;
 	}
 	w->ring_ready = true;
-	for (unsigned int i = 0; i < sh->nexports; i++)
-		fds[i] = sh->exports[i]->fd;
-	ret = io_uring_register_files(&w->ring, fds, sh->nexports);
+	/* Every slot a reload may fill later; those not in use are -1. */
+	for (unsigned int i = 0; i < SERVER_MAX_EXPORTS; i++)
+		fds[i] = i < n ? sh->exports[i]->fd : -1;
+	ret = io_uring_register_files(&w->ring, fds, SERVER_MAX_EXPORTS);
 	if (ret) {
 		log_err("worker %u: registering export files with io_uring failed: %s", w->index,
 			strerror(-ret));
@@ -487,18 +502,43 @@ int worker_handoff(struct worker *w, struct rdma_cm_id *id,
 
 	if (!h)
 		return -ENOMEM;
+	h->kind = HANDOFF_CONN;
 	h->id = id;
 	h->req = *req;
 	snprintf(h->peer, sizeof(h->peer), "%s", peer);
 	return worker_post(w, h);
 }
 
-void worker_stop(struct worker *w)
+int worker_set_export_file(struct worker *w, unsigned int index, int fd)
 {
 	struct handoff *h = calloc(1, sizeof(*h));
+	int ret;
+
+	if (!h)
+		return -ENOMEM;
+	h->kind = HANDOFF_FILE;
+	h->index = index;
+	h->fd = fd;
+	sem_init(&h->done, 0, 0);
+	ret = worker_post(w, h);
+	if (!ret)
+		while (sem_wait(&h->done) && errno == EINTR)
+			;
+	ret = ret ? ret : h->result;
+	sem_destroy(&h->done);
+	free(h);
+	return ret;
+}
+
+void worker_stop(struct worker *w)
+{
+	struct handoff *h;
 
 	if (!w->thread_started)
 		return;
+	h = calloc(1, sizeof(*h));
+	if (h)
+		h->kind = HANDOFF_STOP;
 	if (!h || worker_post(w, h)) {
 		/* Cannot tell it nicely; it will notice nothing, so say so. */
 		log_err("worker %u: cannot deliver the stop message", w->index);

@@ -48,7 +48,10 @@ struct worker_dev {
 };
 
 struct worker_shared {
-	struct export **exports; /* read-only while workers run */
+	/* SERVER_MAX_EXPORTS entries; a reload appends (worker_nexports()
+	 * is published after the entry) and marks removed ones, never
+	 * reuses or frees an entry while workers run. */
+	struct export **exports;
 	unsigned int nexports;
 	struct ibnbd_conn_limits limits;
 	struct registry *registry;
@@ -95,12 +98,26 @@ struct worker {
 
 	unsigned int nconns_hint; /* connections, for the listener's balancing */
 	struct server_stats stats;
+	/* Per export (shared->exports order; a reload adds some): read after
+	 * the worker ended too, by the exit report. */
+	struct export_stats estats[SERVER_MAX_EXPORTS];
 };
+
+static inline unsigned int worker_nexports(const struct worker_shared *sh)
+{
+	return __atomic_load_n(&sh->nexports, __ATOMIC_ACQUIRE);
+}
 
 /* Starts the thread; returns after its ring and channels are set up. */
 int worker_create(struct worker *w, unsigned int index, const struct worker_shared *shared);
 /* Asks the worker to finish in-flight IO, disconnect everyone and exit. */
 void worker_stop(struct worker *w);
+/*
+ * From the main thread (a reload): sets the worker's io_uring fixed-file
+ * slot index to fd (-1: unregisters it), on the worker's own thread, and
+ * waits for it. 0 or -errno.
+ */
+int worker_set_export_file(struct worker *w, unsigned int index, int fd);
 /* Joins the thread and frees what it owned; tolerates a half-built worker. */
 void worker_destroy(struct worker *w);
 /*

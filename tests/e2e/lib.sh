@@ -123,7 +123,14 @@ stop_all() {
 		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
 	fi
 	for p in "${server_pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-	for p in "${server_pids[@]}"; do wait "$p" 2>/dev/null; done
+	# A server that died of a fault (SIGSEGV, SIGABRT, SIGBUS, SIGFPE) on
+	# its way out fails the test, whatever else it checked.
+	for p in "${server_pids[@]}"; do
+		wait "$p" 2>/dev/null
+		case $? in
+		134 | 135 | 136 | 139) flunk "server pid $p crashed (exit status $?)" ;;
+		esac
+	done
 }
 
 finish() {

@@ -37,6 +37,7 @@ on_exit losetup -d "$loopdev"
 cat > "$conf" <<EOF
 listen = $ADDR
 hosts_file = /etc/ibnbd/hosts
+metrics = 127.0.0.1:9642
 [export blk]
 path = $loopdev
 allow = *
@@ -50,6 +51,7 @@ EOF
 confdir=$(dirname "$conf")
 cat > "$confdir/client.conf" <<EOF
 # made by the test
+metrics = 127.0.0.1:9643
 [map fs]
 server = $ADDR
 export = fs
@@ -66,6 +68,16 @@ check "the persistent map fs appears as /dev/ibnbd/fs" wait_for 30 test -b /dev/
 echo "# systemctl start ibnbd-client to /dev/ibnbd/fs usable: $(( $(now_ms) - t0 )) ms"
 dev_active() { [ "$(systemctl show -p ActiveState --value dev-ibnbd-fs.device)" = active ]; }
 check "... and systemd knows the device by that name (udev's link)" wait_for 10 dev_active
+
+# Metrics from inside the sandbox, and a reload.
+scrape_has() { curl -sf --max-time 5 "http://127.0.0.1:$1/metrics" | grep -q "$2"; }
+check "the server's metrics are served under systemd" \
+	scrape_has 9642 '^ibnbd_server_export_size_bytes{export="fs"} 268435456$'
+check "the client's metrics are served under systemd" \
+	scrape_has 9643 '^ibnbd_client_device_state{device="/dev/ublkb[0-9]*",name="fs",state="live"} 1$'
+check "systemctl reload ibnbd-server re-reads the hosts file" sh -c "
+	systemctl reload ibnbd-server.service && sleep 1 &&
+	journalctl -b -u ibnbd-server.service --no-pager -o cat | grep -q 'SIGHUP: 1 host(s) in /etc/ibnbd/hosts'"
 
 # The sandbox, as the kernel sees the processes.
 spid=$(systemctl show -p MainPID --value ibnbd-server.service)

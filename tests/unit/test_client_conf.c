@@ -60,7 +60,11 @@ static void test_options(void)
 	bad("io_timeout = 86401\n", "client.conf:1: ", "from 0 to 86400", "io_timeout too long");
 	bad("host_id = has space\n", "client.conf:1: ", "host_id: ", "host id with a blank");
 	bad("key_file =\n", "client.conf:1: ", "key_file must be a path", "empty key_file");
-	bad("metrics = :9100\n", "client.conf:1: ", "unknown key 'metrics'", "unknown key");
+	bad("colour = blue\n", "client.conf:1: ", "unknown key 'colour'", "unknown key");
+	bad("metrics = 127.0.0.1\n", "client.conf:1: ", "has no port", "metrics without a port");
+	bad("metrics = [::1\n", "client.conf:1: ", "metrics", "metrics: a malformed address");
+	ok(!parse("metrics = 127.0.0.1:9643\n") && !strcmp(cfg.metrics, "127.0.0.1:9643"),
+	   "metrics = ADDR:PORT");
 	bad("[server]\n", "client.conf:1: ", "unknown section [server]", "a server.conf section");
 }
 

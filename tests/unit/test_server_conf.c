@@ -172,6 +172,9 @@ static void test_bad_file(void)
 	    "an export key outside an export section");
 	bad("[export a]\npath = /a\nro = maybe\n", "test.conf:3: ", "ro must be yes or no",
 	    "bad ro value");
+	bad("metrics = 0.0.0.0\n", "test.conf:1: ", "has no port", "metrics without a port");
+	ok(!parse("metrics = [::]:9642\n") && !strcmp(cfg.metrics, "[::]:9642"),
+	   "metrics = [V6]:PORT");
 
 	bad("\n\nworkers = 0\n", "test.conf:3: ", "workers must be 1..64", "workers 0");
 	bad("workers = 65\n", "test.conf:1: ", "workers must be 1..64", "workers 65");

@@ -1025,6 +1025,28 @@ bool client_has_unrecovered(struct client *c)
 
 /* ---- list ---- */
 
+/* What the device's requests did (`list --json` "io", and /metrics). */
+static json_object *describe_io(const struct device *d)
+{
+	json_object *o = json_object_new_object(), *b = json_object_new_array();
+	struct dq_stats s;
+
+	device_stats_sum(d, &s);
+#define IO_FIELD(f) json_object_object_add(o, #f, json_object_new_int64((int64_t)s.io.f));
+#define FIELD(f) json_object_object_add(o, #f, json_object_new_int64((int64_t)s.f));
+	IO_COUNTS_FIELDS(IO_FIELD)
+	FIELD(errors) FIELD(reissued) FIELD(timeouts) FIELD(waiting)
+#undef FIELD
+#undef IO_FIELD
+	json_object_object_add(o, "in_flight", json_object_new_int64((int64_t)(s.started - s.completed)));
+	/* Per bucket of metrics.h's bounds, not cumulative. */
+	for (unsigned int i = 0; i <= LAT_BUCKETS; i++)
+		json_object_array_add(b, json_object_new_int64((int64_t)s.latency.bucket[i]));
+	json_object_object_add(o, "latency_buckets", b);
+	json_object_object_add(o, "latency_sum_ns", json_object_new_int64((int64_t)s.latency.sum_ns));
+	return o;
+}
+
 static json_object *describe(struct device *d)
 {
 	json_object *o = json_object_new_object();
@@ -1072,6 +1094,7 @@ static json_object *describe(struct device *d)
 	else if (ctl_of(d)->ctl == DEV_UNMAPPING)
 		state = "unmapping";
 	json_object_object_add(o, "state", json_object_new_string(state));
+	json_object_object_add(o, "io", describe_io(d));
 	return o;
 }
 

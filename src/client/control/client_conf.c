@@ -12,6 +12,7 @@
 #include "errmsg.h"
 #include "hostid.h"
 #include "ini.h"
+#include "metrics_http.h"
 #include "parse.h"
 
 #define MAX_SECONDS 86400
@@ -64,9 +65,16 @@ int client_conf_set(struct client_config *cfg, const char *key, const char *val,
 		snprintf(cfg->key_file, sizeof(cfg->key_file), "%s", val);
 		return 0;
 	}
+	if (!strcmp(key, "metrics")) {
+		if (strlen(val) >= sizeof(cfg->metrics) || metrics_addr_check(val, why, sizeof(why)))
+			return errmsg(err, errlen, "%s: %s", shown,
+				      strlen(val) >= sizeof(cfg->metrics) ? "address too long" : why);
+		snprintf(cfg->metrics, sizeof(cfg->metrics), "%s", val);
+		return 0;
+	}
 	return errmsg(err, errlen,
 		      "unknown key '%s' (known: workers, dead_timeout, loss_timeout, io_timeout, "
-		      "host_id, key_file)", shown);
+		      "host_id, key_file, metrics)", shown);
 }
 
 void client_conf_overlay(struct client_config *cfg, const struct client_config *over)
@@ -83,6 +91,8 @@ void client_conf_overlay(struct client_config *cfg, const struct client_config *
 		snprintf(cfg->host_id, sizeof(cfg->host_id), "%s", over->host_id);
 	if (over->key_file[0])
 		snprintf(cfg->key_file, sizeof(cfg->key_file), "%s", over->key_file);
+	if (over->metrics[0])
+		snprintf(cfg->metrics, sizeof(cfg->metrics), "%s", over->metrics);
 }
 
 const struct map_conf *client_conf_find_map(const struct client_config *cfg, const char *name)

@@ -10,6 +10,7 @@
  *   io_timeout = 30             (seconds; 0 = never re-sent)
  *   host_id = ID                (default: derived from /etc/machine-id)
  *   key_file = /etc/ibnbd/client.key
+ *   metrics = 127.0.0.1:9643    (Prometheus /metrics over HTTP; default off)
  *
  *   [map NAME]                  (mapped at start as /dev/ibnbd/NAME)
  *   server = ADDR[:PORT]
@@ -48,13 +49,14 @@ struct client_config {
 	int io_timeout_s;   /* -1: never */
 	char host_id[IBNBD_HOST_ID_MAX];
 	char key_file[4096];
+	char metrics[300];  /* ADDR:PORT, or "" */
 	unsigned int nmaps;
 	struct map_conf maps[CLIENT_CONF_MAX_MAPS];
 };
 
 /*
  * One daemon option, by its configuration key (workers, dead_timeout,
- * loss_timeout, io_timeout, host_id, key_file); shown is how the operator
+ * loss_timeout, io_timeout, host_id, key_file, metrics); shown is how the operator
  * wrote its name (the key, or --dead-timeout) for the error sentence.
  * 0, or -EINVAL with the sentence in err.
  */

@@ -34,11 +34,13 @@
 #include "control/client.h"
 #include "config.h"
 #include "control/client_conf.h"
+#include "control/client_metrics.h"
 #include "control/ctl.h"
 #include "control/devlink.h"
 #include "control/maps.h"
 #include "hostid.h"
 #include "log.h"
+#include "metrics_http.h"
 #include "parse.h"
 #include "sd_notify.h"
 #include "verbs.h"
@@ -62,6 +64,7 @@ struct daemon {
 	bool retrying;        /* a recovery retry thread runs */
 	struct maps *maps;    /* client.conf's [map NAME] sections */
 	bool mapping;         /* a maps thread runs */
+	struct metrics_server *metrics; /* --metrics: /metrics over HTTP */
 };
 
 struct request_job {
@@ -211,6 +214,25 @@ static json_object *handle_unmap(struct daemon *d, json_object *req)
 	return ctl_ok();
 }
 
+/* What `list` shows: the devices, and the maps not made yet. */
+static json_object *list_devices(struct daemon *d)
+{
+	json_object *devs = client_list(d->client);
+
+	maps_describe(d->maps, devs);
+	return devs;
+}
+
+/* A scrape of /metrics (on the metrics thread): the same as `list`. */
+static void fill_metrics(void *arg, struct prom *p)
+{
+	struct daemon *d = arg;
+	json_object *devs = list_devices(d);
+
+	client_metrics_render(devs, client_host_id(d->client), p);
+	json_object_put(devs);
+}
+
 static json_object *handle_request(void *ctx, json_object *req)
 {
 	struct daemon *d = ctx;
@@ -225,11 +247,8 @@ static json_object *handle_request(void *ctx, json_object *req)
 	if (!strcmp(cmd, "unmap"))
 		return handle_unmap(d, req);
 	if (!strcmp(cmd, "list")) {
-		json_object *devs = client_list(d->client);
-
-		maps_describe(d->maps, devs);
 		resp = ctl_ok();
-		json_object_object_add(resp, "devices", devs);
+		json_object_object_add(resp, "devices", list_devices(d));
 		return resp;
 	}
 	if (!strcmp(cmd, "host-id")) {
@@ -438,7 +457,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: ibnbd-client daemon [--config FILE] [--foreground] [--workers N]\n"
 		"         [--dead-timeout SECS] [--loss-timeout SECS] [--io-timeout SECS]\n"
-		"         [--host-id ID] [--key-file FILE]\n"
+		"         [--host-id ID] [--key-file FILE] [--metrics ADDR:PORT]\n"
 		"  --config         options and persistent maps (default " DEFAULT_CONFIG "\n"
 		"                   when present; see ibnbd-client.conf(5)); options given\n"
 		"                   here win over the file's\n"
@@ -452,6 +471,7 @@ static void usage(FILE *f)
 		"  --key-file       this host's key, for servers that authenticate hosts\n"
 		"                   (default /etc/ibnbd/client.key when present;\n"
 		"                   see 'ibnbd-client gen-key')\n"
+		"  --metrics        serve Prometheus metrics at http://ADDR:PORT/metrics\n"
 		"SIGTERM leaves the devices to the next daemon; 'unmap --all' unmaps.\n");
 }
 
@@ -466,6 +486,7 @@ int daemon_main(int argc, char **argv)
 		{ "io-timeout", required_argument, NULL, 'T' },
 		{ "host-id", required_argument, NULL, 'H' },
 		{ "key-file", required_argument, NULL, 'K' },
+		{ "metrics", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -484,12 +505,13 @@ int daemon_main(int argc, char **argv)
 	}
 	/* The command line wins over the file: collected apart, laid over. */
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:fw:D:L:T:H:K:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:fw:D:L:T:H:K:M:h", opts, NULL)) != -1) {
 		/* The options that client.conf has too, by their key there;
 		 * the option is the key with '-' for '_'. */
 		static const struct { char opt; const char *key; } keys[] = {
 			{ 'w', "workers" },    { 'D', "dead_timeout" }, { 'L', "loss_timeout" },
 			{ 'T', "io_timeout" }, { 'H', "host_id" },      { 'K', "key_file" },
+			{ 'M', "metrics" },
 		};
 		const char *key = NULL;
 		char shown[64];
@@ -607,7 +629,15 @@ int daemon_main(int argc, char **argv)
 	}
 	if (cfg->nmaps)
 		log_info("%u persistent map(s) in %s", cfg->nmaps, config ? config : DEFAULT_CONFIG);
-	ret = 0;
+	if (cfg->metrics[0]) {
+		ret = metrics_server_start(cfg->metrics, fill_metrics, &d, &d.metrics, err,
+					   sizeof(err));
+		if (ret) {
+			log_err("%s", err);
+			goto out;
+		}
+		log_info("metrics: http://%s/metrics", cfg->metrics);
+	}
 	ret = ctl_server_create(ctl_socket_path(), &d.ctl);
 	if (ret) {
 		log_err("cannot listen on %s: %s", ctl_socket_path(), strerror(-ret));
@@ -681,6 +711,7 @@ int daemon_main(int argc, char **argv)
 	}
 out:
 	ctl_server_destroy(d.ctl);
+	metrics_server_stop(d.metrics);
 	client_destroy(d.client);
 	maps_destroy(d.maps);
 	free(cfg);

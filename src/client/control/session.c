@@ -955,12 +955,14 @@ static void *session_thread(void *arg)
 void session_describe(struct session *s, const struct device *d, json_object *o)
 {
 	int64_t now = clock_now_ms();
-	uint64_t reissued = 0, timeouts = 0;
+	uint64_t reissued = 0, timeouts = 0, rtt = 0, v;
 	unsigned int q;
 
 	for (q = 0; q < s->nr_conns; q++) {
 		reissued += atomic_load(&s->ws[q].reissued);
 		timeouts += atomic_load(&s->ws[q].timeouts);
+		v = atomic_load_explicit(&s->ws[q].rtt_ns, memory_order_relaxed);
+		rtt = v > rtt ? v : rtt;
 	}
 	pthread_mutex_lock(&s->lock);
 	json_object_object_add(o, "session", json_object_new_string(state_names[s->state]));
@@ -981,4 +983,6 @@ void session_describe(struct session *s, const struct device *d, json_object *o)
 	pthread_mutex_unlock(&s->lock);
 	json_object_object_add(o, "reissued", json_object_new_int64((int64_t)reissued));
 	json_object_object_add(o, "timeouts", json_object_new_int64((int64_t)timeouts));
+	/* The slowest connection's last keepalive (sent only when idle). */
+	json_object_object_add(o, "keepalive_rtt_us", json_object_new_int64((int64_t)(rtt / 1000)));
 }

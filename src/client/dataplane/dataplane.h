@@ -32,6 +32,7 @@
 
 #include "control/client.h"
 #include "control/export_check.h"
+#include "metrics.h"
 #include "proto.h"
 #include "transport/slots.h"
 #include "ublk/engine.h"
@@ -51,6 +52,7 @@ struct creq {
 	struct creq *next;       /* in a wait FIFO */
 	struct ublk_io io;
 	int64_t queued_ms;       /* when the kernel handed it to us */
+	uint64_t queued_ns;      /* the same, for its latency */
 	int64_t sent_ms;         /* when it was last posted */
 	uint16_t slot;
 	uint8_t state;           /* enum creq_state (request.h) */
@@ -58,6 +60,19 @@ struct creq {
 	uint16_t flags;          /* IBNBD_IOF_* */
 	bool resent;             /* lost with a connection once: a re-issue */
 	uint64_t flush_upto;     /* FLUSH: the device's writes acked when it came */
+};
+
+/* What a device queue's requests did; its worker the only writer
+ * (stat_add(), metrics.h), summed per device by `list` and /metrics. */
+struct dq_stats {
+	struct io_counts io;
+	uint64_t errors;    /* requests completed with an error */
+	uint64_t reissued;  /* re-sent after their connection was lost */
+	uint64_t timeouts;  /* unanswered for io_timeout: the connection was reset */
+	uint64_t started;   /* handed to us by the kernel */
+	uint64_t completed; /* handed back: started - completed are in flight */
+	uint64_t waiting;   /* in a wait FIFO now (a gauge) */
+	struct lat_hist latency; /* from the kernel's hand-over to the completion */
 };
 
 /* Queue q of a device; served by worker q % W over connection q % W of
@@ -80,6 +95,7 @@ struct dev_queue {
 	atomic_uint resending;
 	/* WRITEs of this queue answered so far (its worker the only writer). */
 	atomic_uint_fast64_t writes_acked;
+	struct dq_stats stats;
 	sem_t removed;           /* posted by the worker when it let go */
 };
 
@@ -153,6 +169,8 @@ struct wsess {
 	bool expired_logged;
 	atomic_uint_fast64_t reissued; /* requests re-issued after a loss */
 	atomic_uint_fast64_t timeouts; /* requests that hit the IO timeout */
+	uint64_t keepalive_sent_ns;
+	atomic_uint_fast64_t rtt_ns;   /* the last keepalive's round trip, 0 if none */
 };
 
 /* Client-wide behaviour, fixed at start (client_opts resolved). */
@@ -191,6 +209,8 @@ void session_report_failure(struct session *s, unsigned int q, const char *why, 
 bool session_expired(const struct session *s);
 /* The device's WRITEs answered so far, over all its queues. */
 uint64_t device_writes_acked(const struct device *d);
+/* The device's queues' counters, summed (relaxed loads: any thread). */
+void device_stats_sum(const struct device *d, struct dq_stats *sum);
 struct wsess *session_wsess(struct session *s, unsigned int q);
 const char *session_peer(const struct session *s);
 

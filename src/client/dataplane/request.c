@@ -6,6 +6,7 @@
 #include "dataplane/request.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "clock.h"
@@ -41,6 +42,46 @@ static bool device_failed(const struct creq *r)
 	return atomic_load_explicit(&r->dq->dev->failed, memory_order_relaxed);
 }
 
+void device_stats_sum(const struct device *d, struct dq_stats *sum)
+{
+	memset(sum, 0, sizeof(*sum));
+	for (uint16_t q = 0; q < d->nr_queues; q++) {
+		const struct dq_stats *s = &d->queues[q].stats;
+
+		io_counts_sum(&sum->io, &s->io);
+#define ADD(f) sum->f += stat_read(&s->f);
+		ADD(errors) ADD(reissued) ADD(timeouts) ADD(started) ADD(completed) ADD(waiting)
+#undef ADD
+		lat_hist_sum(&sum->latency, &s->latency);
+	}
+}
+
+/* A request handed back to the kernel: its counters and its latency. */
+static void count_done(struct creq *r, int status)
+{
+	struct dq_stats *s = &r->dq->stats;
+
+	stat_add(&s->completed, 1);
+	lat_observe(&s->latency, clock_now_ns() - r->queued_ns);
+	if (status)
+		stat_add(&s->errors, 1);
+	else
+		io_counts_add(&s->io, r->opcode, r->io.len);
+}
+
+/* Into a wait FIFO's state, or out of it: the waiting gauge follows. */
+static void set_waiting(struct creq *r)
+{
+	r->state = CREQ_WAITING;
+	stat_add(&r->dq->stats.waiting, 1);
+}
+
+static void leave_waiting(struct creq *r)
+{
+	if (r->state == CREQ_WAITING)
+		stat_add(&r->dq->stats.waiting, (uint64_t)-1);
+}
+
 uint64_t device_writes_acked(const struct device *d)
 {
 	uint64_t n = 0;
@@ -60,6 +101,16 @@ static int account_answer(struct creq *r, int status)
 	struct device *d = dq->dev;
 	uint64_t v;
 
+	if (status == -ENODEV && !atomic_load(&d->failed)) {
+		/* The server's configuration no longer has the export (a
+		 * reload): it is gone for good, as when a re-open finds it
+		 * gone. (Should the session thread fail it at the same
+		 * moment, either reason is true.) */
+		snprintf(d->failed_why, sizeof(d->failed_why),
+			 "export '%s' was removed from the server's configuration", d->export_name);
+		atomic_store(&d->failed, true);
+		log_err("%s: %s: it now fails every IO", d->path, d->failed_why);
+	}
 	if (status)
 		return status;
 	if (r->opcode == IBNBD_OP_WRITE) {
@@ -125,6 +176,8 @@ static void to_idle(struct worker *w, struct creq *r, int status)
 		log_err("%s: queue %u tag %u: %s offset %llu length %u failed: %s",
 			dq->dev->path, dq->q_id, r->io.tag, ublk_io_op_name(r->io.op),
 			(unsigned long long)r->io.offset, r->io.len, strerror(-status));
+	leave_waiting(r);
+	count_done(r, status);
 	r->state = CREQ_IDLE;
 	if (r->resent) {
 		r->resent = false;
@@ -144,12 +197,15 @@ static void to_sent(struct creq *r, struct wsess *ws)
 	const struct dev_handle *h = &r->dq->dev->handles[r->dq->conn];
 	int slot = slot_get(&ws->slots);
 
+	leave_waiting(r);
 	ws->inflight[slot] = r;
 	r->slot = (uint16_t)slot;
 	r->state = CREQ_SENT;
 	r->sent_ms = clock_now_ms();
-	if (r->resent)
+	if (r->resent) {
 		atomic_fetch_add_explicit(&ws->reissued, 1, memory_order_relaxed);
+		stat_add(&r->dq->stats.reissued, 1);
+	}
 	conn_submit(ws->conn, r->slot, h->handle, h->cookie, r->opcode, r->flags, r->io.offset,
 		    r->io.len, r->io.buf, r->dq->mr);
 }
@@ -159,7 +215,9 @@ static void on_new(struct worker *w, struct creq *r)
 	struct wsess *ws = r->dq->ws;
 
 	r->opcode = ibnbd_opcode(&r->io, &r->flags);
-	r->queued_ms = clock_now_ms();
+	r->queued_ns = clock_now_ns();
+	r->queued_ms = (int64_t)(r->queued_ns / 1000000);
+	stat_add(&r->dq->stats.started, 1);
 	if (r->opcode == IBNBD_OP_FLUSH)
 		r->flush_upto = device_writes_acked(r->dq->dev);
 	if (r->opcode == 0xff) {
@@ -170,7 +228,7 @@ static void on_new(struct worker *w, struct creq *r)
 	} else if (ws->conn && !ws->quiesced && !ws->wait_head && slot_pool_free(&ws->slots)) {
 		to_sent(r, ws);
 	} else {
-		r->state = CREQ_WAITING;
+		set_waiting(r);
 		fifo_push_tail(ws, r);
 	}
 }
@@ -216,7 +274,7 @@ void creq_process(struct worker *w, struct creq *r, enum creq_event ev, int stat
 		if (ev == CREQ_EV_LOST) {
 			/* The caller resets the slots of the lost connection. */
 			ws->inflight[r->slot] = NULL;
-			r->state = CREQ_WAITING;
+			set_waiting(r);
 			if (!r->resent)
 				atomic_fetch_add_explicit(&r->dq->resending, 1, memory_order_relaxed);
 			r->resent = true;

@@ -215,6 +215,7 @@ static void send_keepalive(struct worker *w, struct wsess *ws)
 	ws->ctrl_answered = ws->ctrl_sent = false;
 	ws->keepalive_sent = true;
 	ws->ctrl_sent_ms = clock_now_ms();
+	ws->keepalive_sent_ns = clock_now_ns();
 	if (conn_post_ctrl(ws->conn, &ka, sizeof(ka)))
 		ws_lost(w, ws, "cannot post a keepalive");
 }
@@ -238,6 +239,9 @@ static void ctrl_done(void *ctx, uint16_t type, const void *msg, size_t len)
 		if (type != IBNBD_MSG_KEEPALIVE_RSP)
 			log_warn("%s: %s where a keepalive answer was due", session_peer(ws->sess),
 				 ibnbd_msg_name(type));
+		else
+			atomic_store_explicit(&ws->rtt_ns, clock_now_ns() - ws->keepalive_sent_ns,
+					      memory_order_relaxed);
 		status = 0;
 	} else if (m->type == WM_OPEN && type == IBNBD_MSG_OPEN_RSP) {
 		status = ibnbd_open_rsp_decode(msg, len, &m->info);
@@ -393,6 +397,7 @@ static int64_t ws_tick(struct worker *w, struct wsess *ws, int64_t now)
 
 		if (r && r != CREQ_ORPHAN && now - r->sent_ms > t->io_timeout_ms) {
 			atomic_fetch_add_explicit(&ws->timeouts, 1, memory_order_relaxed);
+			stat_add(&r->dq->stats.timeouts, 1);
 			snprintf(why, sizeof(why), "%s of %s offset %llu unanswered for %u s",
 				 ublk_io_op_name(r->io.op), r->dq->dev->path,
 				 (unsigned long long)r->io.offset, t->io_timeout_ms / 1000);

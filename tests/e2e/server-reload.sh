@@ -1,0 +1,90 @@
+#!/bin/bash
+# SIGHUP re-reads server.conf while a client uses it: an export added is
+# served at once, one removed fails its device ("removed") and its file is
+# closed, a changed allow list refuses the next open, and a file with an
+# error or a change a reload cannot make keeps everything as it was - all
+# under verified IO on another export of the same session, which sees
+# nothing.
+. "$(dirname "$0")/lib.sh"
+
+truncate -s 256M "$WORK/a.img" "$WORK/b.img" "$WORK/c.img" "$WORK/d.img" "$WORK/a2.img"
+CONF=$WORK/server.conf
+conf() { # conf [EXPORT=ALLOW]...: the server's configuration, exports in order
+	printf 'listen = %s\nhosts_file = %s\n' "$ADDR" "$WORK/hosts" > "$CONF"
+	for x in "$@"; do
+		printf '[export %s]\npath = %s\nallow = %s\n' "${x%%=*}" "$WORK/${x%%=*}.img" \
+			"${x#*=}" >> "$CONF"
+	done
+}
+conf 'a=*' 'b=*' 'd=*'
+start_server srv --config "$CONF" || exit 1
+check "daemon starts" start_daemon --workers 2
+a=$("$CLIENT" map --name va "$ADDR" a) && b=$("$CLIENT" map --name vb "$ADDR" b)
+check "a and b mapped ($a $b)" test -b "$a" -a -b "$b"
+dd if=/dev/urandom of="$WORK/b.img" bs=1M count=4 conv=notrunc status=none
+reloads=0
+reload() { # reload: SIGHUP, and wait for the server to have read the file
+	reloads=$((reloads + 1))
+	kill -HUP "$srv_pid"
+	wait_for 10 sh -c "test \$(grep -c 'SIGHUP: .* host(s) in' '$WORK/srv.log') -ge $reloads"
+	sleep 0.5
+}
+held_by_server() { ls -l /proc/"$srv_pid"/fd 2>/dev/null | grep -q "$1"; }
+
+# Verified IO on a, on both queues, across every reload below.
+fio_verify "$a" --ioengine=io_uring --bs=4k --iodepth=16 --size=48M --numjobs=2 \
+	--offset_increment=96M --time_based --runtime=40 --verify_backlog=64 \
+	> "$WORK/fio.a" 2>&1 &
+fio_a=$!
+sleep 2
+
+# 1. Add c, remove b, allow d to another host only.
+conf 'a=*' 'c=*' 'd=other-host'
+reload
+check "the reload says what it changed" \
+	grep -q "reload of $CONF: 1 export(s) added, 1 removed, 1 allow list(s) changed" "$WORK/srv.log"
+c=$("$CLIENT" map --name vc "$ADDR" c)
+check "the added export maps ($c)" test -b "$c"
+check "... and takes verified IO" fio_verify "$c" --ioengine=io_uring --bs=64k --iodepth=8 --size=32M
+check "IO to the removed export's device fails" \
+	sh -c "! dd if='$b' of=/dev/null bs=4k count=1 iflag=direct status=none 2>/dev/null"
+check "... which is failed, and says why" sh -c "
+	'$CLIENT' show vb | grep -qx 'state  *failed' &&
+	'$CLIENT' show vb | grep -q \"export 'b' was removed from the server's configuration\""
+check "the server closed the removed export's file" sh -c "! ls -l /proc/$srv_pid/fd | grep -q b.img"
+check "a new open of d is refused by its new allow list" \
+	sh -c "! '$CLIENT' map '$ADDR' d 2> '$WORK/d.err' && grep -q \"not allowed to open export 'd'\" '$WORK/d.err'"
+
+# 2. A file with an error: nothing changes.
+conf 'a=*' 'c=*'
+echo "colour = blue" >> "$CONF"
+reload
+check "a bad file is refused, its line named, and nothing changes" \
+	grep -q "SIGHUP: $CONF:[0-9]*: unknown key 'colour'.*; the exports stay as they were" "$WORK/srv.log"
+check "... c still serves what was written to it" \
+	fio_verify "$c" --ioengine=io_uring --bs=64k --iodepth=8 --size=32M --verify_only=1
+
+# 3. A change a reload cannot make (a's path): refused, nothing changes.
+printf 'listen = %s\nhosts_file = %s\n[export a]\npath = %s\nallow = *\n[export c]\npath = %s\nallow = *\n' \
+	"$ADDR" "$WORK/hosts" "$WORK/a2.img" "$WORK/c.img" > "$CONF"
+reload
+check "changing an export's path is refused" \
+	grep -q "SIGHUP: export 'a': its path, ro or shared changed" "$WORK/srv.log"
+check "... and a is still served from a.img" held_by_server a.img
+
+# 4. b again: a new export of the same name, with the same data.
+conf 'a=*' 'c=*' 'b=*'
+reload
+check "b is added again" grep -q "reload: export 'b' added" "$WORK/srv.log"
+b2=$("$CLIENT" map --name vb2 "$ADDR" b)
+check "... it maps ($b2) and reads what b.img holds" \
+	cmp <(dd if="$b2" bs=1M count=4 iflag=direct status=none) <(head -c 4M "$WORK/b.img")
+
+wait "$fio_a"
+check "verified IO on a through every reload: no error" test $? = 0 ||
+	sed 's/^/#   /' "$WORK/fio.a" | tail -n 20
+check "a stayed live" state_is va live
+for n in va vb vb2 vc; do check "unmap $n" "$CLIENT" unmap "$n"; done
+stop_all
+check "no ublk device left" no_ublk_devices
+done_testing
