@@ -123,7 +123,7 @@ map_export_fails "an export that lists other hosts only: refused" 	"host $me is 
 grep -q "host '$me' is not allowed to open export 'theirs'" "$WORK/acl.log"
 result $? "... and the server's log names the host and the export"
 map_export_fails "an export without an allow list: refused" "not allowed to open export 'none'" none
-map_export_fails "an export this host may only read: read-write refused" "read-only" rohost
+map_export_fails "an export this host may only read: --rw refused" "read-only" rohost --rw
 dev=$("$CLIENT" map "$ADDR:4431" rohost --ro)
 check "... and read-only it maps ($dev)" test -b "$dev"
 fails_start() { # fails_start DESCRIPTION TEXT SERVER-ARGS...

@@ -89,8 +89,14 @@ done
 check "unmap" "$CLIENT" unmap vol
 
 # Read-only.
-check "mapping a ro export read-write is refused" \
-	sh -c "! $CLIENT map $ADDR rodata 2>$WORK/ro.err && grep -q 'read-only' $WORK/ro.err"
+check "map --rw of a ro export is refused" \
+	sh -c "! $CLIENT map $ADDR rodata --rw 2>$WORK/ro.err && grep -q 'read-only' $WORK/ro.err"
+rodev=$("$CLIENT" map "$ADDR" rodata 2> "$WORK/ro.err")
+check "map without --ro of a ro export maps it read-only ($rodev) and says so" \
+	sh -c "test -b '$rodev' && test \"\$(blockdev --getro '$rodev')\" = 1 &&
+	       grep -q 'read-only for this host: mapped read-only' '$WORK/ro.err' &&
+	       $CLIENT show '$rodev' | grep -qx 'access  *ro'"
+check "unmap it" "$CLIENT" unmap "$rodev"
 rodev=$("$CLIENT" map "$ADDR" rodata --ro)
 check "map --ro" test -b "$rodev"
 check "the device is read-only" test "$(blockdev --getro "$rodev")" = 1

@@ -113,11 +113,23 @@ check "one session on the client, up" \
 	test "$(grep -c '^ibnbd_client_session_up{' "$WORK/c.prom")" = 1 -a \
 	     "$(value "$WORK/c.prom" ibnbd_client_session_up "server=\"$ADDR:4422\"")" = 1
 
+check "show: the same writes, and a mean latency" sh -c "
+	'$CLIENT' show va | grep -qx 'io.writes  *$(value "$WORK/c.prom" ibnbd_client_device_writes_total "device=\"$a\",name=\"va\"")' &&
+	'$CLIENT' show va | grep -Eq '^io.latency_mean_us +[0-9]+\.[0-9]$'"
+
 # HTTP: only GET /metrics.
 check "another path: 404" test "$(curl -s -o /dev/null -w '%{http_code}' "http://$CM/")" = 404
 check "POST: 405" test "$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$CM/metrics")" = 405
 check "the content type of the text format" \
 	sh -c "curl -sfI 'http://$SM/metrics' | grep -qi '^content-type: text/plain; version=0.0.4'"
+
+"$CLIENT" list -o csv > "$WORK/list.csv"
+check "list -o csv: a header and a line per device" sh -c "
+	test \$(wc -l < '$WORK/list.csv') = 3 &&
+	head -n 1 '$WORK/list.csv' | grep -qx 'device,name,server,port,export,size,access,state,last_error' &&
+	grep -qx '$a,va,$ADDR,4422,a,268435456,rw,live,' '$WORK/list.csv'"
+check "show -o csv: that device's line" sh -c "
+	'$CLIENT' show vb -o csv | tail -n 1 | grep -qx '$b,vb,$ADDR,4422,b,268435456,rw,live,'"
 
 # An unmapped device leaves the metrics.
 check "unmap vb" "$CLIENT" unmap vb

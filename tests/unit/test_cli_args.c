@@ -92,8 +92,12 @@ static void test_map(void)
 	bad(parse("map", "[fe80::1", "vol", NULL), "missing ']'", "[IPv6 without ']'");
 	bad(parse("map", ":4422", "vol", NULL), "the address is empty", "a port without a host");
 	bad(parse("map", "192.0.2.1", "", NULL), "map: the export name is empty", "an empty export");
-	bad(parse("map", "--rw", "192.0.2.1", "vol", NULL), "map: unknown option '--rw'",
+	bad(parse("map", "--rwx", "192.0.2.1", "vol", NULL), "map: unknown option '--rwx'",
 	    "an unknown long option");
+	ok(parse("map", "--rw", "192.0.2.1", "vol", NULL) == 0 && args.read_write && !args.read_only,
+	   "map --rw");
+	bad(parse("map", "--rw", "--ro", "192.0.2.1", "vol", NULL), "--ro and --rw contradict",
+	    "--ro with --rw");
 	bad(parse("map", "--colour=blue", "192.0.2.1", "vol", NULL),
 	    "map: unknown option '--colour' (usage:", "an unknown long option with a value");
 	bad(parse("map", "-x", "192.0.2.1", "vol", NULL), "map: unknown option '-x'",
@@ -177,6 +181,14 @@ static void test_list(void)
 {
 	ok(parse("list", NULL) == 0 && args.verb == CLI_LIST && !args.json, "list");
 	ok(parse("list", "--json", NULL) == 0 && args.json, "list --json");
+	ok(parse("list", "-o", "csv", NULL) == 0 && args.output == CLI_OUT_CSV && !args.json,
+	   "list -o csv");
+	ok(parse("list", "--output=json", NULL) == 0 && args.output == CLI_OUT_JSON && args.json,
+	   "list --output=json is --json");
+	ok(parse("show", "x", "-o", "table", NULL) == 0 && args.output == CLI_OUT_TABLE,
+	   "show -o table");
+	bad(parse("list", "-o", "xml", NULL), "-o takes table, json or csv, not 'xml'", "-o xml");
+	bad(parse("list", "-o", NULL), "--output needs a value", "-o without a value");
 	bad(parse("list", "x", NULL), "list: unexpected argument 'x' (usage: ibnbd-client list",
 	    "list with an argument");
 	bad(parse("list", "-j", NULL), "list: unknown option '-j'", "list -j (no short option)");

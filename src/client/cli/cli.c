@@ -66,13 +66,19 @@ static int cmd_map(const struct cli_args *a)
 	json_object_object_add(req, "server", json_object_new_string(a->server.host));
 	json_object_object_add(req, "port", json_object_new_int(a->server.port));
 	json_object_object_add(req, "export", json_object_new_string(a->export_name));
-	json_object_object_add(req, "access", json_object_new_string(a->read_only ? "ro" : "rw"));
+	/* Neither --ro nor --rw: read-write, or read-only if that is all
+	 * the export offers (the daemon says so). */
+	if (a->read_only || a->read_write)
+		json_object_object_add(req, "access",
+				       json_object_new_string(a->read_only ? "ro" : "rw"));
 	if (a->name)
 		json_object_object_add(req, "name", json_object_new_string(a->name));
 	if (a->persist)
 		json_object_object_add(req, "persist", json_object_new_boolean(true));
 	if (call(req, &resp, MAP_TIMEOUT_MS))
 		return 1;
+	if (*jstr(resp, "note"))
+		log_warn("%s", jstr(resp, "note"));
 	printf("%s\n", jstr(resp, "device"));
 	json_object_put(resp);
 	return 0;
@@ -314,6 +320,44 @@ static void state_text(json_object *d, char *buf, size_t len)
 		snprintf(buf, len, "%s", state);
 }
 
+/* One CSV field (RFC 4180): quoted when it holds a comma, a quote or a
+ * line break, its quotes doubled. */
+static void csv_field(const char *s, bool last)
+{
+	if (strpbrk(s, ",\"\r\n")) {
+		putchar('"');
+		for (; *s; s++) {
+			if (*s == '"')
+				putchar('"');
+			putchar(*s);
+		}
+		putchar('"');
+	} else {
+		fputs(s, stdout);
+	}
+	putchar(last ? '\n' : ',');
+}
+
+/* -o csv: a header, then one line per device, sizes in bytes. */
+static void print_csv(json_object *devs, json_object *only)
+{
+	static const char *const cols[] = {
+		"device", "name", "server", "port", "export", "size", "access", "state", "last_error",
+	};
+	const size_t ncols = sizeof(cols) / sizeof(cols[0]);
+
+	for (size_t c = 0; c < ncols; c++)
+		csv_field(cols[c], c + 1 == ncols);
+	for (size_t i = 0; devs && i < json_object_array_length(devs); i++) {
+		json_object *d = json_object_array_get_idx(devs, i);
+
+		if (only && d != only)
+			continue;
+		for (size_t c = 0; c < ncols; c++)
+			csv_field(jstr(d, cols[c]), c + 1 == ncols);
+	}
+}
+
 static int cmd_list(const struct cli_args *a)
 {
 	json_object *req = json_object_new_object(), *resp, *devs;
@@ -323,9 +367,11 @@ static int cmd_list(const struct cli_args *a)
 	if (call(req, &resp, CTL_TIMEOUT_MS))
 		return 1;
 	devs = json_object_object_get(resp, "devices");
-	if (a->json) {
+	if (a->output == CLI_OUT_JSON) {
 		printf("%s\n", json_object_to_json_string_ext(devs, JSON_C_TO_STRING_PRETTY |
 								     JSON_C_TO_STRING_NOSLASHESCAPE));
+	} else if (a->output == CLI_OUT_CSV) {
+		print_csv(devs, NULL);
 	} else {
 		printf("%-14s %-12s %-22s %-16s %9s %-3s %s\n", "DEVICE", "NAME", "SERVER",
 		       "EXPORT", "SIZE", "RW", "STATE");
@@ -345,6 +391,21 @@ static int cmd_list(const struct cli_args *a)
 	}
 	json_object_put(resp);
 	return 0;
+}
+
+/* key.latency_mean_us from the histogram's sum and bucket counts. */
+static void print_mean_latency(const char *key, json_object *o)
+{
+	json_object *sum, *b;
+	int64_t n = 0;
+
+	if (!json_object_object_get_ex(o, "latency_sum_ns", &sum) ||
+	    !json_object_object_get_ex(o, "latency_buckets", &b))
+		return;
+	for (size_t i = 0; i < json_object_array_length(b); i++)
+		n += json_object_get_int64(json_object_array_get_idx(b, i));
+	printf("%s.%-*s %.1f\n", key, (int)(14 - strlen(key)), "latency_mean_us",
+	       n ? (double)json_object_get_int64(sum) / 1000.0 / (double)n : 0.0);
 }
 
 /* One device, every field the daemon reports, one per line: the state of
@@ -370,12 +431,27 @@ static int cmd_show(const struct cli_args *a)
 		json_object_put(resp);
 		return 1;
 	}
-	if (a->json) {
+	if (a->output == CLI_OUT_JSON) {
 		printf("%s\n", json_object_to_json_string_ext(d, JSON_C_TO_STRING_PRETTY |
 								  JSON_C_TO_STRING_NOSLASHESCAPE));
+	} else if (a->output == CLI_OUT_CSV) {
+		print_csv(devs, d);
 	} else {
-		json_object_object_foreach(d, key, val)
-			printf("%-15s %s\n", key, json_object_get_string(val));
+		json_object_object_foreach(d, key, val) {
+			if (!json_object_is_type(val, json_type_object)) {
+				printf("%-15s %s\n", key, json_object_get_string(val));
+				continue;
+			}
+			/* A nested object ("io"): its numbers as key.field; the
+			 * histogram's buckets are for /metrics, its mean is here. */
+			json_object_object_foreach(val, k2, v2) {
+				if (!json_object_is_type(v2, json_type_array) &&
+				    strcmp(k2, "latency_sum_ns"))
+					printf("%s.%-*s %s\n", key, (int)(14 - strlen(key)), k2,
+					       json_object_get_string(v2));
+			}
+			print_mean_latency(key, val);
+		}
 	}
 	json_object_put(resp);
 	return 0;

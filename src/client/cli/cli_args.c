@@ -23,10 +23,11 @@ struct verb_syntax {
 };
 
 /* Long options without a short one get a val no character has. */
-enum { OPT_JSON = 256, OPT_ALL };
+enum { OPT_JSON = 256, OPT_ALL, OPT_RW };
 
 static const struct option map_opts[] = {
 	{ "ro", no_argument, NULL, 'r' },
+	{ "rw", no_argument, NULL, OPT_RW },
 	{ "name", required_argument, NULL, 'n' },
 	{ "persist", no_argument, NULL, 'p' },
 	{ 0 },
@@ -42,18 +43,20 @@ static const struct option no_opts[] = {
 };
 static const struct option list_opts[] = {
 	{ "json", no_argument, NULL, OPT_JSON },
+	{ "output", required_argument, NULL, 'o' },
 	{ 0 },
 };
 
 /* The leading ':' makes getopt return ':' for a missing value. */
 static const struct verb_syntax verbs[] = {
 	{ "map", CLI_MAP, ":rn:p", map_opts, 2, { "ADDR[:PORT] and EXPORT", "EXPORT" },
-	  "ibnbd-client map ADDR[:PORT] EXPORT [--ro] [--name NAME] [--persist]" },
+	  "ibnbd-client map ADDR[:PORT] EXPORT [--ro|--rw] [--name NAME] [--persist]" },
 	{ "unmap", CLI_UNMAP, ":fp", unmap_opts, 1, { "DEVICE|NAME" },
 	  "ibnbd-client unmap DEVICE|NAME|--all [--force] [--persist]" },
-	{ "list", CLI_LIST, ":", list_opts, 0, { NULL }, "ibnbd-client list [--json]" },
-	{ "show", CLI_SHOW, ":", list_opts, 1, { "DEVICE|NAME" },
-	  "ibnbd-client show DEVICE|NAME [--json]" },
+	{ "list", CLI_LIST, ":o:", list_opts, 0, { NULL },
+	  "ibnbd-client list [-o table|json|csv] [--json]" },
+	{ "show", CLI_SHOW, ":o:", list_opts, 1, { "DEVICE|NAME" },
+	  "ibnbd-client show DEVICE|NAME [-o table|json|csv] [--json]" },
 	{ "host-id", CLI_HOST_ID, ":", no_opts, 0, { NULL }, "ibnbd-client host-id" },
 	{ "gen-key", CLI_GEN_KEY, ":", no_opts, 0, { NULL }, "ibnbd-client gen-key" },
 };
@@ -134,6 +137,20 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, char *err, size_t 
 		case 'r':
 			a->read_only = true;
 			break;
+		case OPT_RW:
+			a->read_write = true;
+			break;
+		case 'o':
+			if (!strcmp(optarg, "table"))
+				a->output = CLI_OUT_TABLE;
+			else if (!strcmp(optarg, "json"))
+				a->output = CLI_OUT_JSON;
+			else if (!strcmp(optarg, "csv"))
+				a->output = CLI_OUT_CSV;
+			else
+				return errmsg(err, errlen, "-o takes table, json or csv, not '%s'",
+					      optarg);
+			break;
 		case 'n':
 			a->name = optarg;
 			break;
@@ -144,7 +161,7 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, char *err, size_t 
 			a->persist = true;
 			break;
 		case OPT_JSON:
-			a->json = true;
+			a->output = CLI_OUT_JSON;
 			break;
 		case OPT_ALL:
 			a->all = true;
@@ -155,6 +172,10 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, char *err, size_t 
 		}
 	}
 	n = argc - optind;
+	a->json = a->output == CLI_OUT_JSON;
+	if (a->read_only && a->read_write)
+		return errmsg(err, errlen, "map: --ro and --rw contradict each other (usage: %s)",
+			      v->usage);
 	if (a->all) {
 		if (a->persist)
 			return errmsg(err, errlen, "unmap --all --persist would empty the configuration; "

@@ -3,10 +3,10 @@
  * The command line of ibnbd-client's verbs, parsed without talking to the
  * daemon or printing anything:
  *
- *   map ADDR[:PORT] EXPORT [--ro|-r] [--name|-n NAME] [--persist|-p]
+ *   map ADDR[:PORT] EXPORT [--ro|-r|--rw] [--name|-n NAME] [--persist|-p]
  *   unmap DEVICE|NAME|--all [--force|-f] [--persist|-p]
- *   list [--json]
- *   show DEVICE|NAME [--json]
+ *   list [-o|--output table|json|csv] [--json]
+ *   show DEVICE|NAME [-o|--output table|json|csv] [--json]
  *   host-id
  *
  * Options may come before, between or after the operands (GNU getopt
@@ -40,6 +40,7 @@ struct cli_args {
 	const char *export_name;
 	const char *name;       /* --name, or NULL: the daemon names it ublkbN */
 	bool read_only;         /* --ro */
+	bool read_write;        /* --rw: fail, rather than map a read-only export ro */
 	/* unmap, show */
 	const char *device;     /* a /dev/ublkbN path or a --name */
 	bool force;             /* --force */
@@ -47,7 +48,8 @@ struct cli_args {
 	/* map, unmap */
 	bool persist;           /* --persist: also in client.conf */
 	/* list, show */
-	bool json;              /* --json */
+	enum cli_output { CLI_OUT_TABLE, CLI_OUT_JSON, CLI_OUT_CSV } output; /* -o */
+	bool json;              /* --json or -o json */
 };
 
 /*

@@ -636,6 +636,16 @@ int client_map(struct client *c, const struct map_args *args, char *devpath,
 	ctl_of(d)->se = se;
 	d->sess = se->s;
 	ret = session_open_device(d->sess, d, false, err, errlen);
+	if (ret == -EROFS && !d->read_only && !args->rw_required) {
+		/* As NBD and NVMe-oF do: what may only be read is mapped
+		 * read-only, and the operator told (map_args.mapped_ro). */
+		log_info("export '%s' of %s is read-only for this host: mapping it read-only",
+			 args->export_name, session_peer(d->sess));
+		d->read_only = true;
+		ret = session_open_device(d->sess, d, false, err, errlen);
+		if (!ret && args->mapped_ro)
+			*args->mapped_ro = true;
+	}
 	if (ret)
 		goto out_free;
 	opened = true;

@@ -30,7 +30,10 @@ struct map_args {
 	uint16_t port;
 	const char *export_name;
 	bool read_only;
+	bool rw_required; /* a read-only export fails the map, not mapped ro */
 	const char *name; /* NULL: the device's own name */
+	bool *mapped_ro;  /* out (may be NULL): the export only allowed reading,
+			   * so the device was mapped read-only */
 };
 
 /* On failure err says why (no machine id, no ublk, ...). */

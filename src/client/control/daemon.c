@@ -147,6 +147,7 @@ static json_object *handle_map(struct daemon *d, json_object *req)
 	bool persist = json_object_get_boolean(json_object_object_get(req, "persist"));
 	char dev[256], err[512], why[256];
 	struct map_conf mc = { 0 };
+	bool mapped_ro = false;
 	json_object *resp;
 
 	if (!args.server || !*args.server || !args.export_name || !*args.export_name ||
@@ -156,6 +157,8 @@ static json_object *handle_map(struct daemon *d, json_object *req)
 		return ctl_error("access must be \"ro\" or \"rw\", not \"%s\"", access);
 	args.port = (uint16_t)json_object_get_int(port);
 	args.read_only = access && !strcmp(access, "ro");
+	args.rw_required = access && !strcmp(access, "rw");
+	args.mapped_ro = &mapped_ro;
 	if (persist) {
 		/* A persistent map is known by its name, at every start: the
 		 * export's unless one is given. */
@@ -184,6 +187,9 @@ static json_object *handle_map(struct daemon *d, json_object *req)
 				 err);
 	resp = ctl_ok();
 	json_object_object_add(resp, "device", json_object_new_string(dev));
+	if (mapped_ro)
+		json_object_object_add(resp, "note", json_object_new_string(
+			"the export is read-only for this host: mapped read-only (--rw refuses instead)"));
 	return resp;
 }
 
