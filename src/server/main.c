@@ -31,7 +31,6 @@
 #include "sd_notify.h"
 #include "worker.h"
 
-#define SERVER_DEFAULT_CONFIG IBNBD_SYSCONFDIR "/server.conf"
 
 static void usage(FILE *f)
 {
@@ -51,8 +50,9 @@ static void usage(FILE *f)
 		"  -d, --debug CATS    debug logs: io,rdma,proto,ctl or all\n"
 		"  -h, --help          this text\n"
 		"  -V, --version       print the version\n"
-		"SIGUSR1 prints the counters; SIGHUP re-reads the hosts file; SIGTERM\n"
-		"finishes in-flight IO and exits.\n",
+		"       ibnbd-server reload [--config FILE]   re-read a running server's file\n"
+		"SIGUSR1 prints the counters; SIGHUP re-reads the hosts file and the\n"
+		"configuration file; SIGTERM finishes in-flight IO and exits.\n",
 		IBNBD_DEFAULT_PORT, SERVER_DEFAULT_KEEPALIVE_TIMEOUT);
 }
 
@@ -274,6 +274,8 @@ int main(int argc, char **argv)
 	char err[512];
 
 	log_init("ibnbd-server");
+	if (argc > 1 && !strcmp(argv[1], "reload"))
+		return reload_verb(argc - 1, argv + 1);
 	config_init(&cfg);
 	ret = parse_args(argc, argv, &cfg);
 	if (ret)

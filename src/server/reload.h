@@ -32,4 +32,7 @@ int server_reload(struct server_state *s, char *err, size_t errlen);
 /* Frees what reloads allocated; after the workers stopped. */
 void server_state_free(struct server_state *s);
 
+/* `ibnbd-server reload [--config FILE]` (reload_verb.c): the exit status. */
+int reload_verb(int argc, char **argv);
+
 #endif

@@ -36,11 +36,14 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "config.h" /* IBNBD_SYSCONFDIR */
 #include "endpoint.h"
 #include "ibnbd/proto.h"
 
 #define SERVER_MAX_LISTEN 16
 #define SERVER_MAX_EXPORTS 256
+/* Read when neither --config nor --export is given. */
+#define SERVER_DEFAULT_CONFIG IBNBD_SYSCONFDIR "/server.conf"
 #define SERVER_MAX_WORKERS 64
 
 #define SERVER_MAX_ALLOW 64

@@ -23,9 +23,14 @@ a=$("$CLIENT" map --name va "$ADDR" a) && b=$("$CLIENT" map --name vb "$ADDR" b)
 check "a and b mapped ($a $b)" test -b "$a" -a -b "$b"
 dd if=/dev/urandom of="$WORK/b.img" bs=1M count=4 conv=notrunc status=none
 reloads=0
-reload() { # reload: SIGHUP, and wait for the server to have read the file
+reload() { # reload [--verb]: SIGHUP (or ibnbd-server reload), and wait for the read
 	reloads=$((reloads + 1))
-	kill -HUP "$srv_pid"
+	if [ "${1:-}" = --verb ]; then
+		check "ibnbd-server reload --config finds the server and asks it" sh -c "
+			'$SERVER_BIN' reload --config '$CONF' | grep -qx 'asked ibnbd-server $srv_pid to re-read $CONF; its log says what changed'"
+	else
+		kill -HUP "$srv_pid"
+	fi
 	wait_for 10 sh -c "test \$(grep -c 'SIGHUP: .* host(s) in' '$WORK/srv.log') -ge $reloads"
 	sleep 0.5
 }
@@ -72,13 +77,18 @@ check "changing an export's path is refused" \
 	grep -q "SIGHUP: export 'a': its path, ro or shared changed" "$WORK/srv.log"
 check "... and a is still served from a.img" held_by_server a.img
 
-# 4. b again: a new export of the same name, with the same data.
+# 4. b again: a new export of the same name, with the same data; asked
+# by the verb this time.
 conf 'a=*' 'c=*' 'b=*'
-reload
+reload --verb
 check "b is added again" grep -q "reload: export 'b' added" "$WORK/srv.log"
 b2=$("$CLIENT" map --name vb2 "$ADDR" b)
 check "... it maps ($b2) and reads what b.img holds" \
 	cmp <(dd if="$b2" bs=1M count=4 iflag=direct status=none) <(head -c 4M "$WORK/b.img")
+
+"$SERVER_BIN" reload --config "$WORK/hosts" > "$WORK/noserver.out" 2>&1
+check "ibnbd-server reload of a file no server reads: status 1 and why ($?)" sh -c "
+	test $? = 1 && grep -q 'no running ibnbd-server reads $WORK/hosts' '$WORK/noserver.out'"
 
 wait "$fio_a"
 check "verified IO on a through every reload: no error" test $? = 0 ||

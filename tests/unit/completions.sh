@@ -34,5 +34,7 @@ is "list -o formats" "table json csv" "$(offer _ibnbd_client ibnbd-client list -
 is "unmap options" "--force" "$(offer _ibnbd_client ibnbd-client unmap --f)"
 is "server options" "--metrics" "$(offer _ibnbd_server ibnbd-server --export a=/a --met)"
 is "server debug categories" "rdma" "$(offer _ibnbd_server ibnbd-server --debug rd)"
+is "the server's reload verb" "reload" "$(offer _ibnbd_server ibnbd-server re)"
+is "reload's options" "--config" "$(offer _ibnbd_server ibnbd-server reload --c)"
 echo "1..$n"
 exit $failed
