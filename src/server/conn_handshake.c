@@ -605,6 +605,9 @@ int conn_create(struct worker *w, struct worker_dev *dev, unsigned int idx,
 	struct cm_qp_caps caps;
 	struct rdma_conn_param cp = { 0 };
 	struct ibnbd_conn_rep wire;
+	enum hs_refusal refusal;
+	struct handshakes *hs;
+	struct hs_addr addr;
 	struct conn *c;
 	unsigned int i;
 	int ret;
@@ -617,21 +620,28 @@ int conn_create(struct worker *w, struct worker_dev *dev, unsigned int idx,
 		return ret;
 	}
 	/* Connections that have not proven who they are hold a little memory
-	 * and CQ room each for up to CONN_HANDSHAKE_MS: capped, so a flood of
-	 * them cannot crowd out the hosts that do. */
-	if (__atomic_fetch_add(w->shared->handshakes, 1, __ATOMIC_RELAXED) >=
-	    w->shared->max_handshakes) {
-		__atomic_fetch_sub(w->shared->handshakes, 1, __ATOMIC_RELAXED);
+	 * and CQ room each for up to CONN_HANDSHAKE_MS: capped in all and per
+	 * source address, so a flood of them cannot crowd out the hosts that
+	 * do, nor one address the others. */
+	addr = hs_addr_of(rdma_get_peer_addr(id));
+	hs = w->shared->handshakes;
+	refusal = handshakes_enter(hs, &addr);
+	if (refusal != HS_OK) {
 		stat_add(&w->stats.handshakes_refused, 1);
-		log_ratelimited(&w->auth_log, "worker %u: connection from %s refused: %u connections are in their handshake already (max_handshakes)",
-				w->index, peer, w->shared->max_handshakes);
+		if (refusal == HS_TOTAL)
+			log_ratelimited(&w->auth_log, "worker %u: connection from %s refused: %u connections are in their handshake already (max_handshakes)",
+					w->index, peer, hs->max_total);
+		else
+			log_ratelimited(&w->auth_log, "worker %u: connection from %s refused: %u connections from its address are in their handshake already (max_handshakes_per_address)",
+					w->index, peer, hs->max_per_addr);
 		return -EBUSY;
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
-		__atomic_fetch_sub(w->shared->handshakes, 1, __ATOMIC_RELAXED);
+		handshakes_leave(hs, &addr);
 		return -ENOMEM;
 	}
+	c->peer_addr = addr;
 	c->w = w;
 	c->created_ms = clock_now_ms();
 	c->dev = dev;

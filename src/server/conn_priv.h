@@ -93,6 +93,7 @@ struct conn {
 	unsigned char auth_nonce[AUTH_NONCE_LEN];
 	struct ibnbd_hello_params auth_hello;
 	int64_t created_ms;
+	struct hs_addr peer_addr; /* counted in shared->handshakes until HELLO */
 
 	struct ibv_pd *pd; /* its own: no other connection's rkey reaches its memory */
 	uint8_t *slot_mem; /* qd * stride, MR (zero-based) + io_uring fixed buffer idx */
@@ -166,7 +167,7 @@ static inline uint8_t *send_buf(struct conn *c, unsigned int i)
 static inline void conn_hello_done(struct conn *c)
 {
 	c->hello_done = true;
-	__atomic_fetch_sub(c->w->shared->handshakes, 1, __ATOMIC_RELAXED);
+	handshakes_leave(c->w->shared->handshakes, &c->peer_addr);
 }
 
 static inline uint8_t *slot_data(struct conn *c, unsigned int tag)

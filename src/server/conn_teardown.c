@@ -205,7 +205,7 @@ void conn_destroy(struct conn *c)
 			 sq_used(c) ? " (sends were not flushed by the device)" : "");
 	registry_leave(c->w->shared->registry, &c->reg);
 	if (!c->hello_done) /* still counted against max_handshakes */
-		__atomic_fetch_sub(c->w->shared->handshakes, 1, __ATOMIC_RELAXED);
+		handshakes_leave(c->w->shared->handshakes, &c->peer_addr);
 	/* The QP goes first: nothing is retransmitted from, or lands in, the
 	 * memory freed below once it is destroyed (docs/protocol.md). */
 	if (c->qp_created)

@@ -261,7 +261,7 @@ int main(int argc, char **argv)
 	struct worker_shared shared = { 0 };
 	struct registry *registry = NULL;
 	struct server_auth *auth = NULL;
-	static unsigned int handshakes;
+	static struct handshakes handshakes;
 	struct worker *workers = NULL;
 	unsigned int nworkers = 0;
 	struct listener *l = NULL;
@@ -347,7 +347,12 @@ int main(int argc, char **argv)
 	shared.max_opens = cfg.limits.max_opens_per_session;
 	read_boot_id(shared.boot_id);
 	shared.keepalive_timeout_ms = cfg.keepalive_timeout * 1000;
-	shared.max_handshakes = cfg.max_handshakes;
+	if (handshakes_init(&handshakes, cfg.max_handshakes, cfg.max_handshakes_per_address)) {
+		log_err("out of memory");
+		goto out;
+	}
+	log_info("handshakes: at most %u connections before HELLO, %u from one address",
+		 cfg.max_handshakes, cfg.max_handshakes_per_address);
 	shared.handshakes = &handshakes;
 	shared.exports = exports;
 	shared.nexports = cfg.nexports;
@@ -459,6 +464,7 @@ out:
 		export_destroy(exports[i]);
 	server_state_free(&state);
 	registry_destroy(registry);
+	handshakes_destroy(&handshakes);
 	server_auth_destroy(auth);
 	if (sfd >= 0)
 		close(sfd);

@@ -214,6 +214,8 @@ static void note_unapplied(const struct server_config *o, const struct server_co
 		what[k++] = "metrics";
 	if (o->max_handshakes != n->max_handshakes)
 		what[k++] = "max_handshakes";
+	if (o->max_handshakes_per_address != n->max_handshakes_per_address)
+		what[k++] = "max_handshakes_per_address";
 	if (memcmp(&o->limits, &n->limits, sizeof(o->limits)))
 		what[k++] = "the limits";
 	for (unsigned int i = 0; i < k; i++)

@@ -23,6 +23,7 @@ void config_init(struct server_config *cfg)
 	cfg->max_io_size = 512 * 1024;
 	cfg->keepalive_timeout = SERVER_DEFAULT_KEEPALIVE_TIMEOUT;
 	cfg->max_handshakes = SERVER_DEFAULT_MAX_HANDSHAKES;
+	cfg->max_handshakes_per_address = SERVER_DEFAULT_MAX_HANDSHAKES_PER_ADDRESS;
 	cfg->limits = (struct server_limits){
 		.max_connections = SERVER_DEFAULT_MAX_CONNECTIONS,
 		.max_connections_per_host = SERVER_DEFAULT_MAX_CONNECTIONS_PER_HOST,
@@ -313,6 +314,12 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, cons
 		cfg->max_handshakes = n;
 		return 0;
 	}
+	if (!strcmp(key, "max_handshakes_per_address")) {
+		if (parse_uint(val, 1, 65536, &n))
+			return errmsg(err, errlen, "max_handshakes_per_address must be 1..65536");
+		cfg->max_handshakes_per_address = n;
+		return 0;
+	}
 	ret = set_limit(&cfg->limits, key, val, err, errlen);
 	if (ret <= 0)
 		return ret;
@@ -326,7 +333,7 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, cons
 		return 0;
 	}
 	return errmsg(err, errlen,
-		    "unknown key '%s' (known: listen, workers, queue_depth, max_io_size, keepalive_timeout, hosts_file, metrics, max_handshakes, max_connections, max_connections_per_host, max_sessions_per_host, max_opens_per_session, max_slot_memory)",
+		    "unknown key '%s' (known: listen, workers, queue_depth, max_io_size, keepalive_timeout, hosts_file, metrics, max_handshakes, max_handshakes_per_address, max_connections, max_connections_per_host, max_sessions_per_host, max_opens_per_session, max_slot_memory)",
 		    key);
 }
 

@@ -12,6 +12,7 @@
  *   hosts_file = /etc/ibnbd/hosts   (HOSTID KEY per line: who may connect)
  *   metrics = 127.0.0.1:9642        (Prometheus /metrics over HTTP; default off)
  *   max_handshakes = 256            (connections not through HELLO yet, in all)
+ *   max_handshakes_per_address = 64 (the same, from one source address)
  *   max_connections = 1024          (connections past HELLO, in all)
  *   max_connections_per_host = 64
  *   max_sessions_per_host = 8
@@ -101,6 +102,7 @@ struct server_config {
 	bool no_auth;          /* --no-auth: every host may connect, unproven */
 	char metrics[300];     /* ADDR:PORT to serve /metrics on, or "" */
 	unsigned int max_handshakes; /* connections before HELLO, in all */
+	unsigned int max_handshakes_per_address; /* the same, from one address */
 	struct server_limits limits;
 	/* The configuration file read ("" if none): SIGHUP reads it again,
 	 * and its exports are exports[0 .. nfile_exports); --export's come
@@ -126,6 +128,8 @@ struct server_cmdline {
 
 #define SERVER_DEFAULT_KEEPALIVE_TIMEOUT 15
 #define SERVER_DEFAULT_MAX_HANDSHAKES 256
+/* A host has at most max_connections_per_host (64) connections anyway. */
+#define SERVER_DEFAULT_MAX_HANDSHAKES_PER_ADDRESS 64
 #define SERVER_MAX_KEEPALIVE_TIMEOUT 3600
 
 /* The defaults: no listeners or exports, queue_depth 128, max_io_size 512 KiB,

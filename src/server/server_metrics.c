@@ -38,7 +38,7 @@ static void server_totals(const struct server_metrics_src *s, struct prom *p)
 	TOTAL(auth_failures, "Hosts refused: not listed, or a wrong key.")
 	TOTAL(handshake_timeouts, "Connections that did not finish the handshake in time.")
 	TOTAL(denied_opens, "Opens refused by an export's allow list.")
-	TOTAL(handshakes_refused, "Connects refused: max_handshakes reached.")
+	TOTAL(handshakes_refused, "Connects refused: max_handshakes or max_handshakes_per_address reached.")
 	TOTAL(limits_refused, "Handshakes and opens refused by a configured limit.")
 	TOTAL(fua_writes, "Writes with FUA served.")
 #undef TOTAL

@@ -24,7 +24,7 @@ struct server_stats {
 	uint64_t auth_failures; /* hosts refused: not listed, or a wrong key */
 	uint64_t handshake_timeouts; /* connections that did not finish HELLO in time */
 	uint64_t denied_opens; /* OPENs of an export whose allow list lacks the host */
-	uint64_t handshakes_refused; /* connects refused: max_handshakes reached */
+	uint64_t handshakes_refused; /* connects refused: max_handshakes(_per_address) */
 	uint64_t limits_refused; /* HELLOs and OPENs refused by a server.conf limit */
 };
 

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 
 #include "access.h"
+#include "handshakes.h"
 #include "log.h"
 #include "export.h"
 #include "proto.h"
@@ -58,9 +59,8 @@ struct worker_shared {
 	unsigned int keepalive_timeout_ms; /* 0: never drop a silent connection */
 	uint8_t boot_id[16]; /* this host's boot (OPEN_RSP), all zero if unknown */
 	struct server_auth *auth; /* NULL: --no-auth */
-	unsigned int max_handshakes;
 	unsigned int max_opens; /* max_opens_per_session: handles per connection */
-	unsigned int *handshakes; /* connections before HELLO now (atomic), all workers */
+	struct handshakes *handshakes; /* connections before HELLO now, all workers */
 };
 
 struct handoff;

@@ -10,8 +10,10 @@
 # limit; the legitimate host's IO never fails, it maps a device in the
 # middle of it, and the server's memory grows by no more than the budget.
 # Then: a map past max_opens_per_session, and a map to a server whose
-# max_connections it would pass, fail with sentences naming the limit, and
-# once the attackers are gone the server counts only the legitimate host.
+# max_connections it would pass, fail with sentences naming the limit; a
+# flood from one address holds no more than max_handshakes_per_address,
+# so a host at another address maps meanwhile; and once the attackers are
+# gone the server counts only the legitimate host.
 . "$(dirname "$0")/lib.sh"
 PROBE=$BUILD/tests/e2e/server/ibnbd-probe
 budget_mib=96 handshakes=220
@@ -26,6 +28,9 @@ max_sessions_per_host = 4
 max_opens_per_session = 3
 max_slot_memory = ${budget_mib}M
 max_handshakes = $handshakes
+# Every host of this test is at the guest's one address (the part at the
+# end checks the cap per address, with a second one).
+max_handshakes_per_address = $handshakes
 EOF
 truncate -s 64M "$WORK/a.img" "$WORK/b.img" "$WORK/c.img" "$WORK/d.img"
 start_server srv --config "$WORK/limits.conf" --listen "$ADDR" --export "a=$WORK/a.img" \
@@ -193,6 +198,35 @@ else
 fi
 grep -q "refused: the server has 1 connections (max_connections 1)" "$WORK/tight.log"
 result $? "... and that server's log says why"
+
+# A flood from one address takes max_handshakes_per_address (8) of
+# max_handshakes (24): the daemon maps over the guest's other address
+# while the flood's connections are held (the server drops them 5 to 10 s
+# after they came), and a host at the flooding address is refused.
+ADDR2=${IBNBD_VM_ADDR2:?the guest has a second NIC (tests/vm/run)}
+printf 'max_handshakes = 24\nmax_handshakes_per_address = 8\n' > "$WORK/pa.conf"
+truncate -s 64M "$WORK/e.img"
+start_server pa --config "$WORK/pa.conf" --listen "$ADDR:4433" --listen "$ADDR2:4433" \
+	--export "e=$WORK/e.img" || exit 1
+"$PROBE" --no-hello --queue-depth 16 "$ADDR:4433" e connections 40 8 > "$WORK/flood-pa.out" 2>&1 &
+pa_flood=$!
+until_line "$WORK/flood-pa.out" '^connections:'
+grep -q "asked 40 served 8 .* busy 32 " "$WORK/flood-pa.out"
+result $? "a flood of 40 from $ADDR: 8 in their handshake, 32 refused ($(grep -m1 '^connections:' "$WORK/flood-pa.out"))"
+"$PROBE" --host-id hostC --key-file "$WORK/hostC.key" "$ADDR:4433" e connections 1 0 \
+	> "$WORK/pa-same.out" 2>&1
+grep -q "served 0 .* busy 1 " "$WORK/pa-same.out"
+result $? "... a host at the same address is refused meanwhile ($(grep -m1 '^connections:' "$WORK/pa-same.out"))"
+e=$("$CLIENT" map "$ADDR2:4433" e 2> "$WORK/map-e.err")
+check "... a host at $ADDR2 maps meanwhile ($e $(head -n 1 "$WORK/map-e.err"))" test -b "$e"
+kill -0 "$pa_flood" 2> /dev/null
+result $? "... while the flood still held its connections"
+grep -q "refused: 8 connections from its address are in their handshake already (max_handshakes_per_address)" \
+	"$WORK/pa.log"
+result $? "... and the server's log names the limit"
+check "verified IO on it" fio_verify "$e" --ioengine=io_uring --size=8M --bs=64k --iodepth=4
+wait "$pa_flood"
+check "unmap $e" "$CLIENT" unmap "$e"
 
 sleep 11 # the last unauthenticated connections are dropped within 10 s
 after=$(stats)

@@ -440,7 +440,7 @@ int io_uring_register_buffers_update_tag(struct io_uring *ring, unsigned int off
 #define CQ_BUDGET 4096
 
 static struct registry *registry;
-static unsigned int handshakes;
+static struct handshakes handshakes;
 static struct server_auth *auth;
 static unsigned char host_secret[AUTH_SECRET_LEN], ro_secret[AUTH_SECRET_LEN];
 static struct export *exports[NEXPORTS];
@@ -535,6 +535,9 @@ static void setup_server(void)
 		.max_opens = limits.max_opens_per_session,
 		.handshakes = &handshakes,
 	};
+	/* Both limits reachable: 2 connections in all (flags) or 1 per address. */
+	if (handshakes_init(&handshakes, 2, 1))
+		abort();
 	worker.shared = &shared;
 	worker.efd = eventfd(0, EFD_NONBLOCK);
 	if (worker.efd < 0)
@@ -1088,8 +1091,9 @@ static void finish(void)
 	registry_usage(registry, &k, &(uint64_t){ 0 });
 	if (k)
 		FAIL("%u connection(s) still counted by the registry", k);
-	if (handshakes)
-		FAIL("%u connection(s) still counted as in their handshake", handshakes);
+	if (handshakes_count(&handshakes, NULL))
+		FAIL("%u connection(s) still counted as in their handshake",
+		     handshakes_count(&handshakes, NULL));
 	if (dev.cq_budget != CQ_BUDGET)
 		FAIL("CQ budget %d of %d after every connection went", dev.cq_budget, CQ_BUDGET);
 	if (mrs || live_pds)
@@ -1106,7 +1110,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memset(conns, 0, sizeof(conns));
 	shared.auth = (flags & 1) ? auth : NULL;
-	shared.max_handshakes = (flags & 2) ? 1 : 64;
+	handshakes.max_total = (flags & 2) ? 1 : 2;
+	handshakes.max_per_addr = (flags & 8) ? 1 : 2;
 	for (i = 0; i < NEXPORTS; i++)
 		exports[i]->spec = (flags & 1) ? &specs_auth[i] : &specs_open[i];
 	if (!(flags & 4))

@@ -526,6 +526,13 @@ static void test_access(void)
 		   -EINVAL && strstr(err, "max_handshakes must be"), "max_handshakes = 0 (%s)", err);
 	ok(cmdline(NULL, NULL, NULL, 0, star, 1, false) == 0 && cfg.max_handshakes == 256,
 	   "max_handshakes defaults to 256");
+	ok(cfg.max_handshakes_per_address == 64, "max_handshakes_per_address defaults to 64");
+	ok(cmdline("max_handshakes_per_address = 8\n[export x]\npath = /x\n", NULL, NULL, 0, NULL, 0,
+		   false) == 0 && cfg.max_handshakes_per_address == 8,
+	   "max_handshakes_per_address = 8 (%s)", err);
+	ok(cmdline("max_handshakes_per_address = 0\n[export x]\npath = /x\n", NULL, NULL, 0, NULL, 0,
+		   false) == -EINVAL && strstr(err, "max_handshakes_per_address must be"),
+	   "max_handshakes_per_address = 0 (%s)", err);
 	ok(cmdline("[export x]\npath = /x\nallow = a\tb\n", NULL, NULL, 0, NULL, 0, false) ==
 		   -EINVAL && strstr(err, "unproven"),
 	   "an allow list in the file is checked too (%s)", err);
