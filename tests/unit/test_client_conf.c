@@ -65,6 +65,13 @@ static void test_options(void)
 	bad("metrics = [::1\n", "client.conf:1: ", "metrics", "metrics: a malformed address");
 	ok(!parse("metrics = 127.0.0.1:9643\n") && !strcmp(cfg.metrics, "127.0.0.1:9643"),
 	   "metrics = ADDR:PORT");
+	ok(!parse("max_io_size = 512K\n") && cfg.max_io_size == 512u << 10, "max_io_size = 512K");
+	ok(!parse("max_io_size = 1M\n") && cfg.max_io_size == 1u << 20, "max_io_size = 1M");
+	ok(!parse("max_io_size = 4096\n") && cfg.max_io_size == 4096, "max_io_size = 4096");
+	bad("max_io_size = 2M\n", "client.conf:1: ", "from 4K to 1024K", "max_io_size above 1M");
+	bad("max_io_size = 6000\n", "client.conf:1: ", "multiple of 4K", "max_io_size not 4K-aligned");
+	bad("max_io_size = 0\n", "client.conf:1: ", "max_io_size must be", "max_io_size 0");
+	bad("max_io_size = big\n", "client.conf:1: ", "not 'big'", "max_io_size not a size");
 	bad("[server]\n", "client.conf:1: ", "unknown section [server]", "a server.conf section");
 }
 

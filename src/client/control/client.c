@@ -135,7 +135,7 @@ int client_create(const struct client_opts *opts, struct client **out, char *err
 		.backoff_max_ms = 100,
 		.queue_depth = QUEUE_DEPTH,
 		.conn_depth = CONN_DEPTH,
-		.max_io_bytes = MAX_IO_BYTES,
+		.max_io_bytes = opts->max_io_bytes ? opts->max_io_bytes : MAX_IO_BYTES,
 	};
 	if (c->t.keepalive_ms * 2 > c->t.dead_ms)
 		c->t.keepalive_ms = c->t.dead_ms / 3;

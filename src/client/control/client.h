@@ -23,6 +23,7 @@ struct client_opts {
 	const char *host_id;         /* NULL: derived from the machine id (hostid.h) */
 	const char *machine_id_path; /* NULL: /etc/machine-id */
 	const char *key_file;        /* NULL: CONN_DEFAULT_KEY_FILE if there */
+	uint32_t max_io_bytes;       /* largest request; 128 KiB */
 };
 
 struct map_args {

@@ -72,9 +72,20 @@ int client_conf_set(struct client_config *cfg, const char *key, const char *val,
 		snprintf(cfg->metrics, sizeof(cfg->metrics), "%s", val);
 		return 0;
 	}
+	if (!strcmp(key, "max_io_size")) {
+		uint64_t n;
+
+		if (parse_size(val, &n) || n < IBNBD_MIN_IO_SIZE || n > IBNBD_MAX_IO_SIZE || n % 4096)
+			return errmsg(err, errlen,
+				      "%s must be a multiple of 4K from %uK to %uK (K and M suffixes "
+				      "allowed), not '%s'", shown, IBNBD_MIN_IO_SIZE >> 10,
+				      IBNBD_MAX_IO_SIZE >> 10, val);
+		cfg->max_io_size = (uint32_t)n;
+		return 0;
+	}
 	return errmsg(err, errlen,
 		      "unknown key '%s' (known: workers, dead_timeout, loss_timeout, io_timeout, "
-		      "host_id, key_file, metrics)", shown);
+		      "host_id, key_file, metrics, max_io_size)", shown);
 }
 
 void client_conf_overlay(struct client_config *cfg, const struct client_config *over)
@@ -93,6 +104,8 @@ void client_conf_overlay(struct client_config *cfg, const struct client_config *
 		snprintf(cfg->key_file, sizeof(cfg->key_file), "%s", over->key_file);
 	if (over->metrics[0])
 		snprintf(cfg->metrics, sizeof(cfg->metrics), "%s", over->metrics);
+	if (over->max_io_size)
+		cfg->max_io_size = over->max_io_size;
 }
 
 const struct map_conf *client_conf_find_map(const struct client_config *cfg, const char *name)

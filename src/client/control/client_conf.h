@@ -11,6 +11,7 @@
  *   host_id = ID                (default: derived from /etc/machine-id)
  *   key_file = /etc/ibnbd/client.key
  *   metrics = 127.0.0.1:9643    (Prometheus /metrics over HTTP; default off)
+ *   max_io_size = 128K          (largest request, up to 1M; K/M suffixes)
  *
  *   [map NAME]                  (mapped at start as /dev/ibnbd/NAME)
  *   server = ADDR[:PORT]
@@ -50,6 +51,7 @@ struct client_config {
 	char host_id[IBNBD_HOST_ID_MAX];
 	char key_file[4096];
 	char metrics[300];  /* ADDR:PORT, or "" */
+	uint32_t max_io_size; /* bytes; 0: the default */
 	unsigned int nmaps;
 	struct map_conf maps[CLIENT_CONF_MAX_MAPS];
 };

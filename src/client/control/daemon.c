@@ -464,6 +464,7 @@ static void usage(FILE *f)
 		"Usage: ibnbd-client daemon [--config FILE] [--foreground] [--workers N]\n"
 		"         [--dead-timeout SECS] [--loss-timeout SECS] [--io-timeout SECS]\n"
 		"         [--host-id ID] [--key-file FILE] [--metrics ADDR:PORT]\n"
+		"         [--max-io-size BYTES]\n"
 		"  --config         options and persistent maps (default " DEFAULT_CONFIG "\n"
 		"                   when present; see ibnbd-client.conf(5)); options given\n"
 		"                   here win over the file's\n"
@@ -478,6 +479,9 @@ static void usage(FILE *f)
 		"                   (default /etc/ibnbd/client.key when present;\n"
 		"                   see 'ibnbd-client gen-key')\n"
 		"  --metrics        serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+		"  --max-io-size    the largest request sent to a server (default 128K, up\n"
+		"                   to 1M; the server's max_io_size may lower it); each\n"
+		"                   device pins queues x 64 x this much memory\n"
 		"SIGTERM leaves the devices to the next daemon; 'unmap --all' unmaps.\n");
 }
 
@@ -492,6 +496,7 @@ int daemon_main(int argc, char **argv)
 		{ "io-timeout", required_argument, NULL, 'T' },
 		{ "host-id", required_argument, NULL, 'H' },
 		{ "key-file", required_argument, NULL, 'K' },
+		{ "max-io-size", required_argument, NULL, 'S' },
 		{ "metrics", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -511,13 +516,13 @@ int daemon_main(int argc, char **argv)
 	}
 	/* The command line wins over the file: collected apart, laid over. */
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:fw:D:L:T:H:K:M:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:fw:D:L:T:H:K:M:S:h", opts, NULL)) != -1) {
 		/* The options that client.conf has too, by their key there;
 		 * the option is the key with '-' for '_'. */
 		static const struct { char opt; const char *key; } keys[] = {
 			{ 'w', "workers" },    { 'D', "dead_timeout" }, { 'L', "loss_timeout" },
 			{ 'T', "io_timeout" }, { 'H', "host_id" },      { 'K', "key_file" },
-			{ 'M', "metrics" },
+			{ 'M', "metrics" },    { 'S', "max_io_size" },
 		};
 		const char *key = NULL;
 		char shown[64];
@@ -566,6 +571,7 @@ int daemon_main(int argc, char **argv)
 	copts.dead_timeout_ms = cfg->dead_timeout_ms;
 	copts.loss_timeout_s = cfg->loss_timeout_s;
 	copts.io_timeout_s = cfg->io_timeout_s;
+	copts.max_io_bytes = cfg->max_io_size;
 	copts.host_id = cfg->host_id[0] ? cfg->host_id : NULL;
 	copts.key_file = cfg->key_file[0] ? cfg->key_file : NULL;
 	if (mkdir(rundir(), 0755) < 0 && errno != EEXIST) {
