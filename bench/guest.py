@@ -31,6 +31,7 @@ IBNBD_PORT = 4422
 SYSTEMS = ["local", "ibnbd", "nvmeof", "nbd"]
 BASELINE = "ibnbd-base"  # ibnbd built from --baseline REV, when asked for
 NOAUTH = "ibnbd-noauth"  # this build with --no-auth, for --auth-compare
+MAXIO = "ibnbd-maxio"    # this build's daemon with --max-io-size, for --max-io-compare
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WORK = "/tmp/ibnbd-bench"
 
@@ -200,7 +201,8 @@ class Ibnbd:
     A second one (the baseline) listens on its own port and keeps its
     daemon's lock, state and control socket in its own run directory."""
 
-    def __init__(self, name, build, port, backing_path, logdir, cleanup, auth=True):
+    def __init__(self, name, build, port, backing_path, logdir, cleanup, auth=True,
+                 daemon_args=()):
         server = os.path.join(build, "src/server/ibnbd-server")
         client = os.path.join(build, "src/client/ibnbd-client")
         self.logdir = logdir
@@ -241,7 +243,7 @@ class Ibnbd:
         time.sleep(0.5)
         self.rss_idle_kib = proc_rss_kib(self.server.pid)
         self.daemon = subprocess.Popen([client, "daemon", "--foreground",
-                                        *(["--key-file", key] if auth else [])],
+                                        *(["--key-file", key] if auth else []), *daemon_args],
                                        env=env,
                                        stdout=open(self.clog, "w"), stderr=subprocess.STDOUT)
         cleanup.push(f"stop {name}'s client daemon", stop, self.daemon, f"{name}'s client daemon")
@@ -391,6 +393,8 @@ def workloads(ncpu):
         ("4k-randrw70-qd32", ["--rw=randrw", "--rwmixread=70", "--bs=4k", "--iodepth=32"]),
         ("128k-read-qd8", ["--rw=read", "--bs=128k", "--iodepth=8"]),
         ("128k-write-qd8", ["--rw=write", "--bs=128k", "--iodepth=8"]),
+        ("1m-read-qd4", ["--rw=read", "--bs=1m", "--iodepth=4"]),
+        ("1m-write-qd4", ["--rw=write", "--bs=1m", "--iodepth=4"]),
     ]
 
 
@@ -430,7 +434,7 @@ def point(opts, system, dev, wl, args, fio_json, ibnbd, stat_dev):
     # CPU per million IOs over the whole fio run (ramp included): the IOs
     # counted by the block device over the same window, in fio-sized units.
     cpu = {"window_s": g1[1] / os.cpu_count() - g0[1] / os.cpu_count()}
-    bs = 131072 if wl.startswith("128k") else 4096
+    bs = {"128k": 128 << 10, "1m": 1 << 20}.get(wl.split("-")[0], 4096)
     if s0 is not None:
         dev_ios = (s1 - s0) * 512 / bs
         cpu["device_ios"] = dev_ios
@@ -458,6 +462,7 @@ def parse_args():
     p.add_argument("--idle", type=int, default=10)
     p.add_argument("--only", default="")
     p.add_argument("--auth-compare", action="store_true")
+    p.add_argument("--max-io-compare", default="")
     p.add_argument("--baseline-build", default="")
     p.add_argument("--baseline-rev", default="")
     p.add_argument("--out", required=True)
@@ -486,6 +491,8 @@ def main():
         systems.insert(2, BASELINE)
     if opts.auth_compare:
         systems.insert(2, NOAUTH)
+    if opts.max_io_compare:
+        systems.insert(2, MAXIO)
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(f"{opts.out}/fio", exist_ok=True)
     os.makedirs(f"{opts.out}/logs", exist_ok=True)
@@ -497,7 +504,7 @@ def main():
                   "mem_MiB": int(re.search(r"MemTotal:\s+(\d+)", read("/proc/meminfo")).group(1)) // 1024},
         "options": {k: v for k, v in vars(opts).items() if k not in ("out", "baseline_build")},
         "block_size": BLOCK, "systems": systems, "workloads": [n for n, _ in wls],
-        "backings": backings, "ibnbd": {}, BASELINE: {}, NOAUTH: {}, "runs": [],
+        "backings": backings, "ibnbd": {}, BASELINE: {}, NOAUTH: {}, MAXIO: {}, "runs": [],
     }
     if opts.baseline_rev:
         results["baseline"] = opts.baseline_rev
@@ -526,6 +533,10 @@ def main():
                 log(f"{backing}: ibnbd with --no-auth (no key, no hosts file)")
                 ibs[NOAUTH] = Ibnbd(NOAUTH, BUILD, IBNBD_PORT + 2, path, logdir, cleanup,
                                     auth=False)
+            if opts.max_io_compare:
+                log(f"{backing}: ibnbd with --max-io-size {opts.max_io_compare}")
+                ibs[MAXIO] = Ibnbd(MAXIO, BUILD, IBNBD_PORT + 3, path, logdir, cleanup,
+                                   daemon_args=["--max-io-size", opts.max_io_compare])
             log(f"{backing}: NVMe-oF over RDMA")
             nvme = setup_nvmeof(path, cleanup)
             log(f"{backing}: NBD over TCP")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 NOAUTH = "ibnbd-noauth"
+MAXIO = "ibnbd-maxio"
 LABELS = {"local": "local", "ibnbd": "ibnbd", "nvmeof": "NVMe-oF", "nbd": "NBD",
           NOAUTH: "ibnbd --no-auth"}
 BASE = "ibnbd-base"
@@ -18,7 +19,7 @@ BACKING = {"nullb": "a memory-backed null_blk device, {size} MiB, {block}-byte b
 
 
 def is_bw(wl):
-    return wl.startswith("128k")
+    return wl.split("-")[0] in ("128k", "1m")
 
 
 def metric(wl):
@@ -44,7 +45,9 @@ class Results:
         self.r = json.load(open(path))
         # The systems measured, in order, and their labels: a baseline
         # build (bench/run --baseline REV) shows as "ibnbd@REV".
-        self.names = {s: LABELS.get(s, f"ibnbd@{self.r.get('baseline', '?')}")
+        labels = dict(LABELS)
+        labels[MAXIO] = f"ibnbd --max-io-size {self.r['options'].get('max_io_compare', '?')}"
+        self.names = {s: labels.get(s, f"ibnbd@{self.r.get('baseline', '?')}")
                       for s in self.r["systems"]}
         self.idx = {}
         for run in self.r["runs"]:
@@ -143,7 +146,7 @@ def summary(res):
     for backing in r["backings"]:
         desc = BACKING[backing].format(size=o["size"], block=r["block_size"])
         names = res.names
-        against = (["nvmeof", "nbd", "local"] + [s for s in (BASE, NOAUTH) if s in names])
+        against = (["nvmeof", "nbd", "local"] + [s for s in (BASE, NOAUTH, MAXIO) if s in names])
         out += [f"## Backing: {backing}, {desc}", "",
                 "| workload | unit | " + " | ".join(names.values()) + " | "
                 + " | ".join(f"ibnbd/{names[o2]}" for o2 in against) + " |",
@@ -161,7 +164,7 @@ def summary(res):
                 out.append(f"| {name} | " + " | ".join(
                     res.cell(backing, "4k-randread-qd1", s, k)
                     for k in ("lat_mean_us", "lat_p50_us", "lat_p99_us", "lat_p999_us")) + " |")
-        ibs = [s for s in names if s in ("ibnbd", BASE, NOAUTH)]
+        ibs = [s for s in names if s in ("ibnbd", BASE, NOAUTH, MAXIO)]
         out += ["", "CPU seconds per million IOs (median): the ibnbd daemons, and the whole "
                 "guest busy (fio and the kernel included) for each system:", "",
                 "| workload | " + " | ".join(f"{names[s]} {who}" for s in ibs
@@ -237,7 +240,7 @@ def chart(res, d):
             f"'{dat}' using {2 + 3 * i}:{3 + 3 * i}:{4 + 3 * i}"
             + (":xtic(1)" if i == 0 else "") + f" title '{name}' noenhanced"
             for i, name in enumerate(res.names.values()))
-        panels.append(f"set title 'backing: {backing} (IOPS, or MiB/s for 128k, relative to local; "
+        panels.append(f"set title 'backing: {backing} (IOPS, or MiB/s for 128k and 1m, relative to local; "
                       f"median and min-max)'\nplot {plots}\n")
     script = f"""set terminal pngcairo size 1400,{520 * len(panels)} font ',10'
 set output '{os.path.join(d, "chart.png")}'
