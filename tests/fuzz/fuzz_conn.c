@@ -588,13 +588,70 @@ static void bytes(struct input *in, void *buf, size_t len)
 
 /* ---- delivering completions ---- */
 
-static void check_sqe(const struct hconn *h, const struct io_uring_sqe *s, unsigned int tag);
+/* The connection a backing IO belongs to (by its user data, as the
+ * worker finds it). */
+static struct hconn *hconn_of_sqe(const struct io_uring_sqe *s)
+{
+	unsigned int ci;
+
+	for (ci = 0; ci < MAX_CONNS; ci++)
+		if (conns[ci].c && conns[ci].c->idx == wrid_conn(s->user_data))
+			break;
+	if (wrid_type(s->user_data) != WRID_IO || ci == MAX_CONNS)
+		FAIL("an SQE with user data 0x%llx", (unsigned long long)s->user_data);
+	return &conns[ci];
+}
+
+/* The backing IO in sqe, checked against what the connection may do. */
+static void check_sqe(const struct hconn *h, const struct io_uring_sqe *s, unsigned int tag)
+{
+	const struct conn *c = h->c;
+	const struct export *e;
+	bool writes = false;
+	uint64_t off = s->off, len = 0;
+	unsigned int i;
+
+	if (!(s->flags & IOSQE_FIXED_FILE) || s->fd < 0 || s->fd >= NEXPORTS)
+		FAIL("backing IO on file %d, not an export's fixed file", s->fd);
+	e = exports[s->fd];
+	switch (s->opcode) {
+	case IORING_OP_READ_FIXED:
+	case IORING_OP_WRITE_FIXED:
+		writes = s->opcode == IORING_OP_WRITE_FIXED;
+		len = s->len;
+		if (s->buf_index != c->idx)
+			FAIL("backing IO into fixed buffer %u of connection %u", s->buf_index, c->idx);
+		if (s->addr < (uintptr_t)slot_data((struct conn *)c, tag) ||
+		    s->addr + len > (uintptr_t)slot_data((struct conn *)c, tag) + c->stride)
+			FAIL("backing IO of tag %u outside its slot", tag);
+		break;
+	case IORING_OP_FALLOCATE:
+		writes = true;
+		len = s->addr;
+		break;
+	case IORING_OP_FSYNC:
+		break;
+	default:
+		FAIL("unexpected io_uring opcode %u", s->opcode);
+	}
+	if (off > e->size || len > e->size - off)
+		FAIL("backing IO at %llu+%llu beyond export '%s' of %llu bytes",
+		     (unsigned long long)off, (unsigned long long)len, e->name,
+		     (unsigned long long)e->size);
+	if (writes && e->ro)
+		FAIL("a write to read-only export '%s'", e->name);
+	for (i = 0; i < CONN_MAX_OPENS; i++)
+		if (c->opens[i].exp == e && (!writes || c->opens[i].writable))
+			return;
+	FAIL("backing IO on export '%s' that this connection has not opened%s", e->name,
+	     writes ? " read-write" : "");
+}
 
 /* The backing IOs the last server step prepared, checked while the
  * connection is as it was when it submitted them. */
 static void check_new_sqes(void)
 {
-	unsigned int i, ci;
+	unsigned int i;
 
 	for (i = 0; i < MAX_SQES; i++) {
 		const struct io_uring_sqe *s = &sqes[i];
@@ -602,12 +659,7 @@ static void check_new_sqes(void)
 		if (!sqe_used[i] || sqe_checked[i])
 			continue;
 		sqe_checked[i] = true;
-		for (ci = 0; ci < MAX_CONNS; ci++)
-			if (conns[ci].c && conns[ci].c->idx == wrid_conn(s->user_data))
-				break;
-		if (wrid_type(s->user_data) != WRID_IO || ci == MAX_CONNS)
-			FAIL("an SQE with user data 0x%llx", (unsigned long long)s->user_data);
-		check_sqe(&conns[ci], s, wrid_index(s->user_data));
+		check_sqe(hconn_of_sqe(s), s, wrid_index(s->user_data));
 	}
 }
 
@@ -733,51 +785,6 @@ static void complete_sends(struct hconn *h, bool fail)
 	}
 }
 
-/* The backing IO in sqe, checked against what the connection may do. */
-static void check_sqe(const struct hconn *h, const struct io_uring_sqe *s, unsigned int tag)
-{
-	const struct conn *c = h->c;
-	const struct export *e;
-	bool writes = false;
-	uint64_t off = s->off, len = 0;
-	unsigned int i;
-
-	if (!(s->flags & IOSQE_FIXED_FILE) || s->fd < 0 || s->fd >= NEXPORTS)
-		FAIL("backing IO on file %d, not an export's fixed file", s->fd);
-	e = exports[s->fd];
-	switch (s->opcode) {
-	case IORING_OP_READ_FIXED:
-	case IORING_OP_WRITE_FIXED:
-		writes = s->opcode == IORING_OP_WRITE_FIXED;
-		len = s->len;
-		if (s->buf_index != c->idx)
-			FAIL("backing IO into fixed buffer %u of connection %u", s->buf_index, c->idx);
-		if (s->addr < (uintptr_t)slot_data((struct conn *)c, tag) ||
-		    s->addr + len > (uintptr_t)slot_data((struct conn *)c, tag) + c->stride)
-			FAIL("backing IO of tag %u outside its slot", tag);
-		break;
-	case IORING_OP_FALLOCATE:
-		writes = true;
-		len = s->addr;
-		break;
-	case IORING_OP_FSYNC:
-		break;
-	default:
-		FAIL("unexpected io_uring opcode %u", s->opcode);
-	}
-	if (off > e->size || len > e->size - off)
-		FAIL("backing IO at %llu+%llu beyond export '%s' of %llu bytes",
-		     (unsigned long long)off, (unsigned long long)len, e->name,
-		     (unsigned long long)e->size);
-	if (writes && e->ro)
-		FAIL("a write to read-only export '%s'", e->name);
-	for (i = 0; i < CONN_MAX_OPENS; i++)
-		if (c->opens[i].exp == e && (!writes || c->opens[i].writable))
-			return;
-	FAIL("backing IO on export '%s' that this connection has not opened%s", e->name,
-	     writes ? " read-write" : "");
-}
-
 /* Completes the k-th pending backing IO with a result picked by how. */
 static void complete_io(unsigned int k, uint8_t how)
 {
@@ -788,7 +795,7 @@ static void complete_io(unsigned int k, uint8_t how)
 	k %= nsqes;
 	for (i = 0; i < MAX_SQES; i++) {
 		struct io_uring_sqe s;
-		unsigned int tag, ci;
+		struct hconn *h;
 		int res;
 
 		if (!sqe_used[i] || seen++ != k)
@@ -796,12 +803,7 @@ static void complete_io(unsigned int k, uint8_t how)
 		s = sqes[i];
 		sqe_used[i] = false;
 		nsqes--;
-		tag = wrid_index(s.user_data);
-		for (ci = 0; ci < MAX_CONNS; ci++)
-			if (conns[ci].c && conns[ci].c->idx == wrid_conn(s.user_data))
-				break;
-		if (ci == MAX_CONNS)
-			FAIL("an SQE of no connection");
+		h = hconn_of_sqe(&s);
 		switch (how % 6) {
 		case 0: case 1: case 2:
 			res = s.opcode == IORING_OP_READ_FIXED || s.opcode == IORING_OP_WRITE_FIXED ?
@@ -817,7 +819,7 @@ static void complete_io(unsigned int k, uint8_t how)
 			res = s.len / 2; /* short */
 			break;
 		}
-		conn_on_io(conns[ci].c, tag, res);
+		conn_on_io(h->c, wrid_index(s.user_data), res);
 		flush_answers();
 		return;
 	}
