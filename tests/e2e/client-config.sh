@@ -20,6 +20,7 @@ key_file = $WORK/client.key
 [map db]
 server = $ADDR
 export = vol-a
+loss_timeout = 0       # db's IO waits for its server forever
 
 [map logs]
 server = $ADDR:4422
@@ -104,6 +105,8 @@ check "/dev/ibnbd/logs links to logs' device" link_is_dev logs
 check "logs is read-only, as its section says" test "$(blockdev --getro /dev/ibnbd/logs)" = 1
 check "db is writable" test "$(blockdev --getro /dev/ibnbd/db)" = 0
 check "workers = 1 from the file: db has 1 queue" test "$(queues_of /dev/ibnbd/db)" = 1
+check "db has its section's loss timeout (0: forever), logs the file's 30 s" \
+	test "$(json_field db loss_timeout_s) $(json_field logs loss_timeout_s)" = "0 30"
 check "'later' shows as reconnecting, with why" wait_for 10 later_waits
 "$CLIENT" list | sed 's/^/# /'
 check "list --json marks the three persistent" \
@@ -121,9 +124,11 @@ check "/dev/ibnbd/later links to it" link_is_dev later
 check "the daemon logged the failure once, not every attempt" logged_once
 
 # ---- map --persist and unmap --persist ----
-check "map --persist" "$CLIENT" map "$ADDR" vol-d --name extra --persist
-check "... adds [map extra] to the file" \
-	sh -c "grep -A3 '^\\[map extra\\]' $CONF | grep -q 'export = vol-d'"
+check "map --persist --loss-timeout 45" \
+	"$CLIENT" map "$ADDR" vol-d --name extra --persist --loss-timeout 45
+check "... adds [map extra] to the file, with its loss timeout" \
+	sh -c "grep -A3 '^\\[map extra\\]' $CONF | grep -q 'export = vol-d' &&
+	       grep -A3 '^\\[map extra\\]' $CONF | grep -q 'loss_timeout = 45'"
 check "... keeping the rest of the file as it was" \
 	sh -c "head -n $(wc -l < "$WORK/client.conf.orig") $CONF | cmp -s - $WORK/client.conf.orig"
 check "map --persist of a name already configured is refused" \
@@ -155,6 +160,7 @@ check "SIGTERM" stop_daemon
 check "a start with --workers 2 (over the file's 1)" start_conf --workers 2
 check "db, later and extra are mapped again from the file" wait_for 20 devices_are 3 live
 check "the command line won: db has 2 queues" test "$(queues_of /dev/ibnbd/db)" = 2
+check "extra has the loss timeout map --persist recorded" test "$(json_field extra loss_timeout_s)" = 45
 check "db's data survived unmap and map (verify only)" verify_db
 check "fio on /dev/ibnbd/extra and /dev/ibnbd/later, both queues, crc32c verify" two_fio
 

@@ -11,9 +11,13 @@
 #      of retries is every 100 ms: a client waiting for a keepalive timeout
 #      or a long backoff fails this; how fast it is, is reported, and is the
 #      benchmark's to judge, since a loaded CI guest runs 2-3x slower).
-#   3. keep it away longer than the loss timeout: IO fails with EIO and
-#      `list` says failed; bring it back: the same devices work again. The
-#      other server's device never notices.
+#   3. keep it away longer than vol's loss timeout (its own, from map
+#      --loss-timeout, shorter than the daemon's): vol's IO fails with EIO
+#      and `list` says failed, while vol2 (mapped --loss-timeout 0: forever)
+#      holds a write and says reconnecting; bring it back: vol2's write
+#      completes and is on the disk, both devices work again. The other
+#      server's device never notices. A new daemon takes them over with
+#      each device's own loss timeout, and its own default for the rest.
 #   4. another backing under vol's name: vol fails, vol2 carries on.
 # Prints, per event, how long after the server listened again the client
 # was back, and fio's longest IO latency (the application's longest pause).
@@ -28,14 +32,30 @@ truncate -s 512M "$WORK/vol.img" "$WORK/vol2.img" "$WORK/other.img"
 srv_args=(--listen "$ADDR" --export "vol=$WORK/vol.img" --export "vol2=$WORK/vol2.img")
 start_server srv "${srv_args[@]}" || exit 1
 start_server other --listen "$ADDR:4500" --export "other=$WORK/other.img" || exit 1
-check "daemon starts (loss timeout $LOSS s)" start_daemon --loss-timeout "$LOSS"
-"$CLIENT" map "$ADDR" vol --name vol > /dev/null
-"$CLIENT" map "$ADDR" vol2 --name vol2 > /dev/null
+check "daemon starts (loss timeout 120 s)" start_daemon --loss-timeout 120
+map_with_loss() { # map_with_loss NAME SECONDS
+	"$CLIENT" map "$ADDR" "$1" --name "$1" --loss-timeout "$2" > /dev/null
+}
+check "vol mapped with its own loss timeout ($LOSS s)" map_with_loss vol "$LOSS"
+check "vol2 mapped with none (--loss-timeout 0: IO waits forever)" map_with_loss vol2 0
 "$CLIENT" map "$ADDR:4500" other --name other > /dev/null
 check "three devices: two of one server, one of another" \
 	test -b "$(dev_of vol)" -a -b "$(dev_of vol2)" -a -b "$(dev_of other)"
 DEVS="vol vol2 other"
 vol_dev=$(dev_of vol)
+vol2_dev=$(dev_of vol2)
+# losses_are VOL VOL2 OTHER: the loss timeouts `show` gives (0: forever).
+losses_are() {
+	local x got=""
+	for x in vol vol2 other; do
+		got="$got $("$CLIENT" show "$x" --json | python3 -c "import json,sys
+print(json.load(sys.stdin)['loss_timeout_s'])")"
+	done
+	echo "loss timeouts:$got"
+	[ "$got" = " $1 $2 $3" ]
+}
+check "show gives each device's loss timeout: vol's own, vol2 forever, other the daemon's" \
+	losses_are "$LOSS" 0 120
 
 reconnects() { grep -c "reconnected after" "$WORK/daemon.log"; }
 
@@ -159,26 +179,58 @@ check "list counts vol's and vol2's reconnects (one session)" \
 	sh -c "[ $(reconnects_of vol) -ge 8 ] && [ $(reconnects_of vol2) = $(reconnects_of vol) ]"
 check "... and other's session never reconnected" test "$(reconnects_of other)" = 0
 
-# 3. Away longer than the loss timeout.
+# 3. Away longer than vol's loss timeout; vol2 has none.
+head -c 8192 /dev/urandom > "$WORK/held.blk"
 kill -9 "$srv_pid"
 wait "$srv_pid" 2>/dev/null
 t0=$(now_ms)
+# One write to vol2 from each CPU, so on each queue (and so in the same
+# worker's wait list as vol's failing writes below): blocks 1000 and 1001.
+declare -a held
+for cpu in 0 1; do
+	taskset -c $cpu dd if="$WORK/held.blk" of="$vol2_dev" bs=4k skip=$cpu seek=$((1000 + cpu)) \
+		count=1 oflag=direct > "$WORK/dd-held$cpu.log" 2>&1 &
+	held[cpu]=$!
+done
+held_wait() { kill -0 "${held[0]}" && kill -0 "${held[1]}"; }
+held_done() { wait "${held[0]}" && wait "${held[1]}"; }
+# vol_writes_fail: a write to vol from each CPU, at once; both must fail.
+vol_writes_fail() {
+	local p
+	taskset -c 0 dd if=/dev/zero of="$vol_dev" bs=4k count=1 oflag=direct 2> "$WORK/dd0.err" &
+	p=$!
+	! taskset -c 1 dd if=/dev/zero of="$vol_dev" bs=4k count=1 oflag=direct 2> "$WORK/dd1.err" &&
+		! wait $p
+}
 fio --name=steady --filename="$(dev_of other)" --direct=1 --ioengine=io_uring --rw=randwrite \
 	--bs=4k --iodepth=4 --size=32M --time_based --runtime=$((LOSS + 5)) --verify=crc32c \
 	--do_verify=1 --verify_fatal=1 --verify_backlog=64 > "$WORK/fio-steady.log" 2>&1 &
 steady=$!
-check "IO fails with an error once the loss timeout passed" \
-	sh -c "! dd if=/dev/zero of=$vol_dev bs=4k count=1 oflag=direct 2>$WORK/dd.err"
+check "IO on vol fails with an error on both queues once its loss timeout passed" \
+	vol_writes_fail
 t1=$(now_ms)
 echo "# the write failed after $((t1 - t0)) ms (loss timeout $LOSS s)" | tee -a "$WORK/times"
 check "... not before the loss timeout" test $((t1 - t0)) -ge $((LOSS * 1000 - 1500))
 both_are() { state_is vol "$1" && state_is vol2 "$1"; }
-check "list shows vol and vol2 failed" both_are failed
+vol_failed_vol2_waits() { state_is vol failed && state_is vol2 reconnecting; }
+check "list shows vol failed and vol2, of the same session, reconnecting" vol_failed_vol2_waits
+only_vol_lost() {
+	grep "loss timeout of" "$WORK/daemon.log"
+	grep -q "loss timeout of vol $LOSS s" "$WORK/daemon.log" &&
+		! grep -q "loss timeout of vol2" "$WORK/daemon.log"
+}
+check "... and the daemon logged vol's loss, not vol2's" only_vol_lost
 check "... with the attempt, how long the server is away and when it tries next" \
 	sh -c "$CLIENT list | grep -E 'failed \(attempt [0-9]+, down [0-9.]+ s, next try in [0-9.]+ s\)'"
 check "new IO fails at once while failed" \
 	timeout 5 sh -c "! dd if=$vol_dev of=/dev/null bs=4k count=1 iflag=direct"
+check "vol2's writes (one per queue), issued when the server went, still wait" held_wait
 start_server srv "${srv_args[@]}" || exit 1
+check "the server back: vol2's held writes complete without an error" held_done
+held_on_disk() {
+	dd if="$vol2_dev" bs=4k skip=1000 count=2 iflag=direct 2> /dev/null | cmp - "$WORK/held.blk"
+}
+check "... and it is on the disk" held_on_disk
 check "the other server's device carried on all along: verified IO, no error" wait "$steady"
 check "the server back: the devices are live again without remapping" \
 	wait_for 10 both_are live
@@ -186,6 +238,14 @@ for x in vol vol2; do
 	check "and verified IO works on $x, the same device" \
 		fio_verify "$(dev_of $x)" --ioengine=io_uring --size=64M --bs=64k --iodepth=8
 done
+old_daemon=$(cat /run/ibnbd/client.lock)
+kill -TERM "$old_daemon"
+check "the daemon leaves its devices (SIGTERM)" wait_for 15 sh -c "! kill -0 $old_daemon"
+check "a new daemon with another default loss timeout (100 s) takes them over" \
+	start_daemon --loss-timeout 100
+check "... every device live" wait_for 15 devices_are 3 live
+check "... each keeps its own loss timeout; other, which had none, gets the new default" \
+	losses_are "$LOSS" 0 100
 
 # 4. Another disk under the same export name and size: the device must not
 # carry on against it.
@@ -207,5 +267,5 @@ check "unmap" "$CLIENT" unmap vol
 echo "# ---- times ----"
 cat "$WORK/times"
 echo "# the daemon's own account (from losing a connection to all live again):"
-grep "reconnected after" "$WORK/daemon.log" | sed 's/^/#   /'
+cat "$WORK/daemon.earlier.log" "$WORK/daemon.log" | grep "reconnected after" | sed 's/^/#   /'
 done_testing

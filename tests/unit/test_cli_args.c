@@ -114,6 +114,21 @@ static void test_map(void)
 	    "--ro=yes");
 	bad(parse("map", "192.0.2.1", "vol", "--force", NULL), "map: unknown option '--force'",
 	    "unmap's option on map");
+	ok(parse("map", "192.0.2.1", "vol", NULL) == 0 && args.loss_timeout_s == 0,
+	   "no --loss-timeout: the daemon's");
+	ok(parse("map", "192.0.2.1", "vol", "--loss-timeout", "30", NULL) == 0 &&
+	   args.loss_timeout_s == 30, "--loss-timeout 30");
+	ok(parse("map", "--loss-timeout=0", "192.0.2.1", "vol", NULL) == 0 &&
+	   args.loss_timeout_s == -1, "--loss-timeout=0: forever");
+	bad(parse("map", "192.0.2.1", "vol", "--loss-timeout", "soon", NULL),
+	    "--loss-timeout must be a number of seconds from 0 (IO waits forever) to 86400, "
+	    "not 'soon'", "--loss-timeout not a number");
+	bad(parse("map", "192.0.2.1", "vol", "--loss-timeout", "86401", NULL), "not '86401'",
+	    "--loss-timeout too long");
+	bad(parse("map", "192.0.2.1", "vol", "--loss-timeout", "-1", NULL), "not '-1'",
+	    "--loss-timeout negative");
+	bad(parse("map", "192.0.2.1", "vol", "--loss-timeout", NULL),
+	    "map: --loss-timeout needs a value", "--loss-timeout without a value");
 }
 
 static void test_names(void)

@@ -103,6 +103,13 @@ static void test_maps(void)
 	    "several addresses: not yet");
 	bad("[map a]\nserver = h\nro = maybe\n", "client.conf:3: ", "ro must be yes or no",
 	    "ro with a bad value");
+	ok(parse("loss_timeout = 60\n[map a]\nserver = h\nexport = e\nloss_timeout = 5\n"
+		 "[map b]\nserver = h\nexport = e\nloss_timeout = 0\n[map c]\nserver = h\n"
+		 "export = e\n") == 0 && cfg.loss_timeout_s == 60 && cfg.maps[0].loss_timeout_s == 5 &&
+	   cfg.maps[1].loss_timeout_s == -1 && cfg.maps[2].loss_timeout_s == 0,
+	   "a map's own loss_timeout (0: forever), or none: the daemon's");
+	bad("[map a]\nserver = h\nexport = e\nloss_timeout = 1h\n", "client.conf:4: ",
+	    "loss_timeout must be a number of seconds from 0", "a map's loss_timeout not a number");
 	bad("[map a]\nserver = h\nworkers = 2\n", "client.conf:3: ",
 	    "unknown key 'workers' in a map section", "a daemon option inside a map");
 }
@@ -170,6 +177,24 @@ static void test_edit(void)
 	   strstr(err, "would not be valid") && strstr(err, "a second [map v6]"),
 	   "adding a name twice is refused, the file unchanged: %s", err);
 
+	{
+		struct map_conf ml = { .name = "l", .server = { "h", 4422 }, .export_name = "e",
+				       .loss_timeout_s = 7 };
+		struct client_config back = { 0 };
+		char buf[512];
+
+		ok(client_conf_format_map(&ml, buf, sizeof(buf)) > 0 &&
+		   !strcmp(buf, "[map l]\nserver = h:4422\nexport = e\nloss_timeout = 7\n"),
+		   "a map's loss_timeout is written: '%s'", buf);
+		ml.loss_timeout_s = -1;
+		ok(client_conf_format_map(&ml, buf, sizeof(buf)) > 0 &&
+		   strstr(buf, "loss_timeout = 0\n"), "forever is written as 0");
+		f = fmemopen(buf, strlen(buf), "r");
+		ok(f && !client_conf_parse(&back, f, "x", err, sizeof(err)) && back.nmaps == 1 &&
+		   back.maps[0].loss_timeout_s == -1, "and read back as forever");
+		if (f)
+			fclose(f);
+	}
 	ok(client_conf_remove_map(path, "db", err, sizeof(err)) == 0, "a map removed");
 	text = slurp(path);
 	ok(text && !strcmp(text, "# keep me\nworkers = 2   # two\n\n[map v6]\nserver = [fd00::1]:4422\nexport = e\n"),

@@ -73,6 +73,9 @@ static int cmd_map(const struct cli_args *a)
 				       json_object_new_string(a->read_only ? "ro" : "rw"));
 	if (a->name)
 		json_object_object_add(req, "name", json_object_new_string(a->name));
+	if (a->loss_timeout_s)
+		json_object_object_add(req, "loss_timeout", json_object_new_int(
+			a->loss_timeout_s < 0 ? 0 : a->loss_timeout_s));
 	if (a->persist)
 		json_object_object_add(req, "persist", json_object_new_boolean(true));
 	if (call(req, &resp, MAP_TIMEOUT_MS))

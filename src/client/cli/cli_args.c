@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "errmsg.h"
+#include "parse.h"
 
 /* One verb's grammar: its getopt options, its operands (all required) and
  * the usage line its errors end with. */
@@ -23,12 +24,13 @@ struct verb_syntax {
 };
 
 /* Long options without a short one get a val no character has. */
-enum { OPT_JSON = 256, OPT_ALL, OPT_RW };
+enum { OPT_JSON = 256, OPT_ALL, OPT_RW, OPT_LOSS };
 
 static const struct option map_opts[] = {
 	{ "ro", no_argument, NULL, 'r' },
 	{ "rw", no_argument, NULL, OPT_RW },
 	{ "name", required_argument, NULL, 'n' },
+	{ "loss-timeout", required_argument, NULL, OPT_LOSS },
 	{ "persist", no_argument, NULL, 'p' },
 	{ 0 },
 };
@@ -50,7 +52,8 @@ static const struct option list_opts[] = {
 /* The leading ':' makes getopt return ':' for a missing value. */
 static const struct verb_syntax verbs[] = {
 	{ "map", CLI_MAP, ":rn:p", map_opts, 2, { "ADDR[:PORT] and EXPORT", "EXPORT" },
-	  "ibnbd-client map ADDR[:PORT] EXPORT [--ro|--rw] [--name NAME] [--persist]" },
+	  "ibnbd-client map ADDR[:PORT] EXPORT [--ro|--rw] [--name NAME] [--loss-timeout S] "
+	  "[--persist]" },
 	{ "unmap", CLI_UNMAP, ":fp", unmap_opts, 1, { "DEVICE|NAME" },
 	  "ibnbd-client unmap DEVICE|NAME|--all [--force] [--persist]" },
 	{ "list", CLI_LIST, ":o:", list_opts, 0, { NULL },
@@ -83,6 +86,17 @@ int cli_name_check(const char *name, char *err, size_t errlen)
 		return errmsg(err, errlen,
 			    "--name '%s' is reserved: ublkbN names the devices mapped without --name",
 			    name);
+	return 0;
+}
+
+int cli_loss_timeout(const char *val, const char *shown, int *out, char *err, size_t errlen)
+{
+	unsigned int v;
+
+	if (parse_uint(val, 0, CLI_MAX_SECONDS, &v))
+		return errmsg(err, errlen, "%s must be a number of seconds from 0 (IO waits forever) "
+			      "to %d, not '%s'", shown, CLI_MAX_SECONDS, val);
+	*out = v ? (int)v : -1;
 	return 0;
 }
 
@@ -153,6 +167,10 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, char *err, size_t 
 			break;
 		case 'n':
 			a->name = optarg;
+			break;
+		case OPT_LOSS:
+			if (cli_loss_timeout(optarg, "--loss-timeout", &a->loss_timeout_s, err, errlen))
+				return -EINVAL;
 			break;
 		case 'f':
 			a->force = true;

@@ -3,7 +3,8 @@
  * The command line of ibnbd-client's verbs, parsed without talking to the
  * daemon or printing anything:
  *
- *   map ADDR[:PORT] EXPORT [--ro|-r|--rw] [--name|-n NAME] [--persist|-p]
+ *   map ADDR[:PORT] EXPORT [--ro|-r|--rw] [--name|-n NAME] [--loss-timeout S]
+ *       [--persist|-p]
  *   unmap DEVICE|NAME|--all [--force|-f] [--persist|-p]
  *   list [-o|--output table|json|csv] [--json]
  *   show DEVICE|NAME [-o|--output table|json|csv] [--json]
@@ -22,6 +23,8 @@
 
 /* The longest --name: the daemon keeps 127 bytes and a NUL. */
 #define CLI_NAME_MAX 127
+/* The longest timeout, in seconds, a command line or client.conf sets. */
+#define CLI_MAX_SECONDS 86400
 
 enum cli_verb {
 	CLI_MAP,
@@ -41,6 +44,7 @@ struct cli_args {
 	const char *name;       /* --name, or NULL: the daemon names it ublkbN */
 	bool read_only;         /* --ro */
 	bool read_write;        /* --rw: fail, rather than map a read-only export ro */
+	int loss_timeout_s;     /* --loss-timeout: 0 not given, -1 forever (--loss-timeout 0) */
 	/* unmap, show */
 	const char *device;     /* a /dev/ublkbN path or a --name */
 	bool force;             /* --force */
@@ -65,5 +69,12 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, char *err, size_t 
  * mapped without --name. 0 or -EINVAL with a sentence in err.
  */
 int cli_name_check(const char *name, char *err, size_t errlen);
+
+/*
+ * A loss timeout as a command line or client.conf gives it: seconds from 0
+ * to CLI_MAX_SECONDS, 0 meaning forever; *out is the seconds, or -1 for
+ * forever. 0 or -EINVAL with a sentence naming shown in err.
+ */
+int cli_loss_timeout(const char *val, const char *shown, int *out, char *err, size_t errlen);
 
 #endif

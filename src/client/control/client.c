@@ -216,7 +216,7 @@ static void device_free(struct device *d)
 
 /* A device of nr_queues queues (queue q goes to worker q % W). */
 static struct device *device_alloc(struct client *c, const char *export_name, bool read_only,
-				   uint16_t nr_queues)
+				   int loss_timeout_s, uint16_t nr_queues)
 {
 	struct device *d = calloc(1, sizeof(*d));
 	uint16_t q;
@@ -243,6 +243,9 @@ static struct device *device_alloc(struct client *c, const char *export_name, bo
 	}
 	snprintf(d->export_name, sizeof(d->export_name), "%s", export_name);
 	d->read_only = read_only;
+	d->loss_timeout_s = loss_timeout_s;
+	d->loss_ms = loss_timeout_s < 0 ? 0 :
+		     loss_timeout_s ? (unsigned int)loss_timeout_s * 1000 : c->t.loss_ms;
 	return d;
 }
 
@@ -539,6 +542,7 @@ static void fill_saved(struct device *d, struct state_device *sd)
 	sd->port = session_port(d->sess);
 	snprintf(sd->export_name, sizeof(sd->export_name), "%s", d->export_name);
 	sd->read_only = d->read_only;
+	sd->loss_timeout_s = d->loss_timeout_s;
 	sd->size = d->info.size;
 	sd->logical_block_size = d->info.logical_block_size;
 	sd->export_id = d->info.export_id;
@@ -600,7 +604,8 @@ int client_map(struct client *c, const struct map_args *args, char *devpath,
 			 args->export_name, IBNBD_EXPORT_NAME_MAX - 1);
 		return -ENAMETOOLONG;
 	}
-	d = device_alloc(c, args->export_name, args->read_only, (uint16_t)c->t.workers);
+	d = device_alloc(c, args->export_name, args->read_only, args->loss_timeout_s,
+			 (uint16_t)c->t.workers);
 	if (!d)
 		return -ENOMEM;
 	ctl_of(d)->ctl = DEV_MAPPING;
@@ -935,7 +940,8 @@ static void recover_one(struct client *c, struct device *d)
 /* A device of the state file, as not taken over yet. */
 static struct device *unrecovered_device(struct client *c, const struct state_device *sd)
 {
-	struct device *d = device_alloc(c, sd->export_name, sd->read_only, (uint16_t)c->t.workers);
+	struct device *d = device_alloc(c, sd->export_name, sd->read_only, sd->loss_timeout_s,
+					(uint16_t)c->t.workers);
 
 	if (!d)
 		return NULL;
@@ -1066,6 +1072,7 @@ static json_object *describe(struct device *d)
 
 	json_object_object_add(o, "device", json_object_new_string(d->path));
 	json_object_object_add(o, "name", json_object_new_string(d->name));
+	json_object_object_add(o, "loss_timeout_s", json_object_new_int((int)(d->loss_ms / 1000)));
 	if (known_by_record(d)) {
 		const struct state_device *sd = &ctl_of(d)->saved;
 
@@ -1087,8 +1094,11 @@ static json_object *describe(struct device *d)
 	json_object_object_add(o, "access", json_object_new_string(d->read_only ? "ro" : "rw"));
 	session_describe(d->sess, d, o);
 	/* The device's state is its session's, unless the export itself
-	 * went away, or it is being mapped or unmapped. */
+	 * went away, or it is being mapped or unmapped; while the session is
+	 * down, the device is failed once its own loss timeout has passed. */
 	state = json_object_get_string(json_object_object_get(o, "session"));
+	if (!strcmp(state, "reconnecting") || !strcmp(state, "failed"))
+		state = device_lost(d, clock_now_ms()) ? "failed" : "reconnecting";
 	for (q = 0; q < d->nr_queues; q++)
 		resending += atomic_load(&d->queues[q].resending);
 	json_object_object_add(o, "resending", json_object_new_int64((int64_t)resending));

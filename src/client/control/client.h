@@ -33,6 +33,7 @@ struct map_args {
 	bool read_only;
 	bool rw_required; /* a read-only export fails the map, not mapped ro */
 	const char *name; /* NULL: the device's own name */
+	int loss_timeout_s; /* 0: the daemon's; -1: IO waits forever */
 	bool *mapped_ro;  /* out (may be NULL): the export only allowed reading,
 			   * so the device was mapped read-only */
 };

@@ -15,14 +15,13 @@
 #include "metrics_http.h"
 #include "parse.h"
 
-#define MAX_SECONDS 86400
 
 static int set_seconds(const char *val, unsigned int min, const char *shown, unsigned int *out,
 		       char *err, size_t errlen)
 {
-	if (parse_uint(val, min, MAX_SECONDS, out))
+	if (parse_uint(val, min, CLI_MAX_SECONDS, out))
 		return errmsg(err, errlen, "%s must be a number of seconds from %u to %d, not '%s'",
-			      shown, min, MAX_SECONDS, val);
+			      shown, min, CLI_MAX_SECONDS, val);
 	return 0;
 }
 
@@ -45,11 +44,13 @@ int client_conf_set(struct client_config *cfg, const char *key, const char *val,
 			cfg->dead_timeout_ms = v * 1000;
 		return ret;
 	}
-	if (!strcmp(key, "loss_timeout") || !strcmp(key, "io_timeout")) {
+	if (!strcmp(key, "loss_timeout"))
+		return cli_loss_timeout(val, shown, &cfg->loss_timeout_s, err, errlen);
+	if (!strcmp(key, "io_timeout")) {
 		ret = set_seconds(val, 0, shown, &v, err, errlen);
 		if (ret)
 			return ret;
-		*(key[0] == 'l' ? &cfg->loss_timeout_s : &cfg->io_timeout_s) = v ? (int)v : -1;
+		cfg->io_timeout_s = v ? (int)v : -1;
 		return 0;
 	}
 	if (!strcmp(key, "host_id")) {
@@ -179,8 +180,10 @@ static int map_key(struct parse_state *ps, const char *key, const char *val, cha
 		m->read_only = b;
 		return 0;
 	}
-	return errmsg(msg, len, "unknown key '%s' in a map section (known: server, export, ro)",
-		      key);
+	if (!strcmp(key, "loss_timeout"))
+		return cli_loss_timeout(val, key, &m->loss_timeout_s, msg, len);
+	return errmsg(msg, len, "unknown key '%s' in a map section (known: server, export, ro, "
+		      "loss_timeout)", key);
 }
 
 static int on_key(void *arg, const char *key, char *val, char *msg, size_t len)
@@ -231,9 +234,15 @@ int client_conf_load(struct client_config *cfg, const char *path, char *err, siz
 int client_conf_format_map(const struct map_conf *m, char *buf, size_t len)
 {
 	bool v6 = strchr(m->server.host, ':') != NULL;
-	int n = snprintf(buf, len, "[map %s]\nserver = %s%s%s:%u\nexport = %s\n%s", m->name,
-			 v6 ? "[" : "", m->server.host, v6 ? "]" : "", m->server.port,
-			 m->export_name, m->read_only ? "ro\n" : "");
+	char loss[32] = "";
+	int n;
+
+	if (m->loss_timeout_s)
+		snprintf(loss, sizeof(loss), "loss_timeout = %d\n",
+			 m->loss_timeout_s < 0 ? 0 : m->loss_timeout_s);
+	n = snprintf(buf, len, "[map %s]\nserver = %s%s%s:%u\nexport = %s\n%s%s", m->name,
+		     v6 ? "[" : "", m->server.host, v6 ? "]" : "", m->server.port,
+		     m->export_name, m->read_only ? "ro\n" : "", loss);
 
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : n;
 }

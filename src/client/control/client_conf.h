@@ -17,6 +17,7 @@
  *   server = ADDR[:PORT]
  *   export = EXPORT
  *   ro                          (or: ro = yes|no)
+ *   loss_timeout = 30           (this device's; default the daemon's)
  *
  * Errors name the file and line. docs/client-config.md and
  * ibnbd-client.conf(5) describe it for operators. Pure code (unit-tested).
@@ -40,6 +41,7 @@ struct map_conf {
 	struct endpoint server;
 	char export_name[IBNBD_EXPORT_NAME_MAX];
 	bool read_only;
+	int loss_timeout_s; /* 0: the daemon's; -1: IO waits forever */
 };
 
 /* Zero is "not set" for every option, as in struct client_opts. */

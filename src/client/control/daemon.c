@@ -138,6 +138,7 @@ static json_object *handle_map(struct daemon *d, json_object *req)
 {
 	json_object *port = json_object_object_get(req, "port");
 	json_object *name = json_object_object_get(req, "name");
+	json_object *loss = json_object_object_get(req, "loss_timeout");
 	const char *access = json_object_get_string(json_object_object_get(req, "access"));
 	struct map_args args = {
 		.server = json_object_get_string(json_object_object_get(req, "server")),
@@ -155,6 +156,14 @@ static json_object *handle_map(struct daemon *d, json_object *req)
 		return ctl_error("map needs server, port (1-65535) and export");
 	if (access && strcmp(access, "ro") && strcmp(access, "rw"))
 		return ctl_error("access must be \"ro\" or \"rw\", not \"%s\"", access);
+	if (loss) {
+		/* Seconds, 0: forever (the command line's --loss-timeout). */
+		if (!json_object_is_type(loss, json_type_int) || json_object_get_int64(loss) < 0 ||
+		    json_object_get_int64(loss) > CLI_MAX_SECONDS)
+			return ctl_error("loss_timeout must be a number of seconds from 0 to %d",
+					 CLI_MAX_SECONDS);
+		args.loss_timeout_s = json_object_get_int(loss) ? json_object_get_int(loss) : -1;
+	}
 	args.port = (uint16_t)json_object_get_int(port);
 	args.read_only = access && !strcmp(access, "ro");
 	args.rw_required = access && !strcmp(access, "rw");
@@ -175,6 +184,7 @@ static json_object *handle_map(struct daemon *d, json_object *req)
 		mc.server.port = args.port;
 		snprintf(mc.export_name, sizeof(mc.export_name), "%s", args.export_name);
 		mc.read_only = args.read_only;
+		mc.loss_timeout_s = args.loss_timeout_s;
 		if (maps_waiting(d->maps, mc.name))
 			return ctl_error("'%s' is already configured and not mapped yet (see "
 					 "'ibnbd-client list')", mc.name);

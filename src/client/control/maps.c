@@ -150,6 +150,7 @@ int maps_try(struct maps *m)
 			.export_name = mc.export_name,
 			.read_only = mc.read_only,
 			.name = mc.name,
+			.loss_timeout_s = mc.loss_timeout_s,
 		};
 		char dev[256], err[512];
 		struct map_entry *e;

@@ -62,7 +62,9 @@ struct session {
 	int64_t last_outage_ms;  /* how long the last outage lasted */
 	char why[256];           /* what went wrong last */
 	uint64_t reconnects;
-	atomic_bool expired;     /* read by workers */
+	/* When the current outage began (clock_now_ms(), at least 1), 0 while
+	 * connected: what device_lost() reads (workers). */
+	_Atomic int64_t down_at_ms;
 };
 
 static struct ibv_pd *session_get_pd(void *ctx, struct ibv_context *verbs)
@@ -121,9 +123,11 @@ struct wsess *session_wsess(struct session *s, unsigned int q)
 	return &s->ws[q];
 }
 
-bool session_expired(const struct session *s)
+bool device_lost(const struct device *d, int64_t now_ms)
 {
-	return atomic_load_explicit(&s->expired, memory_order_relaxed);
+	int64_t down = atomic_load_explicit(&d->sess->down_at_ms, memory_order_relaxed);
+
+	return d->loss_ms && down && now_ms - down >= d->loss_ms;
 }
 
 unsigned int session_nr_devices(struct session *s)
@@ -736,17 +740,31 @@ static void set_state(struct session *s, enum session_state state)
 	pthread_mutex_unlock(&s->lock);
 }
 
-static void set_expired(struct session *s, int64_t now)
+/*
+ * Logs, once an outage, each device whose loss timeout has passed (its IO
+ * fails now: the workers see the same through device_lost()); the session
+ * is failed once every device's has.
+ */
+static void note_losses(struct session *s, int64_t now)
 {
-	if (!s->t.loss_ms || now - s->down_since_ms < s->t.loss_ms || session_expired(s))
-		return;
-	log_err("%s: unreachable for %lld s (loss timeout %u s): IO to its devices fails "
-		"until it is back", s->peer, (long long)(now - s->down_since_ms) / 1000,
-		s->t.loss_ms / 1000);
+	unsigned int lost = 0;
+	struct device *d;
+
 	pthread_mutex_lock(&s->lock);
-	s->state = SESSION_FAILED;
+	for (d = s->devices; d; d = d->sess_next) {
+		if (!device_lost(d, now))
+			continue;
+		lost++;
+		if (d->loss_noted)
+			continue;
+		d->loss_noted = true;
+		log_err("%s: unreachable for %lld s (loss timeout of %s %u s): IO to %s fails "
+			"until it is back", s->peer, (long long)(now - s->down_since_ms) / 1000,
+			*d->name ? d->name : d->path, d->loss_ms / 1000, d->path);
+	}
+	if (lost && lost == s->nr_devices && s->state == SESSION_RECONNECTING)
+		s->state = SESSION_FAILED;
 	pthread_mutex_unlock(&s->lock);
-	atomic_store(&s->expired, true);
 }
 
 static bool stopping(struct session *s)
@@ -789,8 +807,10 @@ static int reconnect_once(struct session *s, unsigned int attempt_ms, bool *slow
 	} else {
 		set_state(s, SESSION_RECOVERING);
 		ret = reopen_devices(s, conns, attempt_ms, err, errlen);
-		if (ret)
-			set_state(s, session_expired(s) ? SESSION_FAILED : SESSION_RECONNECTING);
+		if (ret) {
+			set_state(s, SESSION_RECONNECTING);
+			note_losses(s, clock_now_ms());
+		}
 		*slow = ret == -ETIMEDOUT;
 	}
 	if (ret) {
@@ -800,10 +820,12 @@ static int reconnect_once(struct session *s, unsigned int attempt_ms, bool *slow
 	}
 	pthread_mutex_lock(&s->lock);
 	s->lost = false; /* reports from here on are about the new ones */
+	for (struct device *d = s->devices; d; d = d->sess_next)
+		d->loss_noted = false;
 	pthread_mutex_unlock(&s->lock);
 	if (!s->pd)
 		s->pd = conn_pd(conns[0]);
-	atomic_store(&s->expired, false);
+	atomic_store(&s->down_at_ms, 0);
 	for (q = 0; q < s->nr_conns; q++) {
 		s->conns[q] = conns[q];
 		ret = worker_msg(s, q, WM_ATTACH, conns[q]);
@@ -882,6 +904,7 @@ static void session_reconnect(struct session *s)
 	}
 	s->state = SESSION_RECONNECTING;
 	s->down_since_ms = now;
+	atomic_store(&s->down_at_ms, now > 0 ? now : 1);
 	s->attempt = 0;
 	s->lost = false;
 	s->lost_on_wire = false;
@@ -920,9 +943,9 @@ static void session_reconnect(struct session *s)
 		pthread_mutex_unlock(&s->lock);
 		log_warn("%s: reconnect attempt %u failed after %lld ms: %s; next in %lld ms",
 			 s->peer, s->attempt, (long long)(now - t0), err, (long long)delay);
-		set_expired(s, now);
+		note_losses(s, now);
 		wait_ms(s, delay);
-		set_expired(s, clock_now_ms());
+		note_losses(s, clock_now_ms());
 	}
 	pthread_mutex_lock(&s->lock);
 	s->state = SESSION_LIVE;

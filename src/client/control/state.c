@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/cli_args.h"
 #include "log.h"
 
 int state_write(const char *path, const struct state_device *devs, size_t n)
@@ -27,6 +28,10 @@ int state_write(const char *path, const struct state_device *devs, size_t n)
 		json_object_object_add(o, "port", json_object_new_int(d->port));
 		json_object_object_add(o, "export", json_object_new_string(d->export_name));
 		json_object_object_add(o, "read_only", json_object_new_boolean(d->read_only));
+		/* As the operator gave it (0: forever); absent: the daemon's. */
+		if (d->loss_timeout_s)
+			json_object_object_add(o, "loss_timeout", json_object_new_int(
+				d->loss_timeout_s < 0 ? 0 : d->loss_timeout_s));
 		json_object_object_add(o, "size", json_object_new_int64((int64_t)d->size));
 		json_object_object_add(o, "logical_block_size",
 				       json_object_new_int((int)d->logical_block_size));
@@ -77,6 +82,10 @@ static bool entry_parse(json_object *o, struct state_device *sd)
 	if (!FIELD("read_only", json_type_boolean))
 		return false;
 	sd->read_only = json_object_get_boolean(v);
+	/* One that makes no sense leaves the daemon's: the device matters more. */
+	if (FIELD("loss_timeout", json_type_int) && json_object_get_int(v) >= 0 &&
+	    json_object_get_int(v) <= CLI_MAX_SECONDS)
+		sd->loss_timeout_s = json_object_get_int(v) ? json_object_get_int(v) : -1;
 	if (!FIELD("size", json_type_int))
 		return false;
 	sd->size = (uint64_t)json_object_get_int64(v);

@@ -22,6 +22,7 @@ struct state_device {
 	uint16_t port;
 	char export_name[IBNBD_EXPORT_NAME_MAX];
 	bool read_only;
+	int loss_timeout_s;     /* the map's: 0 the daemon's, -1 forever */
 	uint64_t size;
 	uint32_t logical_block_size;
 	uint64_t export_id;     /* 0: not recorded */

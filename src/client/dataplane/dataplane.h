@@ -136,6 +136,12 @@ struct device {
 	char name[128];
 	char export_name[IBNBD_EXPORT_NAME_MAX];
 	bool read_only;
+	/* How long its IO waits for a lost server: as mapped (0: the daemon's
+	 * loss timeout, -1: forever, or seconds), and resolved (ms, 0: forever;
+	 * fixed before the device has queues, read by its workers). */
+	int loss_timeout_s;
+	unsigned int loss_ms;
+	bool loss_noted;         /* logged as lost in this outage (session lock) */
 	/* The export is no longer the one mapped, or refused the re-open:
 	 * every IO fails from now on, until the device is unmapped. */
 	atomic_bool failed;
@@ -166,7 +172,6 @@ struct wsess {
 	int ctrl_status;
 	bool keepalive_sent;     /* the outstanding control message is ours */
 	int64_t ctrl_sent_ms;
-	bool expired_logged;
 	atomic_uint_fast64_t reissued; /* requests re-issued after a loss */
 	atomic_uint_fast64_t timeouts; /* requests that hit the IO timeout */
 	uint64_t keepalive_sent_ns;
@@ -178,7 +183,8 @@ struct client_tunables {
 	unsigned int workers;
 	unsigned int keepalive_ms;     /* idle connection: send KEEPALIVE */
 	unsigned int dead_ms;          /* silence that declares a peer dead */
-	unsigned int loss_ms;          /* down this long: IO fails; 0 = never */
+	unsigned int loss_ms;          /* down this long: IO fails; 0 = never
+					* (a device's own, if mapped with one) */
 	unsigned int io_timeout_ms;    /* unanswered request: reconnect; 0 = never */
 	unsigned int connect_ms;       /* connecting a new session (map) */
 	unsigned int reconnect_ms;     /* one reconnect attempt: short, so that
@@ -197,16 +203,17 @@ enum session_state {
 	SESSION_LIVE,         /* every connection attached */
 	SESSION_RECONNECTING, /* lost; IO waits while the thread reconnects */
 	SESSION_RECOVERING,   /* connected again; re-opening the devices */
-	SESSION_FAILED,       /* down longer than the loss timeout: IO fails,
-			       * reconnecting goes on */
+	SESSION_FAILED,       /* down longer than every device's loss timeout:
+			       * their IO fails, reconnecting goes on */
 };
 
 /* Called by a worker (any thread) when connection q failed; the session
  * thread takes it from there. why: a sentence for the log and `list`;
  * wire: a work request failed (the link or the peer is gone). */
 void session_report_failure(struct session *s, unsigned int q, const char *why, bool wire);
-/* True once the session has been down longer than the loss timeout. */
-bool session_expired(const struct session *s);
+/* True while the device's session has been down at least as long as the
+ * device's loss timeout (any thread). */
+bool device_lost(const struct device *d, int64_t now_ms);
 /* The device's WRITEs answered so far, over all its queues. */
 uint64_t device_writes_acked(const struct device *d);
 /* The device's queues' counters, summed (relaxed loads: any thread). */

@@ -223,7 +223,7 @@ static void on_new(struct worker *w, struct creq *r)
 	if (r->opcode == 0xff) {
 		to_idle(w, r, -EOPNOTSUPP);
 	} else if (device_failed(r) ||
-		   (!ws->conn && (r->dq->stopping || session_expired(ws->sess)))) {
+		   (!ws->conn && (r->dq->stopping || device_lost(r->dq->dev, r->queued_ms)))) {
 		to_idle(w, r, -EIO);
 	} else if (ws->conn && !ws->quiesced && !ws->wait_head && slot_pool_free(&ws->slots)) {
 		to_sent(r, ws);
@@ -353,7 +353,10 @@ bool creq_of_queue(const struct creq *r, const void *dq)
 	return r->dq == dq;
 }
 
-bool creq_older_than(const struct creq *r, const void *deadline_ms)
+bool creq_lost(const struct creq *r, const void *now_ms)
 {
-	return r->queued_ms < *(const int64_t *)deadline_ms;
+	const struct device *d = r->dq->dev;
+	int64_t now = *(const int64_t *)now_ms;
+
+	return d->loss_ms && (device_lost(d, now) || now - r->queued_ms >= d->loss_ms);
 }

@@ -62,7 +62,9 @@ void creq_orphan_sent(struct worker *w, struct wsess *ws, const struct dev_queue
 bool creq_any(const struct creq *r, const void *arg);
 bool creq_of_queue(const struct creq *r, const void *dq);
 bool creq_of_stopping_queue(const struct creq *r, const void *arg);
-bool creq_older_than(const struct creq *r, const void *deadline_ms);
+/* Its device's loss timeout has passed: the session down that long, or the
+ * request waiting that long (over several outages). */
+bool creq_lost(const struct creq *r, const void *now_ms);
 
 /* The worker's ring, for commits (worker.c). */
 struct ublk_engine *worker_engine(struct worker *w);

@@ -351,7 +351,6 @@ static int ws_attach(struct worker *w, struct wsess *ws, struct conn *c)
 		ws->inflight = inflight;
 	}
 	ws->conn = c;
-	ws->expired_logged = false;
 	arm_poll(w, UD_CONN_CQ, ws, conn_comp_fd(c));
 	arm_poll(w, UD_CONN_CM, ws, conn_cm_fd(c));
 	creq_dispatch(w, ws);
@@ -360,8 +359,9 @@ static int ws_attach(struct worker *w, struct wsess *ws, struct conn *c)
 
 /* ---- time ---- */
 
-/* Keepalives, dead peers, request timeouts, the loss timeout. Returns how
- * soon (ms) it wants to be called again. */
+/* Keepalives, dead peers, request timeouts, the devices' loss timeouts
+ * (the session thread logs those). Returns how soon (ms) it wants to be
+ * called again. */
 static int64_t ws_tick(struct worker *w, struct wsess *ws, int64_t now)
 {
 	const struct client_tunables *t = &w->t;
@@ -370,18 +370,8 @@ static int64_t ws_tick(struct worker *w, struct wsess *ws, int64_t now)
 	char why[128];
 
 	if (!ws->conn) {
-		int64_t deadline = now - t->loss_ms;
-
 		creq_fail_waiting(w, ws, -EIO, creq_of_stopping_queue, NULL);
-		if (session_expired(ws->sess)) {
-			if (!ws->expired_logged && ws->wait_head)
-				log_err("%s: down longer than the loss timeout (%u s): failing IO",
-					session_peer(ws->sess), t->loss_ms / 1000);
-			ws->expired_logged = true;
-			creq_fail_waiting(w, ws, -EIO, creq_any, NULL);
-		} else if (t->loss_ms) {
-			creq_fail_waiting(w, ws, -EIO, creq_older_than, &deadline);
-		}
+		creq_fail_waiting(w, ws, -EIO, creq_lost, &now);
 		return TICK_MS;
 	}
 	ka = conn_features(ws->conn) & IBNBD_FEAT_KEEPALIVE;
