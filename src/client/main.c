@@ -25,6 +25,7 @@ static void usage(FILE *f)
 		"                                     unmap (refuses a device in use)\n"
 		"  list [-o table|json|csv] [--json]  mapped devices\n"
 		"  show DEVICE|NAME [-o ...] [--json] one device: state, IO, reconnects, errors\n"
+		"  reload                             re-read client.conf (as SIGHUP does)\n"
 		"  host-id                            the id this host presents to servers\n"
 		"  gen-key                            print a new random host key\n"
 		"  --help, --version\n"

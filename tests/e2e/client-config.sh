@@ -3,6 +3,7 @@
 # them), persistent maps made at start - one whose server is not up yet
 # keeps trying and shows as reconnecting without holding the start back -
 # /dev/ibnbd/NAME links, map --persist and unmap --persist editing the file,
+# reload and SIGHUP applying a changed file (a bad line changing nothing),
 # the maps coming back after a restart and after unmap --all, and a bad
 # line refusing the start with its file and line.
 . "$(dirname "$0")/lib.sh"
@@ -142,6 +143,35 @@ check "... the device and its link are gone" sh -c "test ! -e $dev_logs && test 
 rc=$?
 check "unmap --all --persist is refused (status $rc)" \
 	sh -c "test $rc = 2 && grep -q 'would empty the configuration' $WORK/all.out"
+
+# ---- reload (and SIGHUP): the file again, without a restart ----
+cp "$CONF" "$WORK/before-reload.conf"
+printf '\n[map logs2]\nserver = %s\nexport = vol-b\n' "$ADDR" >> "$CONF"
+check "reload after a section was added: says so" \
+	sh -c "$CLIENT reload | grep -q '^reloaded: 1 map(s) added, 0 removed, 0 changed$'"
+check "... and maps it" wait_for 15 state_is logs2 live
+logs2_linked() { link_is_dev logs2 && [ "$(json_field logs2 persistent)" = True ]; }
+check "... as /dev/ibnbd/logs2, persistent" logs2_linked
+printf 'colour = blue\n' >> "$CONF"
+bad_line=$(wc -l < "$CONF")
+"$CLIENT" reload > "$WORK/reload.out" 2>&1
+rc=$?
+check "a reload of a file with a bad line fails (status $rc), naming the file and the line" \
+	sh -c "test $rc = 1 && grep -q \"$CONF:$bad_line: unknown key 'colour' in a map section\" \
+		$WORK/reload.out"
+check "... the daemon logged that it keeps what it has" \
+	grep -q "the configuration in use is kept" "$WORK/daemon.log"
+check "... and every device is as it was" devices_are 4 live
+sed 's/^workers = 1 /workers = 2 /' "$WORK/before-reload.conf" > "$CONF"
+kill -HUP "$(daemon_pid)"
+logs2_forgotten() { [ "$(json_field logs2 persistent)" = False ] && state_is logs2 live; }
+check "SIGHUP reloads too: logs2, gone from the file, is no longer persistent; its device stays" \
+	wait_for 10 logs2_forgotten
+check "... and the daemon says the new workers takes a restart" \
+	grep -q "reload: workers changed in the file: it takes effect at the next start" \
+	"$WORK/daemon.log"
+check "unmap logs2" "$CLIENT" unmap logs2
+cp "$WORK/before-reload.conf" "$CONF"
 
 # ---- a restart (SIGTERM, an upgrade): devices taken over, none doubled ----
 before=$(names_devices)

@@ -25,9 +25,11 @@ is() { # is DESCRIPTION EXPECTED GOT
 	fi
 }
 is "verbs" "map" "$(offer _ibnbd_client ibnbd-client ma)"
-is "every verb" "daemon map unmap list show host-id gen-key --help --version" \
+is "every verb" "daemon map unmap list show reload host-id gen-key --help --version" \
 	"$(offer _ibnbd_client ibnbd-client '')"
 is "map options" "--ro --rw" "$(offer _ibnbd_client ibnbd-client map 192.0.2.1 vol --r)"
+is "map's --loss-timeout" "--loss-timeout" "$(offer _ibnbd_client ibnbd-client map h v --lo)"
+is "no completion of a loss timeout" "" "$(offer _ibnbd_client ibnbd-client map h v --loss-timeout '')"
 is "daemon options" "--metrics" "$(offer _ibnbd_client ibnbd-client daemon --me)"
 is "no completion of a metrics address" "" "$(offer _ibnbd_client ibnbd-client daemon --metrics '')"
 is "list -o formats" "table json csv" "$(offer _ibnbd_client ibnbd-client list -o '')"

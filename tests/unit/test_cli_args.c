@@ -225,6 +225,11 @@ static void test_show(void)
 
 static void test_verbs(void)
 {
+	ok(parse("reload", NULL) == 0 && args.verb == CLI_RELOAD, "reload");
+	bad(parse("reload", "now", NULL), "reload: unexpected argument 'now' (usage: ibnbd-client reload)",
+	    "reload takes no argument");
+	bad(parse("reload", "--force", NULL), "reload: unknown option '--force'",
+	    "reload takes no option");
 	bad(parse("mount", "x", NULL), "unknown command 'mount' (see ibnbd-client --help)",
 	    "an unknown verb");
 	bad(parse("MAP", NULL), "unknown command 'MAP'", "verbs are lower case");

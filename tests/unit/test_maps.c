@@ -20,6 +20,7 @@
 static char mapped[8][64];
 static int fail_map = 0;  /* client_map fails with this (0: succeeds) */
 static int map_calls, unmap_calls;
+static char last_export[64]; /* of the last client_map() */
 
 static int find_mapped(const char *name)
 {
@@ -34,6 +35,7 @@ int client_map(struct client *c, const struct map_args *args, char *devpath, siz
 {
 	(void)c;
 	map_calls++;
+	snprintf(last_export, sizeof(last_export), "%s", args->export_name);
 	if (fail_map) {
 		snprintf(err, errlen, "%s:%u refused the connection", args->server, args->port);
 		return fail_map;
@@ -115,6 +117,70 @@ static const char *str(json_object *o, const char *key)
 	return o ? json_object_get_string(json_object_object_get(o, key)) : "(none)";
 }
 
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	fputs(text, f);
+	fclose(f);
+}
+
+static void test_reload(const char *path)
+{
+	static struct client_config now;
+	struct maps_changes n;
+	char err[512];
+	struct maps *m;
+
+	memset(mapped, 0, sizeof(mapped));
+	memset(&cfg, 0, sizeof(cfg));
+	add_conf("db", "vol1");
+	add_conf("old", "vol4");
+	add_conf("gone", "vol5");
+	add_conf("away", "vol7");
+	fail_map = 0;
+	m = maps_create(NULL, path, &cfg);
+	ok(maps_try(m) == 4, "reload: four maps made");
+	ok(!maps_unmap_begin(m, "away"), "away unmapped since the start");
+	gone("away");
+	write_file(path, "[map db]\nserver = 192.0.2.1\nexport = vol1\n"
+			 "[map old]\nserver = 192.0.2.1\nexport = vol9\n"
+			 "[map away]\nserver = 192.0.2.1\nexport = vol7\n"
+			 "[map new]\nserver = 192.0.2.1\nexport = vol6\n");
+	ok(maps_reload(m, true, &now, &n, err, sizeof(err)) == 0 && n.added == 1 &&
+	   n.removed == 1 && n.changed == 1 && now.nmaps == 4,
+	   "a reload: new added, gone removed, old changed (%u %u %u)", n.added, n.removed,
+	   n.changed);
+	ok(client_has_device(NULL, "gone") && client_has_device(NULL, "old"),
+	   "... the devices of the removed and the changed one stay mapped");
+	map_calls = 0;
+	ok(maps_try(m) == 1 && client_has_device(NULL, "new") && !strcmp(last_export, "vol6") &&
+	   map_calls == 1, "the new one is mapped; away, unmapped since the start, is not");
+	gone("gone");
+	gone("old");
+	ok(maps_try(m) == 1 && !client_has_device(NULL, "gone") && client_has_device(NULL, "old") &&
+	   !strcmp(last_export, "vol9"),
+	   "once their devices go, the removed one is not made again, the changed one is, as it "
+	   "says now");
+
+	write_file(path, "[map db]\nserver = 192.0.2.1\n");
+	ok(maps_reload(m, true, &now, &n, err, sizeof(err)) == -EINVAL &&
+	   strstr(err, ":1: map 'db' has no 'export =' line"), "a bad file: an error with its line: %s",
+	   err);
+	gone("new");
+	ok(maps_try(m) == 1 && client_has_device(NULL, "new"),
+	   "... and nothing changed: new is still configured, made again when its device goes");
+
+	unlink(path);
+	ok(maps_reload(m, true, &now, &n, err, sizeof(err)) != 0 && strstr(err, "No such file"),
+	   "a named file gone: an error (%s)", err);
+	ok(maps_reload(m, false, &now, &n, err, sizeof(err)) == 0 && n.removed == 4 && n.added == 0,
+	   "the default file gone: no maps configured any more (%u removed)", n.removed);
+	gone("db");
+	ok(maps_try(m) == 0 && !client_has_device(NULL, "db"), "... so none is made again");
+	maps_destroy(m);
+}
+
 int main(void)
 {
 	char path[] = "/tmp/ibnbd-maps-XXXXXX.conf";
@@ -174,6 +240,7 @@ int main(void)
 	maps_try(m);
 	ok(!client_has_device(NULL, "late"), "... and not made when its server answers");
 	maps_destroy(m);
+	test_reload(path);
 	unlink(path);
 	return tap_done();
 }

@@ -411,6 +411,24 @@ static void print_mean_latency(const char *key, json_object *o)
 	       n ? (double)json_object_get_int64(sum) / 1000.0 / (double)n : 0.0);
 }
 
+/* The daemon reads client.conf again (as on SIGHUP) and says what changed. */
+static int cmd_reload(void)
+{
+	json_object *req = json_object_new_object(), *resp;
+
+	json_object_object_add(req, "cmd", json_object_new_string("reload"));
+	if (call(req, &resp, CTL_TIMEOUT_MS))
+		return 1;
+	printf("reloaded: %lld map(s) added, %lld removed, %lld changed\n",
+	       (long long)jint(resp, "added"), (long long)jint(resp, "removed"),
+	       (long long)jint(resp, "changed"));
+	if (*jstr(resp, "restart_needed"))
+		log_warn("%s changed in the file: it takes effect at the next start of the daemon "
+			 "(which keeps the devices)", jstr(resp, "restart_needed"));
+	json_object_put(resp);
+	return 0;
+}
+
 /* One device, every field the daemon reports, one per line: the state of
  * its session (attempt, how long down, next try, last error) and the
  * counters of reconnects, re-issued requests and timeouts. */
@@ -474,6 +492,8 @@ int cli_main(int argc, char **argv)
 		return cmd_map(&a);
 	case CLI_UNMAP:
 		return cmd_unmap(&a);
+	case CLI_RELOAD:
+		return cmd_reload();
 	case CLI_HOST_ID:
 		return cmd_host_id();
 	case CLI_GEN_KEY:

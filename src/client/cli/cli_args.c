@@ -60,6 +60,7 @@ static const struct verb_syntax verbs[] = {
 	  "ibnbd-client list [-o table|json|csv] [--json]" },
 	{ "show", CLI_SHOW, ":o:", list_opts, 1, { "DEVICE|NAME" },
 	  "ibnbd-client show DEVICE|NAME [-o table|json|csv] [--json]" },
+	{ "reload", CLI_RELOAD, ":", no_opts, 0, { NULL }, "ibnbd-client reload" },
 	{ "host-id", CLI_HOST_ID, ":", no_opts, 0, { NULL }, "ibnbd-client host-id" },
 	{ "gen-key", CLI_GEN_KEY, ":", no_opts, 0, { NULL }, "ibnbd-client gen-key" },
 };
@@ -227,6 +228,7 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, char *err, size_t 
 			return errmsg(err, errlen, "%s: the device is empty", v->name);
 		break;
 	case CLI_LIST:
+	case CLI_RELOAD:
 	case CLI_HOST_ID:
 	case CLI_GEN_KEY:
 		break;

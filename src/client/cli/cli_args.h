@@ -8,6 +8,7 @@
  *   unmap DEVICE|NAME|--all [--force|-f] [--persist|-p]
  *   list [-o|--output table|json|csv] [--json]
  *   show DEVICE|NAME [-o|--output table|json|csv] [--json]
+ *   reload
  *   host-id
  *
  * Options may come before, between or after the operands (GNU getopt
@@ -31,6 +32,7 @@ enum cli_verb {
 	CLI_UNMAP,
 	CLI_LIST,
 	CLI_SHOW,
+	CLI_RELOAD,
 	CLI_HOST_ID,
 	CLI_GEN_KEY,
 };

@@ -65,6 +65,12 @@ struct daemon {
 	struct maps *maps;    /* client.conf's [map NAME] sections */
 	bool mapping;         /* a maps thread runs */
 	struct metrics_server *metrics; /* --metrics: /metrics over HTTP */
+	/* client.conf: the daemon options it had at the start or the last
+	 * reload (a reload says which changed), and whether it was named
+	 * (--config: it must exist). reload_lock serialises reloads. */
+	struct client_config *file_cfg;
+	bool config_named;
+	pthread_mutex_t reload_lock;
 };
 
 struct request_job {
@@ -249,6 +255,73 @@ static void fill_metrics(void *arg, struct prom *p)
 	json_object_put(devs);
 }
 
+/* The daemon options of a and b that differ, named as in the file. */
+static void options_changed(const struct client_config *a, const struct client_config *b,
+			    char *out, size_t len)
+{
+	const struct {
+		const char *key;
+		bool differs;
+	} opts[] = {
+		{ "workers", a->workers != b->workers },
+		{ "dead_timeout", a->dead_timeout_ms != b->dead_timeout_ms },
+		{ "loss_timeout", a->loss_timeout_s != b->loss_timeout_s },
+		{ "io_timeout", a->io_timeout_s != b->io_timeout_s },
+		{ "host_id", strcmp(a->host_id, b->host_id) != 0 },
+		{ "key_file", strcmp(a->key_file, b->key_file) != 0 },
+		{ "metrics", strcmp(a->metrics, b->metrics) != 0 },
+		{ "max_io_size", a->max_io_size != b->max_io_size },
+	};
+	size_t n = 0;
+
+	*out = '\0';
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+		if (opts[i].differs && n < len)
+			n += (size_t)snprintf(out + n, len - n, "%s%s", n ? ", " : "", opts[i].key);
+}
+
+static void make_maps(struct daemon *d);
+
+/*
+ * SIGHUP and `ibnbd-client reload`: client.conf again. Its maps apply now
+ * (maps_reload()); its daemon options at the next start, as the log and
+ * the answer say. A file with an error changes nothing.
+ */
+static json_object *reload_config(struct daemon *d)
+{
+	struct client_config *cfg = calloc(1, sizeof(*cfg));
+	struct maps_changes n;
+	char err[512], changed[256] = "";
+	json_object *resp;
+	int ret;
+
+	if (!cfg)
+		return ctl_error("out of memory");
+	pthread_mutex_lock(&d->reload_lock);
+	ret = maps_reload(d->maps, d->config_named, cfg, &n, err, sizeof(err));
+	if (!ret) {
+		options_changed(d->file_cfg, cfg, changed, sizeof(changed));
+		memcpy(d->file_cfg, cfg, sizeof(*cfg));
+	}
+	pthread_mutex_unlock(&d->reload_lock);
+	free(cfg);
+	if (ret) {
+		log_err("reload: %s; the configuration in use is kept", err);
+		return ctl_error("%s; the configuration in use is kept", err);
+	}
+	log_info("reload: %u map(s) added, %u removed, %u changed", n.added, n.removed, n.changed);
+	if (*changed)
+		log_warn("reload: %s changed in the file: it takes effect at the next start "
+			 "(which keeps the devices)", changed);
+	make_maps(d);
+	resp = ctl_ok();
+	json_object_object_add(resp, "added", json_object_new_int((int)n.added));
+	json_object_object_add(resp, "removed", json_object_new_int((int)n.removed));
+	json_object_object_add(resp, "changed", json_object_new_int((int)n.changed));
+	json_object_object_add(resp, "restart_needed", json_object_new_string(changed));
+	return resp;
+}
+
 static json_object *handle_request(void *ctx, json_object *req)
 {
 	struct daemon *d = ctx;
@@ -267,13 +340,15 @@ static json_object *handle_request(void *ctx, json_object *req)
 		json_object_object_add(resp, "devices", list_devices(d));
 		return resp;
 	}
+	if (!strcmp(cmd, "reload"))
+		return reload_config(d);
 	if (!strcmp(cmd, "host-id")) {
 		resp = ctl_ok();
 		json_object_object_add(resp, "host_id",
 				       json_object_new_string(client_host_id(d->client)));
 		return resp;
 	}
-	return ctl_error("unknown command \"%s\" (map, unmap, list, host-id)", cmd);
+	return ctl_error("unknown command \"%s\" (map, unmap, list, reload, host-id)", cmd);
 }
 
 static void *request_thread(void *arg)
@@ -512,7 +587,8 @@ int daemon_main(int argc, char **argv)
 		{ 0 },
 	};
 	struct daemon d = { .lock_fd = -1, .sig_fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER,
-			    .cond = PTHREAD_COND_INITIALIZER };
+			    .cond = PTHREAD_COND_INITIALIZER,
+			    .reload_lock = PTHREAD_MUTEX_INITIALIZER };
 	struct client_config *cfg = calloc(1, sizeof(*cfg)), *cl = calloc(1, sizeof(*cl));
 	struct client_opts copts = { 0 };
 	const char *config = NULL;
@@ -520,7 +596,8 @@ int daemon_main(int argc, char **argv)
 	int c, ret, ready[2] = { -1, -1 };
 	char state_path[4096], err[512];
 
-	if (!cfg || !cl) {
+	d.file_cfg = calloc(1, sizeof(*d.file_cfg));
+	if (!cfg || !cl || !d.file_cfg) {
 		log_err("out of memory");
 		return 1;
 	}
@@ -575,6 +652,8 @@ int daemon_main(int argc, char **argv)
 			return 2;
 		}
 	}
+	memcpy(d.file_cfg, cfg, sizeof(*cfg));
+	d.config_named = config != NULL;
 	client_conf_overlay(cfg, cl);
 	free(cl);
 	copts.workers = cfg->workers;
@@ -709,8 +788,13 @@ int daemon_main(int argc, char **argv)
 		if (pfd[1].revents) {
 			struct signalfd_siginfo si;
 
-			if (read(d.sig_fd, &si, sizeof(si)) != sizeof(si) || si.ssi_signo == SIGHUP)
+			if (read(d.sig_fd, &si, sizeof(si)) != sizeof(si))
 				continue;
+			if (si.ssi_signo == SIGHUP) {
+				log_info("SIGHUP: reading %s again", config ? config : DEFAULT_CONFIG);
+				json_object_put(reload_config(&d));
+				continue;
+			}
 			log_info("%s: leaving the devices to the next daemon and exiting "
 				 "('ibnbd-client unmap --all' unmaps them)", strsignal((int)si.ssi_signo));
 			ibnbd_sd_notify("STOPPING=1");
@@ -737,6 +821,7 @@ out:
 	client_destroy(d.client);
 	maps_destroy(d.maps);
 	free(cfg);
+	free(d.file_cfg);
 	if (d.sig_fd >= 0)
 		close(d.sig_fd);
 	if (d.lock_fd >= 0)

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "log.h"
@@ -294,6 +295,72 @@ void maps_unmap_failed(struct maps *m, const char *name)
 	if (e && e->state == MAP_UNMAPPING)
 		e->state = MAP_DONE;
 	pthread_mutex_unlock(&m->lock);
+}
+
+static bool same_conf(const struct map_conf *a, const struct map_conf *b)
+{
+	return !strcmp(a->server.host, b->server.host) && a->server.port == b->server.port &&
+	       !strcmp(a->export_name, b->export_name) && a->read_only == b->read_only &&
+	       a->loss_timeout_s == b->loss_timeout_s;
+}
+
+int maps_reload(struct maps *m, bool must_exist, struct client_config *cfg,
+		struct maps_changes *n, char *err, size_t errlen)
+{
+	struct map_entry *e;
+	int ret = 0;
+
+	memset(n, 0, sizeof(*n));
+	memset(cfg, 0, sizeof(*cfg));
+	pthread_mutex_lock(&m->lock);
+	if (must_exist || !access(m->path, F_OK))
+		ret = client_conf_load(cfg, m->path, err, errlen);
+	if (ret)
+		goto out;
+	for (unsigned int i = 0; i < m->n; i++) {
+		e = &m->e[i];
+		if (e->state == MAP_FORGOTTEN || client_conf_find_map(cfg, e->conf.name))
+			continue;
+		log_info("map %s: no longer in %s: %s", e->conf.name, m->path,
+			 e->state == MAP_DONE || e->state == MAP_UNMAPPING ?
+			 "its device stays mapped, and is not made again" : "no longer tried");
+		e->state = MAP_FORGOTTEN;
+		n->removed++;
+	}
+	for (unsigned int i = 0; i < cfg->nmaps; i++) {
+		const struct map_conf *mc = &cfg->maps[i];
+
+		e = find(m, mc->name);
+		if (!e) {
+			bool there = client_has_device(m->client, mc->name);
+
+			if (!add(m, mc, there ? MAP_DONE : MAP_WAITING)) {
+				ret = -ENOMEM;
+				snprintf(err, errlen, "out of memory");
+				goto out;
+			}
+			log_info("map %s: new in %s%s", mc->name, m->path,
+				 there ? " (a device of that name is mapped: it is taken as it)" : "");
+			n->added++;
+			continue;
+		}
+		if (same_conf(&e->conf, mc))
+			continue;
+		e->conf = *mc;
+		n->changed++;
+		if (e->state == MAP_WAITING) {
+			e->attempt = 0;
+			e->next_try_ms = 0;
+			e->why[0] = '\0';
+			log_info("map %s: changed in %s: tried as it says now", mc->name, m->path);
+		} else {
+			log_warn("map %s: changed in %s: applies when it is next mapped (a mapped "
+				 "device stays as it is)", mc->name, m->path);
+		}
+	}
+out:
+	pthread_mutex_unlock(&m->lock);
+	return ret;
 }
 
 int maps_persist(struct maps *m, const struct map_conf *mc, char *err, size_t errlen)

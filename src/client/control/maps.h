@@ -46,6 +46,23 @@ bool maps_waiting(struct maps *m, const char *name);
 bool maps_unmap_begin(struct maps *m, const char *name);
 void maps_unmap_failed(struct maps *m, const char *name);
 
+/*
+ * `ibnbd-client reload` and SIGHUP: reads the file again into *cfg (an
+ * absent file is empty unless must_exist) and makes the list follow it, as
+ * a start would, without touching a mapped device: a new section is mapped
+ * (when due, by maps_try()); a section gone is no longer made (one not
+ * mapped yet is no longer tried; a mapped device stays, as not
+ * persistent); a changed one is used from its next map on (at once for one
+ * not mapped yet). One unmapped since the start stays unmapped. The file
+ * is read under the lock that --persist edits it under. 0, or -errno with
+ * "PATH:LINE: ..." in err and nothing changed.
+ */
+struct maps_changes {
+	unsigned int added, removed, changed;
+};
+int maps_reload(struct maps *m, bool must_exist, struct client_config *cfg,
+		struct maps_changes *n, char *err, size_t errlen);
+
 /* map --persist and unmap --persist: the file and the list. 0 or -errno
  * with a sentence in err. */
 int maps_persist(struct maps *m, const struct map_conf *mc, char *err, size_t errlen);
