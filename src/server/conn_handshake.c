@@ -385,6 +385,7 @@ static void open_export(struct conn *c, const struct ibnbd_open_params *o)
 	} else {
 		c->opens[h].exp = e;
 		c->opens[h].writable = o->access == IBNBD_ACCESS_RW;
+		__atomic_add_fetch(&c->reg.opened[e->index], 1, __ATOMIC_RELAXED);
 		c->opens[h].cookie = registry_open_cookie(c->w->shared->registry);
 		d.handle = h;
 		d.cookie = c->opens[h].cookie;
@@ -442,8 +443,11 @@ static void handle_close(struct conn *c, const void *msg, size_t len)
 		if (!status && c->opens[h].writable)
 			registry_close_rw(c->w->shared->registry, &c->reg,
 					  c->opens[h].exp->index);
-		if (!status)
+		if (!status) {
+			__atomic_sub_fetch(&c->reg.opened[c->opens[h].exp->index], 1,
+					   __ATOMIC_RELAXED);
 			c->opens[h].exp = NULL;
+		}
 	}
 	ibnbd_close_rsp_encode((struct ibnbd_close_rsp *)send_buf(c, c->qd), status);
 	ctrl_post(c, sizeof(struct ibnbd_close_rsp));

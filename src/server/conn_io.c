@@ -145,6 +145,7 @@ static void count_io(struct conn *c, const struct slot *sl)
 		return;
 	}
 	io_counts_add(&es->io, sl->io.opcode, sl->io.length);
+	io_counts_add(&c->reg.io, sl->io.opcode, sl->io.length);
 	if (sl->io.opcode == IBNBD_OP_WRITE && (sl->io.flags & IBNBD_IOF_FUA))
 		stat_add(&c->w->stats.fua_writes, 1);
 }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "access.h"
@@ -25,6 +26,8 @@
 #include "util.h"
 #include "metrics_http.h"
 #include "registry.h"
+#include "control.h"
+#include "ctl.h"
 #include "reload.h"
 #include "server_metrics.h"
 #include "verbs.h"
@@ -47,13 +50,17 @@ static void usage(FILE *f)
 		"                      (re-read on SIGHUP)\n"
 		"      --no-auth       let every host connect without authentication\n"
 		"  -M, --metrics ADDR:PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+		"      --control-socket PATH  where list-sessions and list-exports ask (default\n"
+		"                      %s; none: no socket)\n"
 		"  -d, --debug CATS    debug logs: io,rdma,proto,ctl or all\n"
 		"  -h, --help          this text\n"
 		"  -V, --version       print the version\n"
 		"       ibnbd-server reload [--config FILE]   re-read a running server's file\n"
+		"       ibnbd-server list-sessions|list-exports [--json] [--control-socket PATH]\n"
+		"                      what a running server serves: sessions, exports, IO\n"
 		"SIGUSR1 prints the counters; SIGHUP re-reads the hosts file and the\n"
 		"configuration file; SIGTERM finishes in-flight IO and exits.\n",
-		IBNBD_DEFAULT_PORT, SERVER_DEFAULT_KEEPALIVE_TIMEOUT);
+		IBNBD_DEFAULT_PORT, SERVER_DEFAULT_KEEPALIVE_TIMEOUT, ctl_server_socket_path());
 }
 
 /* The counters, then what the limits count now (connections past HELLO
@@ -158,6 +165,9 @@ static void read_boot_id(uint8_t id[16])
 		memset(id, 0, 16);
 }
 
+/* --control-socket; "" until given: the default. */
+static char control_path[108];
+
 static int parse_args(int argc, char **argv, struct server_config *cfg)
 {
 	static const struct option opts[] = {
@@ -169,6 +179,7 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
 		{ "hosts-file", required_argument, NULL, 'H' },
 		{ "no-auth", no_argument, NULL, 'N' },
 		{ "metrics", required_argument, NULL, 'M' },
+		{ "control-socket", required_argument, NULL, 'S' },
 		{ "debug", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -222,6 +233,15 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
 		case 'M':
 			cl.metrics = optarg;
 			break;
+		case 'S':
+			if (strlen(optarg) >= sizeof(control_path)) {
+				log_err("--control-socket: a path of at most %zu bytes",
+					sizeof(control_path) - 1);
+				ret = 2;
+				goto out;
+			}
+			snprintf(control_path, sizeof(control_path), "%s", optarg);
+			break;
 		case 'd':
 			if (log_debug_enable(optarg)) {
 				log_err("--debug: unknown category in '%s' (known: io, rdma, ublk, ctl, proto, all)",
@@ -266,6 +286,7 @@ int main(int argc, char **argv)
 	unsigned int nworkers = 0;
 	struct listener *l = NULL;
 	struct metrics_server *metrics = NULL;
+	struct server_control *control = NULL;
 	struct server_metrics_src msrc;
 	struct server_state state = { .cfg = &cfg, .exports = exports };
 	struct pollfd pfd[2];
@@ -276,6 +297,8 @@ int main(int argc, char **argv)
 	log_init("ibnbd-server");
 	if (argc > 1 && !strcmp(argv[1], "reload"))
 		return reload_verb(argc - 1, argv + 1);
+	if (argc > 1 && (!strcmp(argv[1], "list-sessions") || !strcmp(argv[1], "list-exports")))
+		return server_list_verb(argc - 1, argv + 1);
 	config_init(&cfg);
 	ret = parse_args(argc, argv, &cfg);
 	if (ret)
@@ -384,10 +407,22 @@ int main(int argc, char **argv)
 	state.nexports = &shared.nexports;
 	state.workers = workers;
 	state.nworkers = nworkers;
+	msrc = (struct server_metrics_src){ .workers = workers, .nworkers = nworkers,
+					    .exports = exports, .nexports = &shared.nexports,
+					    .registry = registry };
+	if (!control_path[0]) {
+		snprintf(control_path, sizeof(control_path), "%s", ctl_server_socket_path());
+		if (!getenv("IBNBD_SERVER_SOCKET") && mkdir(IBNBD_RUNDIR, 0755) < 0 && errno != EEXIST)
+			log_warn("cannot create %s: %s", IBNBD_RUNDIR, strerror(errno));
+	}
+	if (strcmp(control_path, "none")) {
+		/* Only for the operator's look: a server runs without it. */
+		if (server_control_start(control_path, &msrc, &control, err, sizeof(err)))
+			log_warn("no control socket: %s", err);
+		else
+			log_info("control socket %s", control_path);
+	}
 	if (cfg.metrics[0]) {
-		msrc = (struct server_metrics_src){ .workers = workers, .nworkers = nworkers,
-						    .exports = exports, .nexports = &shared.nexports,
-						    .registry = registry };
 		if (metrics_server_start(cfg.metrics, server_metrics_fill, &msrc, &metrics, err,
 					 sizeof(err))) {
 			log_err("%s", err);
@@ -443,6 +478,7 @@ int main(int argc, char **argv)
 	rc = 0;
 out:
 	/* Stop accepting first, then let every worker drain and exit. */
+	server_control_stop(control);
 	metrics_server_stop(metrics);
 	listener_destroy(l);
 	for (unsigned int i = 0; i < nworkers; i++)

@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "ibnbd/proto.h"
+#include "metrics.h"
 #include "server_conf.h"
 
 #define REGISTRY_UUID_STR 37 /* "01234567-89ab-cdef-0123-456789abcdef" + NUL */
@@ -54,6 +55,11 @@ struct reg_entry {
 	char host_id[IBNBD_HOST_ID_MAX];
 	char fence_reason[256]; /* why it was superseded, for its owner's log */
 	uint8_t rw[SERVER_MAX_EXPORTS]; /* read-write handles per export index */
+	/* Written by the owner only (relaxed atomics), read by visitors
+	 * (registry_visit()) for `ibnbd-server list-sessions`: its handles per
+	 * export index, read-only or not, and what its IO did. */
+	uint8_t opened[SERVER_MAX_EXPORTS];
+	struct io_counts io;
 	struct reg_entry *prev, *next;
 };
 

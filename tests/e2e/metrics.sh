@@ -109,6 +109,53 @@ check "the server sees this host's 2 connections in 1 session" \
 	     "$(value "$WORK/s.prom" ibnbd_server_host_sessions "host=\"$hid\"")" = 1
 check "the server reports pinned slot memory" \
 	test "$(value "$WORK/s.prom" ibnbd_server_pinned_slot_memory_bytes)" -gt 0
+
+# The server's control socket: what it serves, as the metrics say it.
+SRV=$SERVER_BIN
+sessions_match() {
+	"$SRV" list-sessions --json > "$WORK/sessions.json" || return 1
+	python3 - "$WORK/sessions.json" "$hid" "$1" "$2" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+want_w, want_r = int(sys.argv[3]), int(sys.argv[4])
+print(json.dumps(s))
+assert len(s) == 1, "one session"
+x = s[0]
+assert x["host"] == sys.argv[2] and x["connections"] == 2 and x["session"], "host, 2 connections"
+assert len(x["addresses"]) >= 1
+opens = {e["export"]: (e["access"], e["handles"]) for e in x["exports"]}
+assert opens == {"a": ("rw", 2), "b": ("rw", 2)}, opens
+assert x["io"]["write_bytes"] == want_w and x["io"]["read_bytes"] == want_r, x["io"]
+assert x["slot_memory_bytes"] > 0
+PY
+}
+exports_match() {
+	"$SRV" list-exports --json > "$WORK/exports.json" || return 1
+	python3 - "$WORK/exports.json" "$hid" "$1" "$2" <<'PY'
+import json, sys
+e = {x["export"]: x for x in json.load(open(sys.argv[1]))}
+print(json.dumps(e))
+assert sorted(e) == ["a", "b"]
+for name, w in (("a", int(sys.argv[3])), ("b", int(sys.argv[4]))):
+    x = e[name]
+    assert x["sessions"] == 1 and x["writer"] == sys.argv[2] and x["access"] == "rw", x
+    assert x["io"]["write_bytes"] == w and x["io_errors"] == 0 and x["size"] == 256 << 20, x
+PY
+}
+swa=$(value "$WORK/s.prom" ibnbd_server_export_written_bytes_total 'export="a"')
+swb=$(value "$WORK/s.prom" ibnbd_server_export_written_bytes_total 'export="b"')
+sra=$(value "$WORK/s.prom" ibnbd_server_export_read_bytes_total 'export="a"')
+srb=$(value "$WORK/s.prom" ibnbd_server_export_read_bytes_total 'export="b"')
+check "ibnbd-server list-sessions: this host's session, 2 connections, a and b open rw, the IO the metrics count" \
+	sessions_match $((swa + swb)) $((sra + srb))
+check "ibnbd-server list-exports: a and b, one session each, this host writing, their bytes" \
+	exports_match "$swa" "$swb"
+check "... and as tables" sh -c "'$SRV' list-sessions | grep -q '^$hid ' &&
+	'$SRV' list-exports | grep -Eq '^a +$WORK/a.img +268435456 +rw +1 +$hid '"
+"$SRV" list-exports --control-socket "$WORK/none.sock" > "$WORK/nosock.out" 2>&1
+rc=$?
+check "no server on a socket: status 1 and a sentence ($rc)" \
+	sh -c "test $rc = 1 && grep -q 'the ibnbd server is not running (nothing listens on $WORK/none.sock)' $WORK/nosock.out"
 check "one session on the client, up" \
 	test "$(grep -c '^ibnbd_client_session_up{' "$WORK/c.prom")" = 1 -a \
 	     "$(value "$WORK/c.prom" ibnbd_client_session_up "server=\"$ADDR:4422\"")" = 1

@@ -78,6 +78,8 @@ check "the client's metrics are served under systemd" \
 check "systemctl reload ibnbd-server re-reads the hosts file" sh -c "
 	systemctl reload ibnbd-server.service && sleep 1 &&
 	journalctl -b -u ibnbd-server.service --no-pager -o cat | grep -q 'SIGHUP: 1 host(s) in /etc/ibnbd/hosts'"
+check "ibnbd-server list-exports asks the unit's server (its control socket in /run/ibnbd)" \
+	sh -c "'$SBIN/ibnbd-server' list-exports | grep -Eq '^fs +'"
 check "systemctl reload ibnbd-client re-reads client.conf (ibnbd-client reload, sandboxed)" \
 	sh -c "systemctl reload ibnbd-client.service &&
 	journalctl -b -u ibnbd-client.service --no-pager -o cat | grep -q 'reload: 0 map(s) added, 0 removed, 0 changed'"

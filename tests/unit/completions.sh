@@ -38,5 +38,7 @@ is "server options" "--metrics" "$(offer _ibnbd_server ibnbd-server --export a=/
 is "server debug categories" "rdma" "$(offer _ibnbd_server ibnbd-server --debug rd)"
 is "the server's reload verb" "reload" "$(offer _ibnbd_server ibnbd-server re)"
 is "reload's options" "--config" "$(offer _ibnbd_server ibnbd-server reload --c)"
+is "the server's list verbs" "list-sessions list-exports" "$(offer _ibnbd_server ibnbd-server list)"
+is "list-exports' options" "--json" "$(offer _ibnbd_server ibnbd-server list-exports --j)"
 echo "1..$n"
 exit $failed

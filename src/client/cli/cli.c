@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "cli/cli_args.h"
-#include "control/ctl.h"
+#include "ctl.h"
 #include "auth.h"
 #include "hostid.h"
 #include "log.h"
@@ -30,12 +30,21 @@
 #define CTL_TIMEOUT_MS 30000
 
 /* Sends req (consumed) and checks the answer's "ok". */
+static struct ctl_peer daemon_peer(void)
+{
+	return (struct ctl_peer){
+		.path = ctl_socket_path(),
+		.name = "the ibnbd client daemon",
+		.start = "'ibnbd-client daemon' or 'systemctl start ibnbd-client'",
+	};
+}
+
 static int call(json_object *req, json_object **resp, int timeout_ms)
 {
+	struct ctl_peer peer = daemon_peer();
 	char err[512];
-	int ret = ctl_call(req, resp, timeout_ms, err, sizeof(err));
+	int ret = ctl_call(&peer, req, resp, timeout_ms, err, sizeof(err));
 
-	json_object_put(req);
 	if (ret) {
 		log_err("%s", err);
 		return ret;
@@ -254,14 +263,14 @@ static int cmd_host_id(void)
 	char id[HOST_ID_LEN], err[512];
 
 	json_object_object_add(req, "cmd", json_object_new_string("host-id"));
-	if (!ctl_call(req, &resp, CTL_TIMEOUT_MS, err, sizeof(err)) &&
+	struct ctl_peer peer = daemon_peer();
+
+	if (!ctl_call(&peer, req, &resp, CTL_TIMEOUT_MS, err, sizeof(err)) &&
 	    json_object_get_boolean(json_object_object_get(resp, "ok"))) {
 		printf("%s\n", jstr(resp, "host_id"));
 		json_object_put(resp);
-		json_object_put(req);
 		return 0;
 	}
-	json_object_put(req);
 	if (host_id_from_machine_id("/etc/machine-id", id, err, sizeof(err))) {
 		log_err("%s", err);
 		return 1;

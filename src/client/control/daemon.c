@@ -35,7 +35,7 @@
 #include "config.h"
 #include "control/client_conf.h"
 #include "control/client_metrics.h"
-#include "control/ctl.h"
+#include "ctl.h"
 #include "control/devlink.h"
 #include "control/maps.h"
 #include "hostid.h"

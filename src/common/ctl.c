@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
-#include "control/ctl.h"
+#include "ctl.h"
 
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,13 @@ const char *ctl_socket_path(void)
 	const char *env = getenv("IBNBD_CLIENT_SOCKET");
 
 	return env && *env ? env : IBNBD_RUNDIR "/client.sock";
+}
+
+const char *ctl_server_socket_path(void)
+{
+	const char *env = getenv("IBNBD_SERVER_SOCKET");
+
+	return env && *env ? env : IBNBD_RUNDIR "/server.sock";
 }
 
 /* Reads one '\n'-terminated line (or up to EOF) into a new buffer. */
@@ -141,10 +149,10 @@ static int sock_addr(const char *path, struct sockaddr_un *sa)
 	return 0;
 }
 
-int ctl_call(json_object *req, json_object **resp, int timeout_ms, char *err,
-	     size_t errlen)
+int ctl_call(const struct ctl_peer *peer, json_object *req, json_object **resp, int timeout_ms,
+	     char *err, size_t errlen)
 {
-	const char *path = ctl_socket_path();
+	const char *path = peer->path;
 	struct sockaddr_un sa;
 	char *line = NULL;
 	int fd, ret;
@@ -152,24 +160,24 @@ int ctl_call(json_object *req, json_object **resp, int timeout_ms, char *err,
 	ret = sock_addr(path, &sa);
 	if (ret) {
 		snprintf(err, errlen, "control socket path too long: %s", path);
+		json_object_put(req);
 		return ret;
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "cannot create a socket: %s", strerror(-ret));
+		json_object_put(req);
 		return ret;
 	}
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		ret = -errno;
 		if (ret == -ENOENT || ret == -ECONNREFUSED)
-			snprintf(err, errlen,
-				 "the ibnbd client daemon is not running (nothing listens on %s); "
-				 "start it with 'ibnbd-client daemon' or 'systemctl start ibnbd-client'",
-				 path);
+			snprintf(err, errlen, "%s is not running (nothing listens on %s); start it "
+				 "with %s", peer->name, path, peer->start);
 		else
-			snprintf(err, errlen, "cannot reach the ibnbd client daemon at %s: %s",
-				 path, strerror(-ret));
+			snprintf(err, errlen, "cannot reach %s at %s: %s", peer->name, path,
+				 strerror(-ret));
 		goto out_close;
 	}
 	ret = send_json(fd, req);
@@ -191,6 +199,7 @@ int ctl_call(json_object *req, json_object **resp, int timeout_ms, char *err,
 	free(line);
 out_close:
 	close(fd);
+	json_object_put(req);
 	return ret;
 }
 
@@ -213,8 +222,19 @@ int ctl_server_create(const char *path, struct ctl_server **out)
 		free(s);
 		return ret;
 	}
-	/* The caller holds the daemon's lock: a socket file left here belongs
-	 * to a daemon that died, not to a live one. */
+	/* A socket file nobody answers on belongs to a daemon that died. */
+	{
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		bool live = probe >= 0 && !connect(probe, (struct sockaddr *)&sa, sizeof(sa));
+
+		if (probe >= 0)
+			close(probe);
+		if (live) {
+			close(s->fd);
+			free(s);
+			return -EADDRINUSE;
+		}
+	}
 	unlink(path);
 	if (bind(s->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
 	    chmod(path, 0600) < 0 || listen(s->fd, 16) < 0) {
