@@ -165,9 +165,6 @@ static void read_boot_id(uint8_t id[16])
 		memset(id, 0, 16);
 }
 
-/* --control-socket; "" until given: the default. */
-static char control_path[108];
-
 static int parse_args(int argc, char **argv, struct server_config *cfg)
 {
 	static const struct option opts[] = {
@@ -234,13 +231,7 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
 			cl.metrics = optarg;
 			break;
 		case 'S':
-			if (strlen(optarg) >= sizeof(control_path)) {
-				log_err("--control-socket: a path of at most %zu bytes",
-					sizeof(control_path) - 1);
-				ret = 2;
-				goto out;
-			}
-			snprintf(control_path, sizeof(control_path), "%s", optarg);
+			cl.control_socket = optarg;
 			break;
 		case 'd':
 			if (log_debug_enable(optarg)) {
@@ -287,6 +278,7 @@ int main(int argc, char **argv)
 	struct listener *l = NULL;
 	struct metrics_server *metrics = NULL;
 	struct server_control *control = NULL;
+	const char *csock;
 	struct server_metrics_src msrc;
 	struct server_state state = { .cfg = &cfg, .exports = exports };
 	struct pollfd pfd[2];
@@ -410,17 +402,16 @@ int main(int argc, char **argv)
 	msrc = (struct server_metrics_src){ .workers = workers, .nworkers = nworkers,
 					    .exports = exports, .nexports = &shared.nexports,
 					    .registry = registry };
-	if (!control_path[0]) {
-		snprintf(control_path, sizeof(control_path), "%s", ctl_server_socket_path());
-		if (!getenv("IBNBD_SERVER_SOCKET") && mkdir(IBNBD_RUNDIR, 0755) < 0 && errno != EEXIST)
-			log_warn("cannot create %s: %s", IBNBD_RUNDIR, strerror(errno));
-	}
-	if (strcmp(control_path, "none")) {
+	csock = cfg.control_socket[0] ? cfg.control_socket : ctl_server_socket_path();
+	if (!cfg.control_socket[0] && !getenv("IBNBD_SERVER_SOCKET") &&
+	    mkdir(IBNBD_RUNDIR, 0755) < 0 && errno != EEXIST)
+		log_warn("cannot create %s: %s", IBNBD_RUNDIR, strerror(errno));
+	if (strcmp(csock, "none")) {
 		/* Only for the operator's look: a server runs without it. */
-		if (server_control_start(control_path, &msrc, &control, err, sizeof(err)))
+		if (server_control_start(csock, &msrc, &control, err, sizeof(err)))
 			log_warn("no control socket: %s", err);
 		else
-			log_info("control socket %s", control_path);
+			log_info("control socket %s", csock);
 	}
 	if (cfg.metrics[0]) {
 		if (metrics_server_start(cfg.metrics, server_metrics_fill, &msrc, &metrics, err,

@@ -212,6 +212,8 @@ static void note_unapplied(const struct server_config *o, const struct server_co
 		what[k++] = "hosts_file";
 	if (strcmp(o->metrics, n->metrics))
 		what[k++] = "metrics";
+	if (strcmp(o->control_socket, n->control_socket))
+		what[k++] = "control_socket";
 	if (o->max_handshakes != n->max_handshakes)
 		what[k++] = "max_handshakes";
 	if (o->max_handshakes_per_address != n->max_handshakes_per_address)

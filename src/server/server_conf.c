@@ -233,6 +233,17 @@ int config_add_listen(struct server_config *cfg, const char *addr, char *err, si
 	return 0;
 }
 
+/* An absolute path that fits a socket address, or "none". */
+static int config_set_control_socket(struct server_config *cfg, const char *v, char *err,
+				     size_t errlen)
+{
+	if (strcmp(v, "none") && (v[0] != '/' || strlen(v) >= sizeof(cfg->control_socket)))
+		return errmsg(err, errlen, "control_socket must be an absolute path of at most %zu "
+			      "bytes, or none, not '%s'", sizeof(cfg->control_socket) - 1, v);
+	snprintf(cfg->control_socket, sizeof(cfg->control_socket), "%s", v);
+	return 0;
+}
+
 /* The /metrics address; its form is checked now, the bind at start. */
 static int config_set_metrics(struct server_config *cfg, const char *v, char *err, size_t errlen)
 {
@@ -325,6 +336,8 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, cons
 		return ret;
 	if (!strcmp(key, "metrics"))
 		return config_set_metrics(cfg, val, err, errlen);
+	if (!strcmp(key, "control_socket"))
+		return config_set_control_socket(cfg, val, err, errlen);
 	if (!strcmp(key, "hosts_file")) {
 		if (!*val || strlen(val) >= sizeof(cfg->hosts_file))
 			return errmsg(err, errlen, "hosts_file must be a path of 1 to %zu bytes",
@@ -333,7 +346,7 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, cons
 		return 0;
 	}
 	return errmsg(err, errlen,
-		    "unknown key '%s' (known: listen, workers, queue_depth, max_io_size, keepalive_timeout, hosts_file, metrics, max_handshakes, max_handshakes_per_address, max_connections, max_connections_per_host, max_sessions_per_host, max_opens_per_session, max_slot_memory)",
+		    "unknown key '%s' (known: listen, workers, queue_depth, max_io_size, keepalive_timeout, hosts_file, metrics, control_socket, max_handshakes, max_handshakes_per_address, max_connections, max_connections_per_host, max_sessions_per_host, max_opens_per_session, max_slot_memory)",
 		    key);
 }
 
@@ -452,6 +465,9 @@ int config_from_cmdline(struct server_config *cfg, const struct server_cmdline *
 	}
 	if (cl->metrics && config_set_metrics(cfg, cl->metrics, msg, sizeof(msg)))
 		return errmsg(err, errlen, "--metrics: %s", msg);
+	if (cl->control_socket &&
+	    config_set_control_socket(cfg, cl->control_socket, msg, sizeof(msg)))
+		return errmsg(err, errlen, "--control-socket: %s", msg);
 	cfg->no_auth = cl->no_auth;
 	if (cfg->no_auth && *cfg->hosts_file)
 		return errmsg(err, errlen,

@@ -11,6 +11,7 @@
  *   keepalive_timeout = 15          (seconds; 0 = never)
  *   hosts_file = /etc/ibnbd/hosts   (HOSTID KEY per line: who may connect)
  *   metrics = 127.0.0.1:9642        (Prometheus /metrics over HTTP; default off)
+ *   control_socket = /run/ibnbd/server.sock  (list-sessions asks there; none: off)
  *   max_handshakes = 256            (connections not through HELLO yet, in all)
  *   max_handshakes_per_address = 64 (the same, from one source address)
  *   max_connections = 1024          (connections past HELLO, in all)
@@ -101,6 +102,7 @@ struct server_config {
 	char hosts_file[4096]; /* "" unless given: then no_auth must be */
 	bool no_auth;          /* --no-auth: every host may connect, unproven */
 	char metrics[300];     /* ADDR:PORT to serve /metrics on, or "" */
+	char control_socket[108]; /* "": the default (ctl.h); "none": no socket */
 	unsigned int max_handshakes; /* connections before HELLO, in all */
 	unsigned int max_handshakes_per_address; /* the same, from one address */
 	struct server_limits limits;
@@ -119,6 +121,7 @@ struct server_cmdline {
 	const char *keepalive_timeout; /* --keepalive-timeout S, or NULL */
 	const char *hosts_file;     /* --hosts-file FILE, or NULL */
 	const char *metrics;        /* --metrics ADDR:PORT, or NULL */
+	const char *control_socket; /* --control-socket PATH|none, or NULL */
 	bool no_auth;               /* --no-auth */
 	const char *const *listen;  /* --listen values, in order */
 	unsigned int nlisten;

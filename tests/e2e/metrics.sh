@@ -199,6 +199,28 @@ check "server --metrics on a busy port: refuses to run ($rc) and says so" \
 	sh -c "test $rc != 0 -a $rc != 124 && grep -q 'cannot serve metrics on $SM' '$WORK/busy.out'"
 check "the first server still serves metrics" sh -c "curl -sf 'http://$SM/metrics' | grep -q ibnbd_server_info"
 
+# More servers on the host: each needs a control socket of its own.
+printf 'listen = %s:4501\ncontrol_socket = %s\n[export c]\npath = %s\nallow = *\n' \
+	"$ADDR" "$WORK/two.sock" "$WORK/c.img" > "$WORK/two.conf"
+start_server two --config "$WORK/two.conf" || flunk "a second server starts"
+check "a second server with control_socket = PATH in its file answers there" \
+	sh -c "'$SRV' list-exports --control-socket '$WORK/two.sock' | grep -Eq '^c +'"
+start_server three --listen "$ADDR:4502" --export "d=$WORK/c.img,ro" || flunk "a third server starts"
+check "a third one, on the default socket the first holds, says so and serves anyway" \
+	grep -q "no control socket: another running ibnbd-server answers on /run/ibnbd/server.sock" \
+	"$WORK/three.log"
+check "... while the first keeps the default socket" \
+	sh -c "'$SRV' list-exports | grep -Eq '^a +' && ! '$SRV' list-exports | grep -Eq '^d +'"
+kill -9 "$two_pid"
+wait "$two_pid" 2> /dev/null
+check "the second server killed: its socket file stays behind" test -S "$WORK/two.sock"
+start_server two --config "$WORK/two.conf" || flunk "the second server starts again"
+check "... and its successor takes the dead one's socket over" \
+	sh -c "'$SRV' list-exports --control-socket '$WORK/two.sock' | grep -Eq '^c +'"
+kill -TERM "$two_pid" "$three_pid"
+wait "$two_pid" "$three_pid"
+check "a server stopped cleanly removes its socket" test ! -e "$WORK/two.sock"
+
 check "unmap va" "$CLIENT" unmap va
 kill -TERM "$one_pid"
 wait "$one_pid"

@@ -173,6 +173,12 @@ static void test_bad_file(void)
 	bad("[export a]\npath = /a\nro = maybe\n", "test.conf:3: ", "ro must be yes or no",
 	    "bad ro value");
 	bad("metrics = 0.0.0.0\n", "test.conf:1: ", "has no port", "metrics without a port");
+	ok(!parse("control_socket = /run/ibnbd/two.sock\n") &&
+	   !strcmp(cfg.control_socket, "/run/ibnbd/two.sock"), "control_socket = PATH");
+	ok(!parse("control_socket = none\n") && !strcmp(cfg.control_socket, "none"),
+	   "control_socket = none");
+	bad("control_socket = two.sock\n", "test.conf:1: ", "must be an absolute path",
+	    "control_socket relative");
 	ok(!parse("metrics = [::]:9642\n") && !strcmp(cfg.metrics, "[::]:9642"),
 	   "metrics = [V6]:PORT");
 
