@@ -203,6 +203,17 @@ out_close:
 	return ret;
 }
 
+/* Whether a live daemon accepts connections at sa. */
+static bool answers(const struct sockaddr_un *sa)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool live = fd >= 0 && !connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+
+	if (fd >= 0)
+		close(fd);
+	return live;
+}
+
 int ctl_server_create(const char *path, struct ctl_server **out)
 {
 	struct ctl_server *s;
@@ -212,6 +223,8 @@ int ctl_server_create(const char *path, struct ctl_server **out)
 	ret = sock_addr(path, &sa);
 	if (ret)
 		return ret;
+	if (answers(&sa))
+		return -EADDRINUSE;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -223,18 +236,6 @@ int ctl_server_create(const char *path, struct ctl_server **out)
 		return ret;
 	}
 	/* A socket file nobody answers on belongs to a daemon that died. */
-	{
-		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		bool live = probe >= 0 && !connect(probe, (struct sockaddr *)&sa, sizeof(sa));
-
-		if (probe >= 0)
-			close(probe);
-		if (live) {
-			close(s->fd);
-			free(s);
-			return -EADDRINUSE;
-		}
-	}
 	unlink(path);
 	if (bind(s->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
 	    chmod(path, 0600) < 0 || listen(s->fd, 16) < 0) {

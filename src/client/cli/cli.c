@@ -29,7 +29,7 @@
 #define MAP_TIMEOUT_MS 60000
 #define CTL_TIMEOUT_MS 30000
 
-/* Sends req (consumed) and checks the answer's "ok". */
+/* The client daemon, for ctl_call()'s sentences. */
 static struct ctl_peer daemon_peer(void)
 {
 	return (struct ctl_peer){
@@ -39,6 +39,7 @@ static struct ctl_peer daemon_peer(void)
 	};
 }
 
+/* Sends req (consumed) and checks the answer's "ok". */
 static int call(json_object *req, json_object **resp, int timeout_ms)
 {
 	struct ctl_peer peer = daemon_peer();
@@ -260,11 +261,10 @@ static int cmd_unmap(const struct cli_args *a)
 static int cmd_host_id(void)
 {
 	json_object *req = json_object_new_object(), *resp;
+	struct ctl_peer peer = daemon_peer();
 	char id[HOST_ID_LEN], err[512];
 
 	json_object_object_add(req, "cmd", json_object_new_string("host-id"));
-	struct ctl_peer peer = daemon_peer();
-
 	if (!ctl_call(&peer, req, &resp, CTL_TIMEOUT_MS, err, sizeof(err)) &&
 	    json_object_get_boolean(json_object_object_get(resp, "ok"))) {
 		printf("%s\n", jstr(resp, "host_id"));
