@@ -54,14 +54,22 @@ int verbs_comp_channel_create(struct ibv_context *ctx, struct ibv_comp_channel *
 	return 0;
 }
 
-int verbs_cq_event(struct ibv_comp_channel *ch, struct ibv_cq **cq)
+int verbs_cq_event_take(struct ibv_comp_channel *ch, struct ibv_cq **cq)
 {
 	void *ctx;
-	int ret;
 
 	if (ibv_get_cq_event(ch, cq, &ctx))
 		return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : (errno ? -errno : -EIO);
 	ibv_ack_cq_events(*cq, 1);
+	return 0;
+}
+
+int verbs_cq_event(struct ibv_comp_channel *ch, struct ibv_cq **cq)
+{
+	int ret = verbs_cq_event_take(ch, cq);
+
+	if (ret)
+		return ret;
 	ret = ibv_req_notify_cq(*cq, 0);
 	return ret > 0 ? -ret : ret;
 }

@@ -44,6 +44,9 @@ int verbs_comp_channel_create(struct ibv_context *ctx, struct ibv_comp_channel *
  * after the re-arm).
  */
 int verbs_cq_event(struct ibv_comp_channel *ch, struct ibv_cq **cq);
+/* The same without the re-arm: a polling loop (busypoll.h) arms its CQs
+ * only when it is about to sleep. */
+int verbs_cq_event_take(struct ibv_comp_channel *ch, struct ibv_cq **cq);
 
 static inline int verbs_post_send(struct ibv_qp *qp, struct ibv_send_wr *wr)
 {

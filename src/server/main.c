@@ -52,6 +52,10 @@ static void usage(FILE *f)
 		"  -M, --metrics ADDR:PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
 		"      --control-socket PATH  where list-sessions and list-exports ask (default\n"
 		"                      %s; none: no socket)\n"
+		"      --poll          workers busy-poll their completion queues and io_uring\n"
+		"                      instead of sleeping (a CPU each while they serve)\n"
+		"      --poll-idle-us US  polling, a worker idle for US microseconds sleeps\n"
+		"                      until the next event (implies --poll; 0: never)\n"
 		"  -d, --debug CATS    debug logs: io,rdma,proto,ctl or all\n"
 		"  -h, --help          this text\n"
 		"  -V, --version       print the version\n"
@@ -177,6 +181,8 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
 		{ "no-auth", no_argument, NULL, 'N' },
 		{ "metrics", required_argument, NULL, 'M' },
 		{ "control-socket", required_argument, NULL, 'S' },
+		{ "poll", no_argument, NULL, 'P' },
+		{ "poll-idle-us", required_argument, NULL, 'I' },
 		{ "debug", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -233,6 +239,12 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
 		case 'S':
 			cl.control_socket = optarg;
 			break;
+		case 'P':
+			cl.poll = true;
+			break;
+		case 'I':
+			cl.poll_idle_us = optarg;
+			break;
 		case 'd':
 			if (log_debug_enable(optarg)) {
 				log_err("--debug: unknown category in '%s' (known: io, rdma, ublk, ctl, proto, all)",
@@ -284,7 +296,7 @@ int main(int argc, char **argv)
 	struct pollfd pfd[2];
 	sigset_t mask;
 	int sfd = -1, ret, rc = 1;
-	char err[512];
+	char err[512], mode[64];
 
 	log_init("ibnbd-server");
 	if (argc > 1 && !strcmp(argv[1], "reload"))
@@ -362,6 +374,7 @@ int main(int argc, char **argv)
 	shared.max_opens = cfg.limits.max_opens_per_session;
 	read_boot_id(shared.boot_id);
 	shared.keepalive_timeout_ms = cfg.keepalive_timeout * 1000;
+	shared.poll = cfg.poll;
 	if (handshakes_init(&handshakes, cfg.max_handshakes, cfg.max_handshakes_per_address)) {
 		log_err("out of memory");
 		goto out;
@@ -425,8 +438,8 @@ int main(int argc, char **argv)
 		snprintf(err, sizeof(err), "%u s", cfg.keepalive_timeout);
 	else
 		snprintf(err, sizeof(err), "off");
-	log_info("serving %u export(s) with %u worker(s), keepalive timeout %s", cfg.nexports,
-		 nworkers, err);
+	log_info("serving %u export(s) with %u worker(s) (%s), keepalive timeout %s",
+		 cfg.nexports, nworkers, busypoll_describe(&cfg.poll, mode, sizeof(mode)), err);
 	/* Under systemd (Type=notify) units ordered after us start now. */
 	ret = ibnbd_sd_notify("READY=1");
 	if (ret)

@@ -195,7 +195,7 @@ static void remove_export(struct server_state *s, struct export *e)
 /* The settings a reload does not apply, named in the log. */
 static void note_unapplied(const struct server_config *o, const struct server_config *n)
 {
-	const char *what[12];
+	const char *what[16];
 	unsigned int k = 0;
 
 	if (o->nlisten != n->nlisten || memcmp(o->listen, n->listen, sizeof(o->listen[0]) * o->nlisten))
@@ -208,6 +208,8 @@ static void note_unapplied(const struct server_config *o, const struct server_co
 		what[k++] = "max_io_size";
 	if (o->keepalive_timeout != n->keepalive_timeout)
 		what[k++] = "keepalive_timeout";
+	if (o->poll.on != n->poll.on || o->poll.idle_us != n->poll.idle_us)
+		what[k++] = "poll";
 	if (strcmp(o->hosts_file, n->hosts_file))
 		what[k++] = "hosts_file";
 	if (strcmp(o->metrics, n->metrics))

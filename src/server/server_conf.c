@@ -334,6 +334,9 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, cons
 	ret = set_limit(&cfg->limits, key, val, err, errlen);
 	if (ret <= 0)
 		return ret;
+	ret = busypoll_config_set(&cfg->poll, key, val, err, errlen);
+	if (ret <= 0)
+		return ret;
 	if (!strcmp(key, "metrics"))
 		return config_set_metrics(cfg, val, err, errlen);
 	if (!strcmp(key, "control_socket"))
@@ -346,7 +349,7 @@ static int config_line(struct server_config *cfg, struct export_spec *sect, cons
 		return 0;
 	}
 	return errmsg(err, errlen,
-		    "unknown key '%s' (known: listen, workers, queue_depth, max_io_size, keepalive_timeout, hosts_file, metrics, control_socket, max_handshakes, max_handshakes_per_address, max_connections, max_connections_per_host, max_sessions_per_host, max_opens_per_session, max_slot_memory)",
+		    "unknown key '%s' (known: listen, workers, queue_depth, max_io_size, keepalive_timeout, hosts_file, metrics, control_socket, poll, poll_idle_us, max_handshakes, max_handshakes_per_address, max_connections, max_connections_per_host, max_sessions_per_host, max_opens_per_session, max_slot_memory)",
 		    key);
 }
 
@@ -468,6 +471,11 @@ int config_from_cmdline(struct server_config *cfg, const struct server_cmdline *
 	if (cl->control_socket &&
 	    config_set_control_socket(cfg, cl->control_socket, msg, sizeof(msg)))
 		return errmsg(err, errlen, "--control-socket: %s", msg);
+	if (cl->poll_idle_us &&
+	    busypoll_config_set(&cfg->poll, "poll_idle_us", cl->poll_idle_us, msg, sizeof(msg)))
+		return errmsg(err, errlen, "--poll-idle-us: %s", msg);
+	if (cl->poll || cl->poll_idle_us)
+		cfg->poll.on = true;
 	cfg->no_auth = cl->no_auth;
 	if (cfg->no_auth && *cfg->hosts_file)
 		return errmsg(err, errlen,

@@ -12,6 +12,8 @@
  *   hosts_file = /etc/ibnbd/hosts   (HOSTID KEY per line: who may connect)
  *   metrics = 127.0.0.1:9642        (Prometheus /metrics over HTTP; default off)
  *   control_socket = /run/ibnbd/server.sock  (list-sessions asks there; none: off)
+ *   poll = no                       (yes: workers busy-poll, never sleep)
+ *   poll_idle_us = 0                (polling: sleep after this long idle; 0 never)
  *   max_handshakes = 256            (connections not through HELLO yet, in all)
  *   max_handshakes_per_address = 64 (the same, from one source address)
  *   max_connections = 1024          (connections past HELLO, in all)
@@ -39,6 +41,7 @@
 #include <stdio.h>
 
 #include "config.h" /* IBNBD_SYSCONFDIR */
+#include "busypoll.h"
 #include "endpoint.h"
 #include "ibnbd/proto.h"
 
@@ -103,6 +106,7 @@ struct server_config {
 	bool no_auth;          /* --no-auth: every host may connect, unproven */
 	char metrics[300];     /* ADDR:PORT to serve /metrics on, or "" */
 	char control_socket[108]; /* "": the default (ctl.h); "none": no socket */
+	struct busypoll_config poll;
 	unsigned int max_handshakes; /* connections before HELLO, in all */
 	unsigned int max_handshakes_per_address; /* the same, from one address */
 	struct server_limits limits;
@@ -122,6 +126,8 @@ struct server_cmdline {
 	const char *hosts_file;     /* --hosts-file FILE, or NULL */
 	const char *metrics;        /* --metrics ADDR:PORT, or NULL */
 	const char *control_socket; /* --control-socket PATH|none, or NULL */
+	bool poll;                  /* --poll */
+	const char *poll_idle_us;   /* --poll-idle-us US (implies --poll), or NULL */
 	bool no_auth;               /* --no-auth */
 	const char *const *listen;  /* --listen values, in order */
 	unsigned int nlisten;

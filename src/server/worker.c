@@ -146,9 +146,13 @@ int worker_dev_get(struct worker *w, struct ibv_context *verbs, struct worker_de
 		ret = errno ? -errno : -ENOMEM;
 		goto out;
 	}
-	ret = -ibv_req_notify_cq(d->cq, 0);
-	if (ret)
-		goto out;
+	/* Polling, the CQ is armed only before the worker sleeps. */
+	if (!w->shared->poll.on) {
+		ret = -ibv_req_notify_cq(d->cq, 0);
+		if (ret)
+			goto out;
+		d->armed = true;
+	}
 	ret = arm_poll(w, d->comp_ch->fd, WRID_POLL_CQ, w->ndevs);
 	if (ret)
 		goto out;
@@ -247,9 +251,11 @@ static struct conn *lookup(struct worker *w, uint64_t wr_id)
 	return w->conns[i];
 }
 
-static void worker_poll_cq(struct worker *w, struct worker_dev *d)
+/* Returns how many completions it took. */
+static unsigned int worker_poll_cq(struct worker *w, struct worker_dev *d)
 {
 	struct ibv_wc wc[WORKER_CQ_POLL_BATCH];
+	unsigned int got = 0;
 	int n, i;
 
 	do {
@@ -260,9 +266,43 @@ static void worker_poll_cq(struct worker *w, struct worker_dev *d)
 			if (c)
 				conn_on_wc(c, &wc[i]);
 		}
+		got += n > 0 ? (unsigned int)n : 0;
 	} while (n == WORKER_CQ_POLL_BATCH);
 	if (n < 0)
 		log_err("worker %u: polling the CQ failed: %s", w->index, strerror(-n));
+	return got;
+}
+
+static unsigned int worker_poll_cqs(struct worker *w)
+{
+	unsigned int got = 0;
+
+	for (unsigned int i = 0; i < w->ndevs; i++)
+		got += worker_poll_cq(w, &w->devs[i]);
+	return got;
+}
+
+/*
+ * Polling, before a sleep: arms every CQ, then looks once more, for a
+ * completion that came before the arm raises no event. Returns how many
+ * completions that look took (then the worker does not sleep).
+ */
+static unsigned int worker_arm_cqs(struct worker *w)
+{
+	for (unsigned int i = 0; i < w->ndevs; i++) {
+		struct worker_dev *d = &w->devs[i];
+		int ret;
+
+		if (d->armed)
+			continue;
+		ret = ibv_req_notify_cq(d->cq, 0);
+		if (ret)
+			log_err("worker %u: arming the CQ of %s failed: %s", w->index,
+				ibv_get_device_name(d->verbs->device), strerror(ret));
+		else
+			d->armed = true;
+	}
+	return worker_poll_cqs(w);
 }
 
 static void worker_cm_events(struct worker *w)
@@ -281,11 +321,17 @@ static void worker_cm_events(struct worker *w)
 /* One event per wakeup: an armed CQ raises one, and the read re-arms it.
  * Reading until EAGAIN cost a second read() per wakeup; should another
  * event be pending, the channel stays readable and the next loop takes it. */
-static void worker_cq_events(struct worker_dev *d)
+static void worker_cq_events(struct worker *w, struct worker_dev *d)
 {
 	struct ibv_cq *cq;
 
-	verbs_cq_event(d->comp_ch, &cq);
+	if (!w->bp.cfg.on) {
+		verbs_cq_event(d->comp_ch, &cq);
+		return;
+	}
+	/* Polling: awake now, the worker spins until it is idle again. */
+	if (!verbs_cq_event_take(d->comp_ch, &cq))
+		d->armed = false;
 }
 
 static void worker_reap(struct worker *w)
@@ -344,7 +390,7 @@ static void worker_handle_cqe(struct worker *w, const struct io_uring_cqe *cqe)
 	case WRID_POLL_CQ:
 		if (wrid_index(ud) >= w->ndevs)
 			break;
-		worker_cq_events(&w->devs[wrid_index(ud)]);
+		worker_cq_events(w, &w->devs[wrid_index(ud)]);
 		if (!(cqe->flags & IORING_CQE_F_MORE))
 			arm_poll(w, w->devs[wrid_index(ud)].comp_ch->fd, WRID_POLL_CQ,
 				 wrid_index(ud));
@@ -377,12 +423,19 @@ static void worker_loop(struct worker *w)
 	while (!(w->stopping && w->nconns == 0)) {
 		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 200 * 1000 * 1000 };
 		struct io_uring_cqe *cqe;
-		unsigned int head, n = 0;
+		unsigned int head, n = 0, work = 0;
 		int ret;
 
-		/* Timed wait only while something has a deadline. */
-		ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1,
-						       w->nclosing || w->stopping ? &ts : NULL, NULL);
+		if (w->nconns && busypoll_spin(&w->bp)) {
+			ret = busypoll_ring(&w->ring);
+		} else if (w->bp.cfg.on && (work = worker_arm_cqs(w))) {
+			ret = busypoll_ring(&w->ring); /* it found work: no sleep */
+		} else {
+			/* Timed wait only while something has a deadline. */
+			ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1,
+							       w->nclosing || w->stopping ? &ts : NULL,
+							       NULL);
+		}
 		if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY) {
 			log_err("worker %u: io_uring wait failed: %s", w->index, strerror(-ret));
 			break;
@@ -393,8 +446,9 @@ static void worker_loop(struct worker *w)
 		}
 		io_uring_cq_advance(&w->ring, n);
 		/* Completions can be queued without a new event: poll every round. */
-		for (unsigned int i = 0; i < w->ndevs; i++)
-			worker_poll_cq(w, &w->devs[i]);
+		work += n + worker_poll_cqs(w);
+		if (work)
+			busypoll_work(&w->bp);
 		/* Then every connection posts this round's answers at once. */
 		while (w->flush_list)
 			w->flush_list = conn_flush(w->flush_list);
@@ -410,7 +464,9 @@ static int worker_setup(struct worker *w)
 	int fds[SERVER_MAX_EXPORTS];
 	int ret;
 
-	ret = ring_init(&w->ring, WORKER_RING_ENTRIES, 4 * WORKER_RING_ENTRIES);
+	busypoll_init(&w->bp, &sh->poll);
+	ret = ring_init_flags(&w->ring, WORKER_RING_ENTRIES, 4 * WORKER_RING_ENTRIES,
+			      sh->poll.on ? IORING_SETUP_TASKRUN_FLAG : 0);
 	if (ret) {
 		log_err("worker %u: io_uring setup failed: %s", w->index, strerror(-ret));
 		return ret;
@@ -445,7 +501,10 @@ static void *worker_main(void *arg)
 {
 	struct worker_start *st = arg;
 	struct worker *w = st->w;
+	char name[16];
 
+	snprintf(name, sizeof(name), "ibnbd-w%u", w->index); /* top -H, /proc/PID/task */
+	pthread_setname_np(pthread_self(), name);
 	w->setup_ret = worker_setup(w);
 	sem_post(&st->done); /* st is gone after this */
 	if (!w->setup_ret)

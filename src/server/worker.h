@@ -19,6 +19,7 @@
 #include <stdbool.h>
 
 #include "access.h"
+#include "busypoll.h"
 #include "handshakes.h"
 #include "log.h"
 #include "export.h"
@@ -46,6 +47,7 @@ struct worker_dev {
 	int cq_size;
 	int cq_max;    /* the device's limit */
 	int cq_budget; /* CQEs not yet promised to a connection */
+	bool armed;    /* the CQ raises an event for its next completion */
 };
 
 struct worker_shared {
@@ -61,6 +63,7 @@ struct worker_shared {
 	struct server_auth *auth; /* NULL: --no-auth */
 	unsigned int max_opens; /* max_opens_per_session: handles per connection */
 	struct handshakes *handshakes; /* connections before HELLO now, all workers */
+	struct busypoll_config poll; /* --poll, --poll-idle-us */
 };
 
 struct handoff;
@@ -78,6 +81,7 @@ struct worker {
 	struct rdma_event_channel *cm_ch;
 	struct __kernel_timespec tick_ts; /* read by the kernel at submission */
 	struct log_rl auth_log; /* refused hosts, handshake timeouts */
+	struct busypoll bp;
 
 	/* Per RDMA device it has connections on (created with the first). */
 	struct worker_dev devs[WORKER_MAX_DEVS];

@@ -126,6 +126,26 @@ static void test_overlay(void)
 	client_conf_overlay(&cfg, &over);
 	ok(cfg.workers == 2 && cfg.loss_timeout_s == -1 && !strcmp(cfg.key_file, "/a"),
 	   "the command line wins where it says something, the file elsewhere");
+
+	/* Polling: a file's idle time stays under a bare --poll; an
+	 * --poll-idle-us (even 0) wins over the file's. */
+	memset(&over, 0, sizeof(over));
+	parse("poll_idle_us = 300\n");
+	ok(!cfg.poll.on && cfg.poll.idle_us == 300, "poll_idle_us alone: not polling");
+	ok(client_conf_set(&over, "poll", "yes", "--poll", err, sizeof(err)) == 0, "--poll");
+	client_conf_overlay(&cfg, &over);
+	ok(cfg.poll.on && cfg.poll.idle_us == 300, "--poll keeps the file's poll_idle_us");
+	ok(client_conf_set(&over, "poll_idle_us", "0", "--poll-idle-us", err, sizeof(err)) == 0,
+	   "--poll-idle-us 0");
+	client_conf_overlay(&cfg, &over);
+	ok(cfg.poll.on && cfg.poll.idle_us == 0, "--poll-idle-us 0 wins over the file's 300");
+	ok(client_conf_set(&over, "poll_idle_us", "x", "--poll-idle-us", err, sizeof(err)) ==
+	   -EINVAL && !strncmp(err, "--poll-idle-us must be a number of microseconds", 47),
+	   "a bad --poll-idle-us is named as given: %s", err);
+	ok(parse("poll = yes\npoll_idle_us = 1000\n") == 0 && cfg.poll.on &&
+	   cfg.poll.idle_us == 1000, "poll = yes, poll_idle_us = 1000");
+	bad("poll = maybe\n", "client.conf:1: ", "poll must be yes or no, not 'maybe'", "poll = maybe");
+	bad("poll_idle_us = 2000000\n", "client.conf:1: ", "to 1000000", "poll_idle_us too long");
 }
 
 static char *slurp(const char *path)

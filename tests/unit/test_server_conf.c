@@ -471,6 +471,42 @@ static void test_cmdline(void)
 	   cfg.workers == 0, "with --export the default file is not read");
 }
 
+/* --poll, --poll-idle-us and their keys. */
+static void test_poll(void)
+{
+	const char *exports[] = { "c1=/c1" };
+	struct server_cmdline cl = {
+		.exports = exports, .nexports = 1, .no_auth = true,
+	};
+
+	ok(parse("[export a]\npath=/a\n") == 0 && !cfg.poll.on && !cfg.poll.idle_us,
+	   "interrupts by default");
+	ok(parse("poll = yes\n[export a]\npath=/a\n") == 0 && cfg.poll.on && !cfg.poll.idle_us,
+	   "poll = yes: polling, never sleeping");
+	ok(parse("poll_idle_us = 50\npoll = yes\n[export a]\npath=/a\n") == 0 && cfg.poll.on &&
+	   cfg.poll.idle_us == 50, "poll_idle_us, in either order");
+	ok(parse("poll_idle_us = 50\n[export a]\npath=/a\n") == 0 && !cfg.poll.on,
+	   "poll_idle_us alone does not turn polling on");
+	bad("poll = often\n", "test.conf:1: ", "poll must be yes or no, not 'often'", "poll = often");
+	bad("poll_idle_us = 1000001\n", "test.conf:1: ", "from 0 (never sleep) to 1000000",
+	    "poll_idle_us above a second");
+	bad("poll_idle_us = -1\n", "test.conf:1: ", "poll_idle_us must be", "poll_idle_us -1");
+
+	config_init(&cfg);
+	cl.poll = true;
+	ok(config_from_cmdline(&cfg, &cl, err, sizeof(err)) == 0 && cfg.poll.on &&
+	   !cfg.poll.idle_us, "--poll");
+	config_init(&cfg);
+	cl.poll = false;
+	cl.poll_idle_us = "200";
+	ok(config_from_cmdline(&cfg, &cl, err, sizeof(err)) == 0 && cfg.poll.on &&
+	   cfg.poll.idle_us == 200, "--poll-idle-us 200 implies --poll");
+	config_init(&cfg);
+	cl.poll_idle_us = "2s";
+	ok(config_from_cmdline(&cfg, &cl, err, sizeof(err)) == -EINVAL &&
+	   !strncmp(err, "--poll-idle-us: poll_idle_us must be", 36), "--poll-idle-us 2s (%s)", err);
+}
+
 /* Who may connect, and who may open which export. */
 static void test_access(void)
 {
@@ -593,6 +629,7 @@ int main(void)
 	test_add_listen();
 	test_load();
 	test_cmdline();
+	test_poll();
 	test_access();
 	return tap_done();
 }

@@ -136,6 +136,7 @@ int client_create(const struct client_opts *opts, struct client **out, char *err
 		.queue_depth = QUEUE_DEPTH,
 		.conn_depth = CONN_DEPTH,
 		.max_io_bytes = opts->max_io_bytes ? opts->max_io_bytes : MAX_IO_BYTES,
+		.poll = opts->poll,
 	};
 	if (c->t.keepalive_ms * 2 > c->t.dead_ms)
 		c->t.keepalive_ms = c->t.dead_ms / 3;
@@ -184,6 +185,11 @@ out_destroy:
 const char *client_host_id(const struct client *c)
 {
 	return c->host_id;
+}
+
+unsigned int client_workers(const struct client *c)
+{
+	return c->t.workers;
 }
 
 bool client_has_key(const struct client *c)

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "busypoll.h"
+
 struct client;
 
 /* Zero means the default for every field. */
@@ -24,6 +26,7 @@ struct client_opts {
 	const char *machine_id_path; /* NULL: /etc/machine-id */
 	const char *key_file;        /* NULL: CONN_DEFAULT_KEY_FILE if there */
 	uint32_t max_io_bytes;       /* largest request; 128 KiB */
+	struct busypoll_config poll; /* off: interrupts */
 };
 
 struct map_args {
@@ -47,6 +50,7 @@ int client_create(const struct client_opts *opts, struct client **out, char *err
 void client_destroy(struct client *c);
 /* The id this daemon presents to servers. */
 const char *client_host_id(const struct client *c);
+unsigned int client_workers(const struct client *c);
 /* Whether the daemon authenticates to servers with a key. */
 bool client_has_key(const struct client *c);
 

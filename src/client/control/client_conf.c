@@ -84,9 +84,16 @@ int client_conf_set(struct client_config *cfg, const char *key, const char *val,
 		cfg->max_io_size = (uint32_t)n;
 		return 0;
 	}
+	ret = busypoll_config_set(&cfg->poll, key, val, why, sizeof(why));
+	if (ret < 0) /* its sentence starts with the key: say it as shown */
+		return errmsg(err, errlen, "%s%s", shown, why + strlen(key));
+	if (!ret) {
+		cfg->poll_idle_set |= !strcmp(key, "poll_idle_us");
+		return 0;
+	}
 	return errmsg(err, errlen,
 		      "unknown key '%s' (known: workers, dead_timeout, loss_timeout, io_timeout, "
-		      "host_id, key_file, metrics, max_io_size)", shown);
+		      "host_id, key_file, metrics, max_io_size, poll, poll_idle_us)", shown);
 }
 
 void client_conf_overlay(struct client_config *cfg, const struct client_config *over)
@@ -107,6 +114,12 @@ void client_conf_overlay(struct client_config *cfg, const struct client_config *
 		snprintf(cfg->metrics, sizeof(cfg->metrics), "%s", over->metrics);
 	if (over->max_io_size)
 		cfg->max_io_size = over->max_io_size;
+	if (over->poll.on)
+		cfg->poll.on = true;
+	if (over->poll_idle_set) {
+		cfg->poll.idle_us = over->poll.idle_us;
+		cfg->poll_idle_set = true;
+	}
 }
 
 const struct map_conf *client_conf_find_map(const struct client_config *cfg, const char *name)

@@ -12,6 +12,8 @@
  *   key_file = /etc/ibnbd/client.key
  *   metrics = 127.0.0.1:9643    (Prometheus /metrics over HTTP; default off)
  *   max_io_size = 128K          (largest request, up to 1M; K/M suffixes)
+ *   poll = no                   (yes: workers busy-poll, never sleep)
+ *   poll_idle_us = 0            (polling: sleep after this long idle; 0 never)
  *
  *   [map NAME]                  (mapped at start as /dev/ibnbd/NAME)
  *   server = ADDR[:PORT]
@@ -30,6 +32,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "busypoll.h"
 #include "cli/cli_args.h"
 #include "endpoint.h"
 #include "ibnbd/proto.h"
@@ -54,6 +57,8 @@ struct client_config {
 	char key_file[4096];
 	char metrics[300];  /* ADDR:PORT, or "" */
 	uint32_t max_io_size; /* bytes; 0: the default */
+	struct busypoll_config poll; /* poll.on false: not set (interrupts) */
+	bool poll_idle_set;
 	unsigned int nmaps;
 	struct map_conf maps[CLIENT_CONF_MAX_MAPS];
 };

@@ -271,6 +271,7 @@ static void options_changed(const struct client_config *a, const struct client_c
 		{ "key_file", strcmp(a->key_file, b->key_file) != 0 },
 		{ "metrics", strcmp(a->metrics, b->metrics) != 0 },
 		{ "max_io_size", a->max_io_size != b->max_io_size },
+		{ "poll", a->poll.on != b->poll.on || a->poll.idle_us != b->poll.idle_us },
 	};
 	size_t n = 0;
 
@@ -549,7 +550,7 @@ static void usage(FILE *f)
 		"Usage: ibnbd-client daemon [--config FILE] [--foreground] [--workers N]\n"
 		"         [--dead-timeout SECS] [--loss-timeout SECS] [--io-timeout SECS]\n"
 		"         [--host-id ID] [--key-file FILE] [--metrics ADDR:PORT]\n"
-		"         [--max-io-size BYTES]\n"
+		"         [--max-io-size BYTES] [--poll] [--poll-idle-us US]\n"
 		"  --config         options and persistent maps (default " DEFAULT_CONFIG "\n"
 		"                   when present; see ibnbd-client.conf(5)); options given\n"
 		"                   here win over the file's\n"
@@ -567,6 +568,10 @@ static void usage(FILE *f)
 		"  --max-io-size    the largest request sent to a server (default 128K, up\n"
 		"                   to 1M; the server's max_io_size may lower it); each\n"
 		"                   device pins queues x 64 x this much memory\n"
+		"  --poll           workers busy-poll their completion queues and io_uring\n"
+		"                   instead of sleeping (a CPU each while they serve)\n"
+		"  --poll-idle-us   polling, a worker idle this many microseconds sleeps\n"
+		"                   until the next event (implies --poll; 0: never)\n"
 		"SIGTERM leaves the devices to the next daemon; 'unmap --all' unmaps.\n");
 }
 
@@ -583,6 +588,8 @@ int daemon_main(int argc, char **argv)
 		{ "key-file", required_argument, NULL, 'K' },
 		{ "max-io-size", required_argument, NULL, 'S' },
 		{ "metrics", required_argument, NULL, 'M' },
+		{ "poll", no_argument, NULL, 'P' },
+		{ "poll-idle-us", required_argument, NULL, 'I' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -609,7 +616,8 @@ int daemon_main(int argc, char **argv)
 		static const struct { char opt; const char *key; } keys[] = {
 			{ 'w', "workers" },    { 'D', "dead_timeout" }, { 'L', "loss_timeout" },
 			{ 'T', "io_timeout" }, { 'H', "host_id" },      { 'K', "key_file" },
-			{ 'M', "metrics" },    { 'S', "max_io_size" },
+			{ 'M', "metrics" },    { 'S', "max_io_size" },  { 'P', "poll" },
+			{ 'I', "poll_idle_us" },
 		};
 		const char *key = NULL;
 		char shown[64];
@@ -636,10 +644,12 @@ int daemon_main(int argc, char **argv)
 		for (char *p = shown; *p; p++)
 			if (*p == '_')
 				*p = '-';
-		if (client_conf_set(cl, key, optarg, shown, err, sizeof(err))) {
+		if (client_conf_set(cl, key, c == 'P' ? "yes" : optarg, shown, err, sizeof(err))) {
 			log_err("%s", err);
 			return 2;
 		}
+		if (c == 'I')
+			cl->poll.on = true; /* an idle time means polling */
 	}
 	if (optind < argc) {
 		log_err("unexpected argument '%s' (see ibnbd-client daemon --help)", argv[optind]);
@@ -661,6 +671,7 @@ int daemon_main(int argc, char **argv)
 	copts.loss_timeout_s = cfg->loss_timeout_s;
 	copts.io_timeout_s = cfg->io_timeout_s;
 	copts.max_io_bytes = cfg->max_io_size;
+	copts.poll = cfg->poll;
 	copts.host_id = cfg->host_id[0] ? cfg->host_id : NULL;
 	copts.key_file = cfg->key_file[0] ? cfg->key_file : NULL;
 	if (mkdir(rundir(), 0755) < 0 && errno != EEXIST) {
@@ -713,6 +724,8 @@ int daemon_main(int argc, char **argv)
 		log_info("locked-memory limit %llu MiB: it bounds the devices this daemon can map "
 			 "(each pins queues x queue depth x max IO size of buffers)",
 			 (unsigned long long)(verbs_pin_limit() >> 20));
+	log_info("%u worker(s), %s", client_workers(d.client),
+		 busypoll_describe(&cfg->poll, err, sizeof(err)));
 	log_info("host id %s, %s", client_host_id(d.client),
 		 client_has_key(d.client) ? "authenticating with its key"
 					  : "no key: only servers running with --no-auth will take it");

@@ -195,6 +195,7 @@ struct client_tunables {
 	uint16_t queue_depth;          /* ublk tags per device queue */
 	uint16_t conn_depth;           /* slots per connection */
 	uint32_t max_io_bytes;
+	struct busypoll_config poll;   /* --poll, --poll-idle-us */
 };
 
 /* ---- session.c ---- */

@@ -455,10 +455,14 @@ static void tgt_cqe(struct ublk_engine *e, const struct io_uring_cqe *cqe)
 		ws = idx < w->nr_sess ? w->sess[idx] : NULL;
 		if (!ws || !ws->conn || ud_gen(cqe->user_data) != ws->gen || cqe->res == -ECANCELED)
 			return; /* from a connection since detached */
-		if (kind == UD_CONN_CM)
+		if (kind == UD_CONN_CM) {
 			ret = conn_cm_check(ws->conn);
-		else
+		} else if (w->t.poll.on) { /* awake: the CQ is polled until idle */
+			conn_take_event(ws->conn);
+			ret = conn_poll(ws->conn, &handlers, ws, NULL);
+		} else {
 			ret = conn_process(ws->conn, &handlers, ws);
+		}
 		if (ret < 0)
 			ws_lost(w, ws, kind == UD_CONN_CM ? "disconnected" : WIRE_FAILURE);
 		else if (ws->conn)
@@ -486,6 +490,38 @@ static void tgt_round_end(struct ublk_engine *e)
 	}
 }
 
+/* Polling: every attached connection's CQ, each round. */
+static unsigned int tgt_poll(struct ublk_engine *e)
+{
+	struct worker *w = ublk_engine_target(e);
+	unsigned int taken = 0;
+
+	for (uint32_t i = 0; i < w->nr_sess; i++) {
+		struct wsess *ws = w->sess[i];
+
+		if (ws && ws->conn && conn_poll(ws->conn, &handlers, ws, &taken) < 0)
+			ws_lost(w, ws, WIRE_FAILURE);
+	}
+	return taken;
+}
+
+/* Polling, before a sleep: every CQ raises an event for its next
+ * completion; one more look takes what came before the arm. */
+static unsigned int tgt_arm(struct ublk_engine *e)
+{
+	struct worker *w = ublk_engine_target(e);
+
+	for (uint32_t i = 0; i < w->nr_sess; i++) {
+		struct wsess *ws = w->sess[i];
+		int ret;
+
+		if (ws && ws->conn && (ret = conn_arm(ws->conn)))
+			log_err("worker %u: %s: arming the CQ failed: %s", w->index,
+				session_peer(ws->sess), strerror(-ret));
+	}
+	return tgt_poll(e);
+}
+
 static void tgt_queue_gone(struct ublk_engine *e, void *qpriv)
 {
 	struct dev_queue *dq = qpriv;
@@ -499,6 +535,8 @@ static const struct ublk_tgt_ops rdma_target = {
 	.target_cqe = tgt_cqe,
 	.round_end = tgt_round_end,
 	.queue_gone = tgt_queue_gone,
+	.poll = tgt_poll,
+	.arm = tgt_arm,
 };
 
 /* ---- the mailbox ---- */
@@ -635,7 +673,7 @@ int worker_create(unsigned int index, const struct client_tunables *t, struct wo
 	char name[16];
 	struct ublk_engine_config ec = {
 		.ops = &rdma_target, .target = w, .thread_name = name,
-		.sq_entries = RING_ENTRIES, .cq_entries = RING_CQ_ENTRIES,
+		.sq_entries = RING_ENTRIES, .cq_entries = RING_CQ_ENTRIES, .poll = t->poll,
 	};
 	int ret;
 

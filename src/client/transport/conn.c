@@ -664,14 +664,34 @@ static int on_recv(struct conn *c, const uint8_t *msg, uint32_t len,
 int conn_process(struct conn *c, const struct conn_handlers *h, void *ctx)
 {
 	struct ibv_cq *ev_cq;
-	struct ibv_wc wc[32];
-	int n, i, ret, count = 0, failed = 0;
 
 	/* Consume the channel's event (it re-arms the CQ; an armed CQ raises
 	 * one event, so there is never a second to read), then poll the CQ
 	 * empty: a completion after the re-arm raises a new event. */
 	verbs_cq_event(c->cc, &ev_cq);
+	return conn_poll(c, h, ctx, NULL);
+}
+
+void conn_take_event(struct conn *c)
+{
+	struct ibv_cq *ev_cq;
+
+	verbs_cq_event_take(c->cc, &ev_cq);
+}
+
+int conn_arm(struct conn *c)
+{
+	return -ibv_req_notify_cq(c->cq, 0);
+}
+
+int conn_poll(struct conn *c, const struct conn_handlers *h, void *ctx, unsigned int *taken)
+{
+	struct ibv_wc wc[32];
+	int n, i, ret, count = 0, failed = 0;
+
 	while ((n = ibv_poll_cq(c->cq, 32, wc)) > 0) {
+		if (taken)
+			*taken += (unsigned int)n;
 		for (i = 0; i < n; i++) {
 			unsigned int index;
 			uint8_t msg[IBNBD_MSG_MAX];

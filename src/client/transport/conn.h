@@ -123,5 +123,14 @@ struct conn_handlers {
  * when the connection failed (every request still in flight on it is lost).
  */
 int conn_process(struct conn *c, const struct conn_handlers *h, void *ctx);
+/*
+ * Polling (busypoll.h): conn_poll() is conn_process() without the channel:
+ * it polls the CQ empty, and adds the completions it took to *taken (may be
+ * NULL). conn_take_event() consumes a channel event without re-arming;
+ * conn_arm() arms the CQ (0 or -errno), before the worker sleeps.
+ */
+int conn_poll(struct conn *c, const struct conn_handlers *h, void *ctx, unsigned int *taken);
+void conn_take_event(struct conn *c);
+int conn_arm(struct conn *c);
 
 #endif

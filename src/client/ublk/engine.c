@@ -34,6 +34,7 @@ struct ublk_engine {
 	struct io_uring ring;
 	bool ring_ok;
 	bool exiting;
+	struct busypoll bp;
 
 	/* The mailbox: calls under the lock, an eventfd the ring reads. */
 	pthread_mutex_t mb_lock;
@@ -156,11 +157,13 @@ static void handle_queue_cqe(struct ublk_engine *e, const struct io_uring_cqe *c
  * so a handler may itself take the CQEs that follow (adding a queue does,
  * to see whether the kernel took its FETCHes).
  */
-static void handle_cqes(struct ublk_engine *e)
+static unsigned int handle_cqes(struct ublk_engine *e)
 {
 	struct io_uring_cqe *p, cqe;
+	unsigned int n = 0;
 
 	while (io_uring_peek_cqe(&e->ring, &p) == 0) {
+		n++;
 		cqe = *p;
 		io_uring_cqe_seen(&e->ring, p);
 		switch (ublk_ud_kind(cqe.user_data)) {
@@ -177,6 +180,7 @@ static void handle_cqes(struct ublk_engine *e)
 			break;
 		}
 	}
+	return n;
 }
 
 int ublk_engine_add_queue(struct ublk_engine *e, struct ublk_dev *dev,
@@ -274,13 +278,37 @@ static int call_exit(struct ublk_engine *e, struct ublk_engine_call *c)
 	return 0;
 }
 
+static bool serves_queues(const struct ublk_engine *e)
+{
+	for (uint32_t i = 0; i < e->nr_queues; i++)
+		if (e->queues[i].q)
+			return true;
+	return false;
+}
+
+/* One wait, or (polling) one look: what the ring and the target had. */
+static int engine_wait(struct ublk_engine *e, unsigned int *work)
+{
+	const struct ublk_tgt_ops *ops = e->cfg.ops;
+
+	if (!e->bp.cfg.on)
+		return io_uring_submit_and_wait(&e->ring, 1);
+	if (serves_queues(e) && busypoll_spin(&e->bp))
+		return busypoll_ring(&e->ring);
+	if (ops->arm && (*work = ops->arm(e)))
+		return busypoll_ring(&e->ring);
+	return io_uring_submit_and_wait(&e->ring, 1);
+}
+
 static void *engine_thread(void *arg)
 {
 	struct ublk_engine *e = arg;
 	int ret;
 
 	pthread_setname_np(pthread_self(), e->name);
-	e->setup_status = ring_init(&e->ring, e->cfg.sq_entries, e->cfg.cq_entries);
+	busypoll_init(&e->bp, &e->cfg.poll);
+	e->setup_status = ring_init_flags(&e->ring, e->cfg.sq_entries, e->cfg.cq_entries,
+					  e->cfg.poll.on ? IORING_SETUP_TASKRUN_FLAG : 0);
 	if (!e->setup_status) {
 		e->ring_ok = true;
 		arm_mailbox(e);
@@ -291,12 +319,18 @@ static void *engine_thread(void *arg)
 	if (e->setup_status)
 		return NULL;
 	while (!e->exiting) {
-		ret = io_uring_submit_and_wait(&e->ring, 1);
+		unsigned int work = 0;
+
+		ret = engine_wait(e, &work);
 		if (ret < 0 && ret != -EINTR && ret != -EBUSY && ret != -ETIME) {
 			log_err("%s: io_uring: %s", e->name, strerror(-ret));
 			break;
 		}
-		handle_cqes(e);
+		work += handle_cqes(e);
+		if (e->bp.cfg.on && e->cfg.ops->poll)
+			work += e->cfg.ops->poll(e);
+		if (work)
+			busypoll_work(&e->bp);
 		if (e->cfg.ops->round_end)
 			e->cfg.ops->round_end(e);
 		retry_held_commits(e);

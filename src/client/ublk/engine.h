@@ -14,6 +14,12 @@
  * then ops->round_end, where the target posts what the round produced (one
  * doorbell per round), and submit. Nothing waits anywhere else.
  *
+ * Polling (cfg.poll, busypoll.h), an engine that serves a queue does not
+ * wait: each round it looks at the ring without entering the kernel unless
+ * there is work there, and asks ops->poll to look at the target's own
+ * completion queues. Before it sleeps (adaptive polling, or no queue to
+ * serve) ops->arm arms the target's notifications.
+ *
  * user_data on the ring: the top 8 bits name the kind of entry. The engine
  * owns UBLK_UD_KIND_QUEUE (queue.h encodes the rest) and UBLK_UD_KIND_CALL;
  * a target gives its own entries kinds from UBLK_UD_KIND_TARGET up and
@@ -31,6 +37,7 @@
 #include <semaphore.h>
 #include <stdint.h>
 
+#include "busypoll.h"
 #include "ublk/queue.h"
 
 /* Kinds (queue.h: the top byte of user_data; ublk_ud_kind()). */
@@ -52,6 +59,13 @@ struct ublk_tgt_ops {
 	/* A queue ublk_engine_stop_queue() stopped has retired its last tag;
 	 * the engine forgets it when this returns. */
 	void (*queue_gone)(struct ublk_engine *e, void *qpriv);
+	/* Polling only: take what the target's completion queues hold,
+	 * without waiting; returns how much that was. */
+	unsigned int (*poll)(struct ublk_engine *e);
+	/* Polling only, before the engine sleeps: arm the notifications
+	 * ops->poll goes without, then look once more; returns what that
+	 * look took (then the engine does not sleep). */
+	unsigned int (*arm)(struct ublk_engine *e);
 };
 
 struct ublk_engine_config {
@@ -60,6 +74,7 @@ struct ublk_engine_config {
 	const char *thread_name;
 	unsigned int sq_entries;
 	unsigned int cq_entries; /* 0: twice sq_entries */
+	struct busypoll_config poll;
 };
 
 /* Starts the thread; returns once its ring is set up. */
