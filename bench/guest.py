@@ -32,6 +32,7 @@ SYSTEMS = ["local", "ibnbd", "nvmeof", "nbd"]
 BASELINE = "ibnbd-base"  # ibnbd built from --baseline REV, when asked for
 NOAUTH = "ibnbd-noauth"  # this build with --no-auth, for --auth-compare
 MAXIO = "ibnbd-maxio"    # this build's daemon with --max-io-size, for --max-io-compare
+POLL = "ibnbd-poll"      # this build, both daemons --poll-idle-us, for --poll-compare
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WORK = "/tmp/ibnbd-bench"
 
@@ -202,7 +203,7 @@ class Ibnbd:
     daemon's lock, state and control socket in its own run directory."""
 
     def __init__(self, name, build, port, backing_path, logdir, cleanup, auth=True,
-                 daemon_args=()):
+                 daemon_args=(), server_args=()):
         server = os.path.join(build, "src/server/ibnbd-server")
         client = os.path.join(build, "src/client/ibnbd-client")
         self.logdir = logdir
@@ -235,7 +236,7 @@ class Ibnbd:
         access = (["--hosts-file", hosts, "--export", f"bench={backing_path}{share},allow={hid}"]
                   if auth else ["--no-auth", "--export", f"bench={backing_path}{share}"])
         self.server = subprocess.Popen(
-            [server, "--listen", f"{ADDR}:{port}", *access],
+            [server, "--listen", f"{ADDR}:{port}", *access, *server_args],
             stdout=open(self.slog, "w"), stderr=subprocess.STDOUT)
         cleanup.push(f"stop {name}'s server", stop, self.server, f"{name}'s server")
         wait_for(f"{name}'s server to listen", lambda: "listening" in read(self.slog),
@@ -463,6 +464,7 @@ def parse_args():
     p.add_argument("--only", default="")
     p.add_argument("--auth-compare", action="store_true")
     p.add_argument("--max-io-compare", default="")
+    p.add_argument("--poll-compare", type=int, default=0)
     p.add_argument("--baseline-build", default="")
     p.add_argument("--baseline-rev", default="")
     p.add_argument("--out", required=True)
@@ -493,6 +495,8 @@ def main():
         systems.insert(2, NOAUTH)
     if opts.max_io_compare:
         systems.insert(2, MAXIO)
+    if opts.poll_compare:
+        systems.insert(2, POLL)
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(f"{opts.out}/fio", exist_ok=True)
     os.makedirs(f"{opts.out}/logs", exist_ok=True)
@@ -504,7 +508,8 @@ def main():
                   "mem_MiB": int(re.search(r"MemTotal:\s+(\d+)", read("/proc/meminfo")).group(1)) // 1024},
         "options": {k: v for k, v in vars(opts).items() if k not in ("out", "baseline_build")},
         "block_size": BLOCK, "systems": systems, "workloads": [n for n, _ in wls],
-        "backings": backings, "ibnbd": {}, BASELINE: {}, NOAUTH: {}, MAXIO: {}, "runs": [],
+        "backings": backings, "ibnbd": {}, BASELINE: {}, NOAUTH: {}, MAXIO: {}, POLL: {},
+        "runs": [],
     }
     if opts.baseline_rev:
         results["baseline"] = opts.baseline_rev
@@ -537,6 +542,11 @@ def main():
                 log(f"{backing}: ibnbd with --max-io-size {opts.max_io_compare}")
                 ibs[MAXIO] = Ibnbd(MAXIO, BUILD, IBNBD_PORT + 3, path, logdir, cleanup,
                                    daemon_args=["--max-io-size", opts.max_io_compare])
+            if opts.poll_compare:
+                us = ["--poll-idle-us", str(opts.poll_compare)]
+                log(f"{backing}: ibnbd polling, both daemons {' '.join(us)}")
+                ibs[POLL] = Ibnbd(POLL, BUILD, IBNBD_PORT + 4, path, logdir, cleanup,
+                                  daemon_args=us, server_args=us)
             log(f"{backing}: NVMe-oF over RDMA")
             nvme = setup_nvmeof(path, cleanup)
             log(f"{backing}: NBD over TCP")

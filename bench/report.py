@@ -11,6 +11,7 @@ import sys
 
 NOAUTH = "ibnbd-noauth"
 MAXIO = "ibnbd-maxio"
+POLL = "ibnbd-poll"
 LABELS = {"local": "local", "ibnbd": "ibnbd", "nvmeof": "NVMe-oF", "nbd": "NBD",
           NOAUTH: "ibnbd --no-auth"}
 BASE = "ibnbd-base"
@@ -47,6 +48,7 @@ class Results:
         # build (bench/run --baseline REV) shows as "ibnbd@REV".
         labels = dict(LABELS)
         labels[MAXIO] = f"ibnbd --max-io-size {self.r['options'].get('max_io_compare', '?')}"
+        labels[POLL] = f"ibnbd --poll-idle-us {self.r['options'].get('poll_compare', '?')}"
         self.names = {s: labels.get(s, f"ibnbd@{self.r.get('baseline', '?')}")
                       for s in self.r["systems"]}
         self.idx = {}
@@ -146,7 +148,7 @@ def summary(res):
     for backing in r["backings"]:
         desc = BACKING[backing].format(size=o["size"], block=r["block_size"])
         names = res.names
-        against = (["nvmeof", "nbd", "local"] + [s for s in (BASE, NOAUTH, MAXIO) if s in names])
+        against = (["nvmeof", "nbd", "local"] + [s for s in (BASE, NOAUTH, MAXIO, POLL) if s in names])
         out += [f"## Backing: {backing}, {desc}", "",
                 "| workload | unit | " + " | ".join(names.values()) + " | "
                 + " | ".join(f"ibnbd/{names[o2]}" for o2 in against) + " |",
@@ -164,7 +166,7 @@ def summary(res):
                 out.append(f"| {name} | " + " | ".join(
                     res.cell(backing, "4k-randread-qd1", s, k)
                     for k in ("lat_mean_us", "lat_p50_us", "lat_p99_us", "lat_p999_us")) + " |")
-        ibs = [s for s in names if s in ("ibnbd", BASE, NOAUTH, MAXIO)]
+        ibs = [s for s in names if s in ("ibnbd", BASE, NOAUTH, MAXIO, POLL)]
         out += ["", "CPU seconds per million IOs (median): the ibnbd daemons, and the whole "
                 "guest busy (fio and the kernel included) for each system:", "",
                 "| workload | " + " | ".join(f"{names[s]} {who}" for s in ibs
