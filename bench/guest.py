@@ -33,6 +33,7 @@ BASELINE = "ibnbd-base"  # ibnbd built from --baseline REV, when asked for
 NOAUTH = "ibnbd-noauth"  # this build with --no-auth, for --auth-compare
 MAXIO = "ibnbd-maxio"    # this build's daemon with --max-io-size, for --max-io-compare
 POLL = "ibnbd-poll"      # this build, both daemons --poll-idle-us, for --poll-compare
+NVME_POLL = "nvmeof-poll"  # the NVMe-oF device through its poll queues (fio --hipri)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WORK = "/tmp/ibnbd-bench"
 
@@ -122,6 +123,62 @@ def disk_sectors(dev):
         return None
     f = read(f"/sys/block/{os.path.basename(os.path.realpath(dev))}/stat").split()
     return int(f[2]) + int(f[6])
+
+
+def disk_ios(dev):
+    """Requests a block device completed (reads + writes)."""
+    f = read(f"/sys/block/{os.path.basename(os.path.realpath(dev))}/stat").split()
+    return int(f[0]) + int(f[4])
+
+
+# --- system calls per IO ----------------------------------------------------------
+
+TRACEFS = "/sys/kernel/tracing"
+SYSCALL_TRIGGER = "hist:keys=common_pid:vals=hitcount:size=8192"
+
+
+class SyscallCounter:
+    """System calls per thread, counted by the kernel: a histogram trigger on
+    the raw_syscalls:sys_enter tracepoint keyed by thread id. Armed only for
+    the syscall pass (every system call of the guest pays for it), never
+    during the measured points."""
+
+    def __init__(self, cleanup):
+        if not os.path.isdir(f"{TRACEFS}/events"):
+            run(["mount", "-t", "tracefs", "nodev", TRACEFS])
+        self.trigger = f"{TRACEFS}/events/raw_syscalls/sys_enter/trigger"
+        if not os.path.exists(self.trigger):
+            raise BenchError(f"{self.trigger} is missing: no syscall tracepoints in this kernel")
+        write(self.trigger, SYSCALL_TRIGGER)
+        cleanup.push("remove the syscall histogram", write, self.trigger, "!" + SYSCALL_TRIGGER)
+
+    def counts(self):
+        out = {}
+        for m in re.finditer(r"common_pid:\s*(\d+)\s*\}\s*hitcount:\s*(\d+)",
+                             read(f"{TRACEFS}/events/raw_syscalls/sys_enter/hist")):
+            out[int(m.group(1))] = int(m.group(2))
+        return out
+
+
+def threads(pid):
+    return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+
+
+def syscall_point(opts, dev, args, ib, counter):
+    """System calls per IO of each ibnbd daemon over one fio run."""
+    cmd = ["fio", "--name=syscalls", f"--filename={dev}", "--direct=1", "--ioengine=io_uring",
+           "--time_based", f"--runtime={opts.runtime}", "--output-format=terse"] + args
+    tids = {"client": threads(ib.daemon.pid), "server": threads(ib.server.pid)}
+    c0, i0 = counter.counts(), disk_ios(dev)
+    run(cmd, timeout=opts.runtime + 120)
+    c1, i1 = counter.counts(), disk_ios(dev)
+    ios = i1 - i0
+    if ios <= 0:
+        raise BenchError(f"the syscall pass on {dev} did no IO")
+    res = {"ios": ios}
+    for who, ts in tids.items():
+        res[f"{who}_syscalls_per_io"] = sum(c1.get(t, 0) - c0.get(t, 0) for t in ts) / ios
+    return res
 
 
 def stop(proc, what, timeout=20):
@@ -285,7 +342,7 @@ class Ibnbd:
 
 # --- kernel NVMe-oF over RDMA -------------------------------------------------
 
-def setup_nvmeof(backing_path, cleanup):
+def setup_nvmeof(backing_path, cleanup, poll_queues=0):
     subsys = f"{NVMET}/subsystems/{NQN}"
     port = f"{NVMET}/ports/1"
     if not os.path.isdir(NVMET):
@@ -312,7 +369,8 @@ def setup_nvmeof(backing_path, cleanup):
     os.symlink(subsys, link)
     cleanup.push("unlink the nvmet subsystem from its port", os.unlink, link)
     before = set(os.listdir("/sys/block"))
-    run(["nvme", "connect", "-t", "rdma", "-a", ADDR, "-s", str(NVME_PORT), "-n", NQN])
+    run(["nvme", "connect", "-t", "rdma", "-a", ADDR, "-s", str(NVME_PORT), "-n", NQN,
+         *([f"--nr-poll-queues={poll_queues}"] if poll_queues else [])])
     cleanup.push("nvme disconnect", run, ["nvme", "disconnect", "-n", NQN])
 
     def find():
@@ -465,6 +523,7 @@ def parse_args():
     p.add_argument("--auth-compare", action="store_true")
     p.add_argument("--max-io-compare", default="")
     p.add_argument("--poll-compare", type=int, default=0)
+    p.add_argument("--no-syscalls", action="store_true")
     p.add_argument("--baseline-build", default="")
     p.add_argument("--baseline-rev", default="")
     p.add_argument("--out", required=True)
@@ -497,6 +556,7 @@ def main():
         systems.insert(2, MAXIO)
     if opts.poll_compare:
         systems.insert(2, POLL)
+        systems.insert(systems.index("nvmeof") + 1, NVME_POLL)
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(f"{opts.out}/fio", exist_ok=True)
     os.makedirs(f"{opts.out}/logs", exist_ok=True)
@@ -548,10 +608,10 @@ def main():
                 ibs[POLL] = Ibnbd(POLL, BUILD, IBNBD_PORT + 4, path, logdir, cleanup,
                                   daemon_args=us, server_args=us)
             log(f"{backing}: NVMe-oF over RDMA")
-            nvme = setup_nvmeof(path, cleanup)
+            nvme = setup_nvmeof(path, cleanup, ncpu if opts.poll_compare else 0)
             log(f"{backing}: NBD over TCP")
             nbd = setup_nbd(path, ncpu, logdir, cleanup)
-            devs = {"local": path, "nvmeof": nvme, "nbd": nbd}
+            devs = {"local": path, "nvmeof": nvme, NVME_POLL: nvme, "nbd": nbd}
             devs.update({name: ib.dev for name, ib in ibs.items()})
             log(f"{backing}: " + ", ".join(f"{s} {devs[s]}" for s in systems))
             for name, ib in ibs.items():
@@ -576,7 +636,8 @@ def main():
                         n += 1
                         fj = f"{opts.out}/fio/{backing}-{wl}-{system}-r{rep}.json"
                         stat_dev = None if system == "local" and backing == "file" else devs[system]
-                        rec = point(opts, system, devs[system], wl, args, fj,
+                        extra = ["--hipri"] if system == NVME_POLL else []
+                        rec = point(opts, system, devs[system], wl, args + extra, fj,
                                     ibs.get(system), stat_dev)
                         rec = {"system": system, "backing": backing, "workload": wl,
                                "repetition": rep, **rec}
@@ -585,6 +646,18 @@ def main():
                         log(f"[{n}/{total}] {backing} {wl} {system} r{rep}: "
                             f"{rec['iops']:.0f} IOPS {rec['bw_MiBps']:.1f} MiB/s "
                             f"mean {rec['lat_mean_us']:.0f} us p99 {rec['lat_p99_us']:.0f} us")
+            if not opts.no_syscalls:
+                log(f"{backing}: system calls per IO (one more fio run per workload and "
+                    "ibnbd system, the syscall tracepoint counting)")
+                counter = SyscallCounter(cleanup)
+                for wl, args in wls:
+                    for name, ib in ibs.items():
+                        sc = syscall_point(opts, ib.dev, args, ib, counter)
+                        results[name][backing].setdefault("syscalls", {})[wl] = sc
+                        log(f"{backing} {wl} {name}: system calls per IO: client "
+                            f"{sc['client_syscalls_per_io']:.2f}, server "
+                            f"{sc['server_syscalls_per_io']:.2f}")
+                save()
             for name, ib in ibs.items():
                 results[name][backing]["server_rss_after_KiB"] = proc_rss_kib(ib.server.pid)
                 results[name][backing]["server_stats_after"] = ib.server_stats()

@@ -12,8 +12,9 @@ import sys
 NOAUTH = "ibnbd-noauth"
 MAXIO = "ibnbd-maxio"
 POLL = "ibnbd-poll"
+NVME_POLL = "nvmeof-poll"
 LABELS = {"local": "local", "ibnbd": "ibnbd", "nvmeof": "NVMe-oF", "nbd": "NBD",
-          NOAUTH: "ibnbd --no-auth"}
+          NOAUTH: "ibnbd --no-auth", NVME_POLL: "NVMe-oF poll queues"}
 BASE = "ibnbd-base"
 BACKING = {"nullb": "a memory-backed null_blk device, {size} MiB, {block}-byte blocks",
            "file": "a {size} MiB file on the guest's tmpfs"}
@@ -115,6 +116,17 @@ def targets(res, backing):
         rows.append(("every workload: ibnbd ≥ 3× NBD", f"lowest {low:.2f}×",
                      "met" if not short else "NOT met: " + ", ".join(short)))
     ib = res.r["ibnbd"].get(backing, {})
+    for wl in [w for w in wls if "qd32" in w]:
+        for who in ("client", "server"):
+            v = ib.get("syscalls", {}).get(wl, {}).get(f"{who}_syscalls_per_io")
+            row(f"{wl}: ibnbd {who} system calls per IO ≤ 0.3", v, lambda v: v <= 0.3,
+                None if v is None else f"{v:.2f}")
+    if POLL in res.r["systems"] and "4k-randread-qd1" in wls:
+        for k, what in (("lat_mean_us", "mean"), ("lat_p99_us", "p99")):
+            v = ratio(res.med(backing, "4k-randread-qd1", POLL, k),
+                      res.med(backing, "4k-randread-qd1", NVME_POLL, k))
+            row(f"4k-randread-qd1: polling ibnbd {what} latency ≤ 1.1× NVMe-oF with poll queues",
+                v, lambda v: v <= 1.1)
     for who in ("client", "server"):
         v = ib.get(f"idle_{who}_cpu_pct")
         row(f"idle ibnbd {who} daemon < 1% of a CPU", v, lambda v: v < 1.0,
@@ -149,14 +161,17 @@ def summary(res):
         desc = BACKING[backing].format(size=o["size"], block=r["block_size"])
         names = res.names
         against = (["nvmeof", "nbd", "local"] + [s for s in (BASE, NOAUTH, MAXIO, POLL) if s in names])
+        pairs = [("ibnbd", o2) for o2 in against]
+        if POLL in names and NVME_POLL in names:
+            pairs.append((POLL, NVME_POLL))
         out += [f"## Backing: {backing}, {desc}", "",
                 "| workload | unit | " + " | ".join(names.values()) + " | "
-                + " | ".join(f"ibnbd/{names[o2]}" for o2 in against) + " |",
-                "|---|---|" + "---|" * (len(names) + len(against))]
+                + " | ".join(f"{names[a]}/{names[b]}" for a, b in pairs) + " |",
+                "|---|---|" + "---|" * (len(names) + len(pairs))]
         for wl in r["workloads"]:
             k = metric(wl)
             m = {s: res.med(backing, wl, s, k) for s in names}
-            rs = [ratio(m["ibnbd"], m[o2]) for o2 in against]
+            rs = [ratio(m[a], m[b]) for a, b in pairs]
             out.append(f"| {wl} | {unit(wl)} | " + " | ".join(res.cell(backing, wl, s, k) for s in names)
                        + " | " + " | ".join("–" if x is None else f"{x:.2f}" for x in rs) + " |")
         if "4k-randread-qd1" in r["workloads"]:
@@ -188,6 +203,17 @@ def summary(res):
             for wl in r["workloads"]:
                 cells = [res.med(backing, wl, s, f"cpu.{who}_wakeups_per_io") for s in ibs
                          for who in ("client", "server")]
+                out.append(f"| {wl} | " + " | ".join(fmt(c) for c in cells) + " |")
+        if any(r.get(s, {}).get(backing, {}).get("syscalls") for s in ibs):
+            out += ["", "System calls per IO (a separate fio run per workload after the measured "
+                    "points, counted by the raw_syscalls:sys_enter tracepoint per thread, per IO "
+                    "the device counted):", "",
+                    "| workload | " + " | ".join(f"{names[s]} {who}" for s in ibs
+                                                for who in ("client", "server")) + " |",
+                    "|---|" + "---|" * (2 * len(ibs))]
+            for wl in r["workloads"]:
+                cells = [r.get(s, {}).get(backing, {}).get("syscalls", {}).get(wl, {})
+                         .get(f"{who}_syscalls_per_io") for s in ibs for who in ("client", "server")]
                 out.append(f"| {wl} | " + " | ".join(fmt(c) for c in cells) + " |")
         for s in ibs:
             ib = r.get(s, {}).get(backing, {})
