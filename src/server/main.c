@@ -361,6 +361,7 @@ int main(int argc, char **argv)
 		log_err("out of memory");
 		goto out;
 	}
+	cfg.slot_memory_picked = !cfg.limits.max_slot_memory;
 	if (fit_slot_memory(&cfg.limits, err, sizeof(err))) {
 		log_err("%s", err);
 		goto out;

@@ -192,38 +192,47 @@ static void remove_export(struct server_state *s, struct export *e)
 		 e->name, e->path);
 }
 
-/* The settings a reload does not apply, named in the log. */
+/* The settings a reload does not apply, named in the log; not those the
+ * command line gave, which win over the file at the next start too. */
 static void note_unapplied(const struct server_config *o, const struct server_config *n)
 {
+#define FILE_SAYS(bit) (!(o->cmdline_set & (bit)))
+	struct server_limits limits = n->limits;
 	const char *what[16];
 	unsigned int k = 0;
 
-	if (o->nlisten != n->nlisten || memcmp(o->listen, n->listen, sizeof(o->listen[0]) * o->nlisten))
+	/* A limit the file leaves out is the one the server chose at start. */
+	if (o->slot_memory_picked && !limits.max_slot_memory)
+		limits.max_slot_memory = o->limits.max_slot_memory;
+	if (o->nfile_listen != n->nlisten ||
+	    memcmp(o->listen, n->listen, sizeof(o->listen[0]) * o->nfile_listen))
 		what[k++] = "listen";
-	if (n->workers && o->workers != n->workers)
+	if (FILE_SAYS(CMDLINE_WORKERS) && n->workers && o->workers != n->workers)
 		what[k++] = "workers";
 	if (o->queue_depth != n->queue_depth)
 		what[k++] = "queue_depth";
 	if (o->max_io_size != n->max_io_size)
 		what[k++] = "max_io_size";
-	if (o->keepalive_timeout != n->keepalive_timeout)
+	if (FILE_SAYS(CMDLINE_KEEPALIVE) && o->keepalive_timeout != n->keepalive_timeout)
 		what[k++] = "keepalive_timeout";
-	if (o->poll.on != n->poll.on || o->poll.idle_us != n->poll.idle_us)
+	if (FILE_SAYS(CMDLINE_POLL) &&
+	    (o->poll.on != n->poll.on || o->poll.idle_us != n->poll.idle_us))
 		what[k++] = "poll";
-	if (strcmp(o->hosts_file, n->hosts_file))
+	if (FILE_SAYS(CMDLINE_HOSTS_FILE) && strcmp(o->hosts_file, n->hosts_file))
 		what[k++] = "hosts_file";
-	if (strcmp(o->metrics, n->metrics))
+	if (FILE_SAYS(CMDLINE_METRICS) && strcmp(o->metrics, n->metrics))
 		what[k++] = "metrics";
-	if (strcmp(o->control_socket, n->control_socket))
+	if (FILE_SAYS(CMDLINE_CONTROL_SOCKET) && strcmp(o->control_socket, n->control_socket))
 		what[k++] = "control_socket";
 	if (o->max_handshakes != n->max_handshakes)
 		what[k++] = "max_handshakes";
 	if (o->max_handshakes_per_address != n->max_handshakes_per_address)
 		what[k++] = "max_handshakes_per_address";
-	if (memcmp(&o->limits, &n->limits, sizeof(o->limits)))
+	if (memcmp(&o->limits, &limits, sizeof(limits)))
 		what[k++] = "the limits";
 	for (unsigned int i = 0; i < k; i++)
 		log_warn("reload: %s changed in the file: it takes effect at the next start", what[i]);
+#undef FILE_SAYS
 }
 
 int server_reload(struct server_state *s, char *err, size_t errlen)

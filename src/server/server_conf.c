@@ -449,6 +449,13 @@ int config_from_cmdline(struct server_config *cfg, const struct server_cmdline *
 		snprintf(cfg->config_path, sizeof(cfg->config_path), "%s", config);
 	}
 	cfg->nfile_exports = cfg->nexports;
+	cfg->nfile_listen = cfg->nlisten;
+	cfg->cmdline_set = (cl->workers ? CMDLINE_WORKERS : 0) |
+			   (cl->keepalive_timeout ? CMDLINE_KEEPALIVE : 0) |
+			   (cl->hosts_file ? CMDLINE_HOSTS_FILE : 0) |
+			   (cl->metrics ? CMDLINE_METRICS : 0) |
+			   (cl->control_socket ? CMDLINE_CONTROL_SOCKET : 0) |
+			   (cl->poll || cl->poll_idle_us ? CMDLINE_POLL : 0);
 	for (unsigned int i = 0; i < cl->nlisten; i++)
 		if (config_add_listen(cfg, cl->listen[i], msg, sizeof(msg)))
 			return errmsg(err, errlen, "--listen: %s", msg);

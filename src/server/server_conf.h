@@ -115,6 +115,20 @@ struct server_config {
 	 * after them and stay as they are. */
 	char config_path[4096];
 	unsigned int nfile_exports;
+	/* The same for listen addresses, and the settings the command line
+	 * gave (CMDLINE_*): a reload compares only what the file decides. */
+	unsigned int nfile_listen;
+	unsigned int cmdline_set;
+	bool slot_memory_picked; /* max_slot_memory was not set: the server chose it */
+};
+
+enum {
+	CMDLINE_WORKERS = 1 << 0,
+	CMDLINE_KEEPALIVE = 1 << 1,
+	CMDLINE_HOSTS_FILE = 1 << 2,
+	CMDLINE_METRICS = 1 << 3,
+	CMDLINE_CONTROL_SOCKET = 1 << 4,
+	CMDLINE_POLL = 1 << 5,
 };
 
 /* What the command line said, as main() collected it with getopt. */

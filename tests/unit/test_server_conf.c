@@ -430,10 +430,13 @@ static void test_cmdline(void)
 	   !strcmp(cfg.exports[1].name, "c1") && !strcmp(cfg.exports[2].name, "c2") &&
 	   cfg.exports[2].ro, "the file's exports first, then --export's in order");
 	ok(cfg.workers == 2, "the file's workers without --workers");
+	ok(cfg.nfile_listen == 1 && cfg.cmdline_set == 0,
+	   "the file's listen addresses are counted; no setting came from the command line");
 
 	ret = cmdline(file, "3", NULL, 0, NULL, 0, false);
 	ok(ret == 0 && cfg.workers == 3 && cfg.nlisten == 1 && cfg.nexports == 1,
 	   "--workers overrides the file's");
+	ok(cfg.cmdline_set == CMDLINE_WORKERS, "... and is remembered as the command line's");
 	ok(cmdline(NULL, "0", NULL, 0, exports, 1, false) == -EINVAL &&
 	   !strcmp(err, "--workers must be a number from 1 to 64"), "--workers 0 (%s)", err);
 	ok(cmdline(NULL, "65", NULL, 0, exports, 1, false) == -EINVAL &&
