@@ -20,6 +20,7 @@
 #include "export.h"
 #include "log.h"
 #include "registry.h"
+#include "sessions.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -44,75 +45,6 @@ static json_object *io_object(const struct io_counts *io)
 
 /* ---- list-sessions: the registry's connections, one entry a session ---- */
 
-struct session_row {
-	char host_id[IBNBD_HOST_ID_MAX];
-	uint8_t uuid[16];
-	bool zero_uuid;         /* a connection without a session: a row by itself */
-	unsigned int conns, superseded;
-	char peers[8][64];
-	unsigned int npeers;
-	unsigned int handles[SERVER_MAX_EXPORTS];
-	bool rw[SERVER_MAX_EXPORTS];
-	uint64_t slot_bytes;
-	struct io_counts io;
-};
-
-struct session_rows {
-	struct session_row *v;
-	size_t n, cap;
-	bool oom;
-};
-
-static struct session_row *row_of(struct session_rows *l, const struct reg_entry *e)
-{
-	bool zero = registry_uuid_is_zero(e->uuid);
-	struct session_row *r;
-
-	for (size_t i = 0; !zero && i < l->n; i++)
-		if (!l->v[i].zero_uuid && !memcmp(l->v[i].uuid, e->uuid, 16))
-			return &l->v[i];
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 16;
-
-		r = realloc(l->v, cap * sizeof(*r));
-		if (!r)
-			return NULL;
-		l->v = r;
-		l->cap = cap;
-	}
-	r = &l->v[l->n++];
-	memset(r, 0, sizeof(*r));
-	memcpy(r->uuid, e->uuid, 16);
-	r->zero_uuid = zero;
-	return r;
-}
-
-static void collect_session(const struct reg_entry *e, void *arg)
-{
-	struct session_rows *l = arg;
-	struct session_row *r = row_of(l, e);
-	unsigned int i;
-
-	if (!r) {
-		l->oom = true;
-		return;
-	}
-	if (!r->host_id[0])
-		snprintf(r->host_id, sizeof(r->host_id), "%s", e->host_id);
-	r->conns++;
-	r->superseded += e->superseded;
-	r->slot_bytes += e->slot_bytes;
-	for (i = 0; i < r->npeers && strcmp(r->peers[i], e->peer); i++)
-		;
-	if (i == r->npeers && r->npeers < 8)
-		snprintf(r->peers[r->npeers++], sizeof(r->peers[0]), "%s", e->peer);
-	for (i = 0; i < SERVER_MAX_EXPORTS; i++) {
-		r->handles[i] += __atomic_load_n(&e->opened[i], __ATOMIC_RELAXED);
-		r->rw[i] |= e->rw[i] != 0;
-	}
-	io_counts_sum(&r->io, &e->io);
-}
-
 static json_object *list_sessions(const struct server_metrics_src *s)
 {
 	unsigned int nexp = __atomic_load_n(s->nexports, __ATOMIC_ACQUIRE);
@@ -120,7 +52,7 @@ static json_object *list_sessions(const struct server_metrics_src *s)
 	json_object *arr = json_object_new_array(), *resp;
 	char uuid[REGISTRY_UUID_STR];
 
-	registry_visit(s->registry, collect_session, &l);
+	session_rows_collect(s->registry, &l);
 	for (size_t i = 0; i < l.n; i++) {
 		const struct session_row *r = &l.v[i];
 		json_object *o = json_object_new_object(), *peers = json_object_new_array(),
@@ -151,7 +83,7 @@ static json_object *list_sessions(const struct server_metrics_src *s)
 		json_object_object_add(o, "io", io_object(&r->io));
 		json_object_array_add(arr, o);
 	}
-	free(l.v);
+	session_rows_free(&l);
 	if (l.oom) {
 		json_object_put(arr);
 		return ctl_error("out of memory");
@@ -169,9 +101,8 @@ static json_object *list_exports(const struct server_metrics_src *s)
 	struct session_rows l = { 0 };
 	json_object *arr, *resp;
 
-	registry_visit(s->registry, collect_session, &l);
-	if (l.oom) {
-		free(l.v);
+	if (session_rows_collect(s->registry, &l)) {
+		session_rows_free(&l);
 		return ctl_error("out of memory");
 	}
 	arr = json_object_new_array();
@@ -206,7 +137,7 @@ static json_object *list_exports(const struct server_metrics_src *s)
 		json_object_object_add(o, "io_errors", json_object_new_int64((int64_t)errors));
 		json_object_array_add(arr, o);
 	}
-	free(l.v);
+	session_rows_free(&l);
 	resp = ctl_ok();
 	json_object_object_add(resp, "exports", arr);
 	return resp;

@@ -12,6 +12,7 @@
 #include "config.h" /* IBNBD_VERSION */
 #include "export.h"
 #include "registry.h"
+#include "sessions.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -191,6 +192,48 @@ static void hosts(const struct server_metrics_src *s, struct prom *p)
 	free(l.v);
 }
 
+/*
+ * Per session (uuid, and its host): connections, slot memory and what its
+ * IO did. The IO counts are those of the connections there now, so a
+ * reconnect starts them again: a counter reset, as rate() expects.
+ */
+static void sessions(const struct server_metrics_src *s, struct prom *p)
+{
+	struct session_rows l = { 0 };
+	char uuid[REGISTRY_UUID_STR];
+	char(*lv)[512];
+
+	if (session_rows_collect(s->registry, &l))
+		p->oom = true;
+	lv = calloc(l.n ? l.n : 1, sizeof(*lv));
+	if (!lv) {
+		p->oom = true;
+		session_rows_free(&l);
+		return;
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		registry_uuid_str(l.v[i].uuid, uuid);
+		prom_labels(lv[i], sizeof(lv[i]), "host", l.v[i].host_id, "session", uuid, NULL);
+	}
+#define EACH(name, type, help, value)                                  \
+	prom_family(p, "ibnbd_server_session_" name, type, help);        \
+	for (size_t i = 0; i < l.n; i++)                                 \
+		if (!l.v[i].zero_uuid)                                   \
+			prom_u64(p, "ibnbd_server_session_" name, lv[i], l.v[i].value);
+	EACH("connections", "gauge", "Connections of the session now.", conns)
+	EACH("slot_memory_bytes", "gauge", "Slot memory its connections pin.", slot_bytes)
+	EACH("reads_total", "counter", "Reads served to the session.", io.reads)
+	EACH("writes_total", "counter", "Writes served to the session.", io.writes)
+	EACH("flushes_total", "counter", "Flushes served to the session.", io.flushes)
+	EACH("discards_total", "counter", "Discards served to the session.", io.discards)
+	EACH("write_zeroes_total", "counter", "Write-zeroes served to the session.", io.write_zeroes)
+	EACH("read_bytes_total", "counter", "Bytes read for the session.", io.read_bytes)
+	EACH("written_bytes_total", "counter", "Bytes written for the session.", io.write_bytes)
+#undef EACH
+	free(lv);
+	session_rows_free(&l);
+}
+
 void server_metrics_fill(void *arg, struct prom *p)
 {
 	const struct server_metrics_src *s = arg;
@@ -200,4 +243,5 @@ void server_metrics_fill(void *arg, struct prom *p)
 	server_totals(s, p);
 	exports(s, p);
 	hosts(s, p);
+	sessions(s, p);
 }

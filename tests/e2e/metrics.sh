@@ -148,6 +148,16 @@ sra=$(value "$WORK/s.prom" ibnbd_server_export_read_bytes_total 'export="a"')
 srb=$(value "$WORK/s.prom" ibnbd_server_export_read_bytes_total 'export="b"')
 check "ibnbd-server list-sessions: this host's session, 2 connections, a and b open rw, the IO the metrics count" \
 	sessions_match $((swa + swb)) $((sra + srb))
+# The same session in the metrics: its series carry host and session uuid.
+sid=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[0]['session'])" "$WORK/sessions.json")
+sl="host=\"$hid\",session=\"$sid\""
+check "per session: 2 connections and pinned slot memory ($sl)" \
+	test "$(value "$WORK/s.prom" ibnbd_server_session_connections "$sl")" = 2 -a \
+	     "$(value "$WORK/s.prom" ibnbd_server_session_slot_memory_bytes "$sl")" -gt 0
+check "per session: the bytes of both exports, written and read" \
+	test "$(value "$WORK/s.prom" ibnbd_server_session_written_bytes_total "$sl")" = $((swa + swb)) -a \
+	     "$(value "$WORK/s.prom" ibnbd_server_session_read_bytes_total "$sl")" = $((sra + srb)) -a \
+	     $((swa + swb)) -gt 0
 check "ibnbd-server list-exports: a and b, one session each, this host writing, their bytes" \
 	exports_match "$swa" "$swb"
 check "... and as tables" sh -c "'$SRV' list-sessions | grep -q '^$hid ' &&
