@@ -131,7 +131,12 @@ int client_create(const struct client_opts *opts, struct client **out, char *err
 		.io_timeout_ms = opts->io_timeout_s < 0 ? 0 :
 				 (unsigned int)(opts->io_timeout_s ? opts->io_timeout_s : 30) * 1000,
 		.connect_ms = 10000,
-		.reconnect_ms = 1500,
+		/* A connect request lost on a cut wire is found out only
+		 * when its attempt ends: a wire back just after that request
+		 * costs the rest of the attempt, a pause and a connect (up
+		 * to 700 ms seen under emulation), within the 2 s a session
+		 * must be back in. */
+		.reconnect_ms = 1000,
 		.backoff_max_ms = 100,
 		.queue_depth = QUEUE_DEPTH,
 		.conn_depth = CONN_DEPTH,
