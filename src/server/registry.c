@@ -10,9 +10,19 @@
 #include <time.h>
 #include <unistd.h>
 
+/* What the connections of a session that have left did (registry_leave). */
+struct past_session {
+	uint8_t uuid[16];
+	struct io_counts io;
+	uint64_t seq; /* when it was last added to: the oldest goes first */
+};
+
 struct registry {
 	pthread_mutex_t lock;
 	struct reg_entry *head;
+	struct past_session *past; /* REGISTRY_PAST_SESSIONS, allocated at the first */
+	unsigned int npast;
+	uint64_t past_seq;
 	uint64_t next_cookie;
 	struct server_limits limits;
 	unsigned int admitted;   /* connections */
@@ -122,14 +132,54 @@ void registry_usage(struct registry *r, unsigned int *conns, uint64_t *slot_byte
 	pthread_mutex_unlock(&r->lock);
 }
 
-void registry_visit(struct registry *r, void (*fn)(const struct reg_entry *e, void *arg),
-		    void *arg)
+void registry_visit_all(struct registry *r, void (*fn)(const struct reg_entry *e, void *arg),
+			void (*past)(const uint8_t uuid[16], const struct io_counts *io, void *arg),
+			void *arg)
 {
 	pthread_mutex_lock(&r->lock);
 	for (const struct reg_entry *e = r->head; e; e = e->next)
 		if (e->joined)
 			fn(e, arg);
+	for (unsigned int i = 0; past && i < r->npast; i++)
+		past(r->past[i].uuid, &r->past[i].io, arg);
 	pthread_mutex_unlock(&r->lock);
+}
+
+void registry_visit(struct registry *r, void (*fn)(const struct reg_entry *e, void *arg),
+		    void *arg)
+{
+	registry_visit_all(r, fn, NULL, arg);
+}
+
+/* Under the lock: e leaves; its session keeps what its IO did. Without
+ * memory for the table the counts are lost, nothing else. */
+static void keep_past_io(struct registry *r, const struct reg_entry *e)
+{
+	struct past_session *p = NULL;
+	unsigned int i;
+
+	if (registry_uuid_is_zero(e->uuid))
+		return;
+	if (!r->past && !(r->past = calloc(REGISTRY_PAST_SESSIONS, sizeof(*r->past))))
+		return;
+	for (i = 0; i < r->npast && memcmp(r->past[i].uuid, e->uuid, 16); i++)
+		;
+	if (i < r->npast) {
+		p = &r->past[i];
+	} else if (r->npast < REGISTRY_PAST_SESSIONS) {
+		p = &r->past[r->npast++];
+	} else {
+		p = &r->past[0];
+		for (i = 1; i < r->npast; i++)
+			if (r->past[i].seq < p->seq)
+				p = &r->past[i];
+	}
+	if (memcmp(p->uuid, e->uuid, 16)) {
+		memset(p, 0, sizeof(*p));
+		memcpy(p->uuid, e->uuid, 16);
+	}
+	io_counts_sum(&p->io, &e->io);
+	p->seq = ++r->past_seq;
 }
 
 void registry_destroy(struct registry *r)
@@ -137,6 +187,7 @@ void registry_destroy(struct registry *r)
 	if (!r)
 		return;
 	pthread_mutex_destroy(&r->lock);
+	free(r->past);
 	free(r);
 }
 
@@ -245,6 +296,7 @@ void registry_leave(struct registry *r, struct reg_entry *e)
 			e->admitted = false;
 		}
 		memset(e->rw, 0, sizeof(e->rw));
+		keep_past_io(r, e);
 		/* Whoever waits may wait for us: let them look again. */
 		for (struct reg_entry *o = r->head; o; o = o->next)
 			if (o->waiting)

@@ -83,6 +83,16 @@ void registry_usage(struct registry *r, unsigned int *conns, uint64_t *slot_byte
  * not call back into the registry. For the metrics. */
 void registry_visit(struct registry *r, void (*fn)(const struct reg_entry *e, void *arg),
 		    void *arg);
+/*
+ * The same, then (under the same lock, so that nothing is counted twice)
+ * calls past for the IO of every session's connections that have left: a
+ * session's IO counts add up across its reconnects. The REGISTRY_PAST_SESSIONS
+ * sessions seen last are remembered.
+ */
+#define REGISTRY_PAST_SESSIONS 1024
+void registry_visit_all(struct registry *r, void (*fn)(const struct reg_entry *e, void *arg),
+			void (*past)(const uint8_t uuid[16], const struct io_counts *io, void *arg),
+			void *arg);
 /* Tolerates NULL. Every entry must have left. */
 void registry_destroy(struct registry *r);
 

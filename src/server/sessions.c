@@ -56,9 +56,19 @@ static void collect(const struct reg_entry *e, void *arg)
 	io_counts_sum(&r->io, &e->io);
 }
 
+/* A session there now gets what its connections that left did. */
+static void collect_past(const uint8_t uuid[16], const struct io_counts *io, void *arg)
+{
+	struct session_rows *l = arg;
+
+	for (size_t i = 0; i < l->n; i++)
+		if (!l->v[i].zero_uuid && !memcmp(l->v[i].uuid, uuid, 16))
+			io_counts_sum(&l->v[i].io, io);
+}
+
 int session_rows_collect(struct registry *r, struct session_rows *l)
 {
-	registry_visit(r, collect, l);
+	registry_visit_all(r, collect, collect_past, l);
 	return l->oom ? -ENOMEM : 0;
 }
 

@@ -2,7 +2,8 @@
 /*
  * The server's sessions as `list-sessions` and the metrics show them: the
  * registry's connections (one entry each) summed per session uuid, read
- * under the registry's lock with the entries' relaxed counters.
+ * under the registry's lock with the entries' relaxed counters; a session's
+ * IO counts include its connections that have left (its reconnects).
  * Connections before HELLO have no session: each is a row by itself.
  */
 #ifndef IBNBD_SERVER_SESSIONS_H
@@ -26,7 +27,7 @@ struct session_row {
 	unsigned int handles[SERVER_MAX_EXPORTS];
 	bool rw[SERVER_MAX_EXPORTS];
 	uint64_t slot_bytes;
-	struct io_counts io; /* of the connections there now: a reconnect starts again */
+	struct io_counts io; /* of its connections, those that left too (registry.h) */
 };
 
 struct session_rows {

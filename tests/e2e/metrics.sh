@@ -11,8 +11,9 @@ SM=$ADDR:9642        # the server's /metrics
 CM=127.0.0.1:9643    # the client's
 
 truncate -s 256M "$WORK/a.img" "$WORK/b.img" "$WORK/c.img"
+# A keepalive timeout of 2 s: a stopped daemon loses its connections soon.
 start_server one --listen "$ADDR" --export "a=$WORK/a.img" --export "b=$WORK/b.img" \
-	--metrics "$SM" || exit 1
+	--metrics "$SM" --keepalive-timeout 2 || exit 1
 wait_for 10 grep -q "metrics: http://$SM/metrics" "$WORK/one.log"
 check "daemon starts with --metrics" start_daemon --workers 2 --metrics "$CM"
 a=$("$CLIENT" map --name va "$ADDR" a) && b=$("$CLIENT" map --name vb "$ADDR" b)
@@ -187,6 +188,21 @@ check "list -o csv: a header and a line per device" sh -c "
 	grep -qx '$a,va,$ADDR,4422,a,268435456,rw,live,' '$WORK/list.csv'"
 check "show -o csv: that device's line" sh -c "
 	'$CLIENT' show vb -o csv | tail -n 1 | grep -qx '$b,vb,$ADDR,4422,b,268435456,rw,live,'"
+
+# Last, since it leaves the devices a last error: the session reconnects
+# (the server drops a daemon that does not answer for its keepalive
+# timeout), and its IO counts go on from where they were.
+dpid=$(cat /run/ibnbd/client.lock)
+kill -STOP "$dpid"
+check "the server drops the stopped daemon's connections" \
+	wait_for 20 grep -q "presumed dead, dropping the connection" "$WORK/one.log"
+sleep 1
+kill -CONT "$dpid"
+check "the session reconnected after the server dropped it" \
+	wait_for 30 grep -q "reconnected after" "$WORK/daemon.log"
+check "... its devices live again" wait_for 20 devices_are 2 live
+check "... and list-sessions still counts what it did before ($((swa + swb)) bytes written)" \
+	wait_for 10 sessions_match $((swa + swb)) $((sra + srb))
 
 # An unmapped device leaves the metrics.
 check "unmap vb" "$CLIENT" unmap vb

@@ -47,6 +47,68 @@ static struct reg_entry *conn(struct registry *r, uint8_t uuid_byte, uint16_t in
 	return e;
 }
 
+/* registry_visit_all()'s sums per session uuid byte: live, then past. */
+struct io_sums {
+	uint64_t live[256], past[256];
+};
+
+static void sum_live(const struct reg_entry *e, void *arg)
+{
+	((struct io_sums *)arg)->live[e->uuid[0]] += e->io.write_bytes;
+}
+
+/* conn()'s uuids are one byte repeated; the others count at 0. */
+static void sum_past(const uint8_t uuid[16], const struct io_counts *io, void *arg)
+{
+	((struct io_sums *)arg)->past[uuid[1] == uuid[0] ? uuid[0] : 0] += io->write_bytes;
+}
+
+/* A session's IO adds up across its connections that left, and the table
+ * of past sessions keeps the REGISTRY_PAST_SESSIONS seen last. */
+static void test_past_io(void)
+{
+	struct registry *r;
+	struct reg_entry *e, *e2, *many;
+	struct io_sums s = { 0 };
+
+	if (registry_create(&r))
+		exit(99);
+	e = conn(r, 0x51, 0, "host-a");
+	e->io.write_bytes = 4096;
+	registry_leave(r, e);
+	registry_leave(r, e); /* a second leave adds nothing */
+	e2 = conn(r, 0x51, 0, "host-a"); /* the reconnect */
+	e2->io.write_bytes = 8192;
+	registry_visit_all(r, sum_live, sum_past, &s);
+	ok(s.live[0x51] == 8192 && s.past[0x51] == 4096,
+	   "a session's reconnected connection, and what the one that left wrote (%llu, %llu)",
+	   (unsigned long long)s.live[0x51], (unsigned long long)s.past[0x51]);
+	registry_leave(r, e2);
+	memset(&s, 0, sizeof(s));
+	registry_visit_all(r, sum_live, sum_past, &s);
+	ok(s.live[0x51] == 0 && s.past[0x51] == 12288, "both left: the session's past adds up");
+	/* More sessions than the table holds: the oldest (0x51) goes. */
+	many = calloc(1, sizeof(*many));
+	if (!many)
+		exit(99);
+	for (unsigned int i = 0; i < REGISTRY_PAST_SESSIONS; i++) {
+		memset(many, 0, sizeof(*many));
+		memcpy(many->uuid + 1, &i, sizeof(i)); /* uuid[0] 0: counted at 0 */
+		many->uuid[15] = 0xee;
+		many->kick_fd = efd;
+		many->io.write_bytes = 1;
+		registry_join(r, many);
+		registry_leave(r, many);
+	}
+	free(many);
+	memset(&s, 0, sizeof(s));
+	registry_visit_all(r, sum_live, sum_past, &s);
+	ok(s.past[0x51] == 0 && s.past[0] == REGISTRY_PAST_SESSIONS,
+	   "past %d newer sessions, the oldest is forgotten (%llu)", REGISTRY_PAST_SESSIONS,
+	   (unsigned long long)s.past[0]);
+	registry_destroy(r);
+}
+
 static int open_rw(struct registry *r, struct reg_entry *e, bool shared)
 {
 	char holder[256];
@@ -196,6 +258,7 @@ int main(void)
 		registry_leave(r, p[7]);
 	}
 	registry_destroy(r);
+	test_past_io();
 	close(efd);
 	while (nmade)
 		free(made[--nmade]);
