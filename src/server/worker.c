@@ -503,7 +503,7 @@ static void *worker_main(void *arg)
 	struct worker *w = st->w;
 	char name[16];
 
-	snprintf(name, sizeof(name), "ibnbd-w%u", w->index); /* top -H, /proc/PID/task */
+	snprintf(name, sizeof(name), "ibnbd-srv-w%u", w->index); /* top -H, /proc/PID/task */
 	pthread_setname_np(pthread_self(), name);
 	w->setup_ret = worker_setup(w);
 	sem_post(&st->done); /* st is gone after this */

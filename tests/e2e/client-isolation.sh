@@ -19,7 +19,8 @@ check "a device of each server ($a $b)" test -b "$a" -a -b "$b"
 
 # pds: for each server port, the PDs of the client's QPs to it, and the
 # sizes of the client MRs on those PDs (the servers' resources carry their
-# comm; the daemon's were made by threads that are gone, so carry none).
+# comm, ibnbd-server or a worker's ibnbd-srv-wN; the daemon's were made by
+# threads that are gone, so carry none).
 pds() {
 	rdma -j res show cm_id > "$WORK/cm.json" && rdma -j res show qp > "$WORK/qp.json" &&
 		rdma -j res show mr > "$WORK/mr.json" || return 1
@@ -27,7 +28,8 @@ pds() {
 import json, sys
 w = sys.argv[1]
 load = lambda n: json.load(open(f"{w}/{n}.json"))
-mine = lambda e: e.get("comm") != "ibnbd-server" and not e.get("comm", "").startswith("[")
+mine = lambda e: (e.get("comm") != "ibnbd-server" and not e.get("comm", "").startswith("ibnbd-srv-")
+                  and not e.get("comm", "").startswith("["))
 qp_pd = {(q["ifname"], q["lqpn"]): q["pdn"] for q in load("qp") if mine(q) and "pdn" in q}
 by_port = {}
 for c in load("cm"):

@@ -16,11 +16,13 @@ truncate -s 256M "$WORK/a.img" "$WORK/b.img"
 srv_args=(--listen "$ADDR" --workers 2 --export "a=$WORK/a.img" --export "b=$WORK/b.img")
 
 daemon_pid() { cat /run/ibnbd/client.lock; }
-# worker_threads PID: the task dirs of PID's workers (threads ibnbd-wN).
+# worker_threads PID: the task dirs of PID's workers (threads ibnbd-wN in
+# the client, ibnbd-srv-wN in the server).
 worker_threads() {
-	local t
+	local t c
 	for t in /proc/"$1"/task/*; do
-		[[ $(cat "$t/comm" 2>/dev/null) == ibnbd-w* ]] && echo "$t"
+		c=$(cat "$t/comm" 2>/dev/null)
+		[[ $c == ibnbd-w* || $c == ibnbd-srv-w* ]] && echo "$t"
 	done
 }
 # workers_sum PID FILE AWK: AWK's number from FILE (status, stat) of each
