@@ -35,6 +35,7 @@ struct conn {
 	struct ibv_pd *pd; /* borrowed: the client's, per RDMA device */
 	struct ibv_comp_channel *cc;
 	struct ibv_cq *cq;
+	bool cq_armed; /* polling: the CQ raises an event for its next completion */
 	bool qp_created;
 	bool connected;
 
@@ -467,6 +468,7 @@ int conn_connect(const struct conn_params *p, struct conn **out, char *err, size
 			       IBV_ACCESS_LOCAL_WRITE, &c->hdr_mr);
 	if (!ret)
 		ret = -ibv_req_notify_cq(c->cq, 0);
+	c->cq_armed = !ret;
 	if (ret) {
 		snprintf(err, errlen, "cannot register memory for %s: %s", c->peer, strerror(-ret));
 		goto out_free;
@@ -676,12 +678,22 @@ void conn_take_event(struct conn *c)
 {
 	struct ibv_cq *ev_cq;
 
-	verbs_cq_event_take(c->cc, &ev_cq);
+	if (!verbs_cq_event_take(c->cc, &ev_cq))
+		c->cq_armed = false;
 }
 
+/* An armed CQ stays armed until it raises its event, which the worker
+ * takes (conn_take_event()) when it wakes: a sleep that another wakeup
+ * ended (a ublk request, the tick) needs no second arm. */
 int conn_arm(struct conn *c)
 {
-	return -ibv_req_notify_cq(c->cq, 0);
+	int ret;
+
+	if (c->cq_armed)
+		return 0;
+	ret = -ibv_req_notify_cq(c->cq, 0);
+	c->cq_armed = !ret;
+	return ret;
 }
 
 int conn_poll(struct conn *c, const struct conn_handlers *h, void *ctx, unsigned int *taken)

@@ -127,7 +127,8 @@ int conn_process(struct conn *c, const struct conn_handlers *h, void *ctx);
  * Polling (busypoll.h): conn_poll() is conn_process() without the channel:
  * it polls the CQ empty, and adds the completions it took to *taken (may be
  * NULL). conn_take_event() consumes a channel event without re-arming;
- * conn_arm() arms the CQ (0 or -errno), before the worker sleeps.
+ * conn_arm() arms the CQ unless it is armed still (0 or -errno), before
+ * the worker sleeps.
  */
 int conn_poll(struct conn *c, const struct conn_handlers *h, void *ctx, unsigned int *taken);
 void conn_take_event(struct conn *c);
