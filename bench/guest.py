@@ -36,6 +36,13 @@ POLL = "ibnbd-poll"      # this build, both daemons --poll-idle-us, for --poll-c
 NVME_POLL = "nvmeof-poll"  # the NVMe-oF device through its poll queues (fio --hipri)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WORK = "/tmp/ibnbd-bench"
+# The multi-device point: MULTI_DEVS devices of one server, one job each
+# (4k random reads at QD16), their IOPS summed: ibnbd maps them in one
+# session, NVMe-oF serves them as namespaces of one subsystem (one
+# controller); local runs on the backings themselves. Only these three.
+MULTI = "4k-randread-qd16-4dev"
+MULTI_DEVS = 4
+MULTI_SYSTEMS = ("local", "ibnbd", "nvmeof")
 
 
 class BenchError(Exception):
@@ -117,18 +124,37 @@ def guest_cpu():
     return (sum(v) - idle) / CLK_TCK, sum(v) / CLK_TCK
 
 
+def disk_stat(dev):
+    return read(f"/sys/block/{os.path.basename(os.path.realpath(dev))}/stat").split()
+
+
 def disk_sectors(dev):
-    """Sectors read + written by a block device, or None for a file."""
+    """Sectors read + written by a block device (or the sum over a list of
+    them), or None for a file."""
     if dev is None:
         return None
-    f = read(f"/sys/block/{os.path.basename(os.path.realpath(dev))}/stat").split()
-    return int(f[2]) + int(f[6])
+    return sum(int(f[2]) + int(f[6]) for f in map(disk_stat, devices(dev)))
 
 
 def disk_ios(dev):
-    """Requests a block device completed (reads + writes)."""
-    f = read(f"/sys/block/{os.path.basename(os.path.realpath(dev))}/stat").split()
-    return int(f[0]) + int(f[4])
+    """Requests a block device (or a list of them) completed, reads + writes."""
+    return sum(int(f[0]) + int(f[4]) for f in map(disk_stat, devices(dev)))
+
+
+def devices(dev):
+    """A point's device: one path, or a list of them (the multi-device point)."""
+    return [dev] if isinstance(dev, str) else list(dev)
+
+
+def fio_targets(name, dev):
+    """fio's job options for a point on dev: one job, or one job per device
+    of a list, reported as one group (global options go before these)."""
+    if isinstance(dev, str):
+        return [f"--name={name}", f"--filename={dev}"]
+    out = ["--group_reporting"]
+    for i, d in enumerate(dev):
+        out += [f"--name={name}-{i}", f"--filename={d}"]
+    return out
 
 
 # --- system calls per IO ----------------------------------------------------------
@@ -166,8 +192,9 @@ def threads(pid):
 
 def syscall_point(opts, dev, args, ib, counter):
     """System calls per IO of each ibnbd daemon over one fio run."""
-    cmd = ["fio", "--name=syscalls", f"--filename={dev}", "--direct=1", "--ioengine=io_uring",
-           "--time_based", f"--runtime={opts.runtime}", "--output-format=terse"] + args
+    cmd = (["fio", "--direct=1", "--ioengine=io_uring", "--time_based",
+            f"--runtime={opts.runtime}", "--output-format=terse"] + args
+           + fio_targets("syscalls", dev))
     tids = {"client": threads(ib.daemon.pid), "server": threads(ib.server.pid)}
     c0, i0 = counter.counts(), disk_ios(dev)
     run(cmd, timeout=opts.runtime + 120)
@@ -217,9 +244,9 @@ class Cleanup:
 
 # --- backings ---------------------------------------------------------------
 
-def setup_backing(kind, size_mib, cleanup):
+def setup_backing(kind, size_mib, cleanup, name=NULLB_NAME):
     if kind == "nullb":
-        d = f"{NULLB}/{NULLB_NAME}"
+        d = f"{NULLB}/{name}"
         if not os.path.isdir(NULLB):
             raise BenchError(f"{NULLB} is missing: null_blk is not loaded or configfs not mounted")
         try:
@@ -231,11 +258,11 @@ def setup_backing(kind, size_mib, cleanup):
         write(f"{d}/blocksize", BLOCK)
         write(f"{d}/memory_backed", 1)
         write(f"{d}/power", 1)
-        dev = f"/dev/{NULLB_NAME}"
+        dev = f"/dev/{name}"
         wait_for(f"{dev} to appear", lambda: os.path.exists(dev))
         path = dev
     else:
-        path = f"{WORK}/backing.img"
+        path = f"{WORK}/{name}.img"
         with open(path, "wb") as f:
             f.truncate(size_mib << 20)
         cleanup.push("remove the backing file", os.unlink, path)
@@ -260,7 +287,9 @@ class Ibnbd:
     daemon's lock, state and control socket in its own run directory."""
 
     def __init__(self, name, build, port, backing_path, logdir, cleanup, auth=True,
-                 daemon_args=(), server_args=()):
+                 daemon_args=(), server_args=(), more=()):
+        """more: further backings, exported as bench1, bench2, ... and
+        mapped by the same daemon (one session): self.more_devs."""
         server = os.path.join(build, "src/server/ibnbd-server")
         client = os.path.join(build, "src/client/ibnbd-client")
         self.logdir = logdir
@@ -290,8 +319,11 @@ class Ibnbd:
             os.umask(old)
         # A second server of the same backing cannot have it exclusively.
         share = ",shared" if port != IBNBD_PORT else ""
-        access = (["--hosts-file", hosts, "--export", f"bench={backing_path}{share},allow={hid}"]
-                  if auth else ["--no-auth", "--export", f"bench={backing_path}{share}"])
+        exports = {"bench": backing_path}
+        exports.update({f"bench{i}": p for i, p in enumerate(more, 1)})
+        access = ["--hosts-file", hosts] if auth else ["--no-auth"]
+        for ex, p in exports.items():
+            access += ["--export", f"{ex}={p}{share}" + (f",allow={hid}" if auth else "")]
         self.server = subprocess.Popen(
             [server, "--listen", f"{ADDR}:{port}", *access, *server_args],
             stdout=open(self.slog, "w"), stderr=subprocess.STDOUT)
@@ -309,18 +341,23 @@ class Ibnbd:
                  proc=self.daemon, logfile=self.clog)
         ctl = lambda *a: subprocess.run([client, *a], env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True, timeout=60)
-        p = ctl("map", f"{ADDR}:{port}", "bench")
-        if p.returncode != 0:
-            raise BenchError(f"{name}: map failed: {p.stdout.strip()}")
-        self.dev = p.stdout.strip()
 
-        def unmap():
-            q = ctl("unmap", self.dev)
-            if q.returncode != 0:
-                raise BenchError(f"{name}: unmap {self.dev} failed: {q.stdout.strip()}")
-        cleanup.push(f"unmap {self.dev}", unmap)
-        if not os.path.exists(self.dev):
-            raise BenchError(f"ibnbd-client map printed '{self.dev}', not a device")
+        def map_one(ex):
+            p = ctl("map", f"{ADDR}:{port}", ex)
+            if p.returncode != 0:
+                raise BenchError(f"{name}: map {ex} failed: {p.stdout.strip()}")
+            dev = p.stdout.strip()
+
+            def unmap():
+                q = ctl("unmap", dev)
+                if q.returncode != 0:
+                    raise BenchError(f"{name}: unmap {dev} failed: {q.stdout.strip()}")
+            cleanup.push(f"unmap {dev}", unmap)
+            if not os.path.exists(dev):
+                raise BenchError(f"ibnbd-client map printed '{dev}', not a device")
+            return dev
+        self.dev = map_one("bench")
+        self.more_devs = [map_one(ex) for ex in list(exports)[1:]]
         time.sleep(1)
         self.rss_mapped_kib = proc_rss_kib(self.server.pid)
         self.connections = self.server_stats()["connections"]
@@ -342,7 +379,10 @@ class Ibnbd:
 
 # --- kernel NVMe-oF over RDMA -------------------------------------------------
 
-def setup_nvmeof(backing_path, cleanup, poll_queues=0):
+def setup_nvmeof(backing_path, cleanup, poll_queues=0, more=()):
+    """One subsystem: namespace 1 serves backing_path, namespaces 2, 3, ...
+    the further backings (one controller, as ibnbd's one session). Returns
+    the block device of each namespace, in order."""
     subsys = f"{NVMET}/subsystems/{NQN}"
     port = f"{NVMET}/ports/1"
     if not os.path.isdir(NVMET):
@@ -353,12 +393,14 @@ def setup_nvmeof(backing_path, cleanup, poll_queues=0):
     os.mkdir(subsys)
     cleanup.push("remove the nvmet subsystem", os.rmdir, subsys)
     write(f"{subsys}/attr_allow_any_host", 1)
-    ns = f"{subsys}/namespaces/1"
-    os.mkdir(ns)
-    cleanup.push("remove the nvmet namespace", os.rmdir, ns)
-    write(f"{ns}/device_path", backing_path)
-    write(f"{ns}/enable", 1)
-    cleanup.push("disable the nvmet namespace", write, f"{ns}/enable", 0)
+    paths = [backing_path, *more]
+    for nsid, path in enumerate(paths, 1):
+        ns = f"{subsys}/namespaces/{nsid}"
+        os.mkdir(ns)
+        cleanup.push(f"remove nvmet namespace {nsid}", os.rmdir, ns)
+        write(f"{ns}/device_path", path)
+        write(f"{ns}/enable", 1)
+        cleanup.push(f"disable nvmet namespace {nsid}", write, f"{ns}/enable", 0)
     os.mkdir(port)
     cleanup.push("remove the nvmet port", os.rmdir, port)
     write(f"{port}/addr_trtype", "rdma")
@@ -374,17 +416,18 @@ def setup_nvmeof(backing_path, cleanup, poll_queues=0):
     cleanup.push("nvme disconnect", run, ["nvme", "disconnect", "-n", NQN])
 
     def find():
+        found = {}
         for b in sorted(set(os.listdir("/sys/block")) - before):
             try:
                 # The multipath head, not the hidden per-controller path.
                 if (b.startswith("nvme") and read(f"/sys/block/{b}/device/subsysnqn").strip() == NQN
                         and read(f"/sys/block/{b}/hidden").strip() != "1"
                         and os.path.exists(f"/dev/{b}")):
-                    return f"/dev/{b}"
-            except OSError:
+                    found[int(read(f"/sys/block/{b}/nsid"))] = f"/dev/{b}"
+            except (OSError, ValueError):
                 pass
-        return None
-    wait_for("the NVMe-oF namespace's block device", lambda: find() is not None)
+        return [found[n] for n in range(1, len(paths) + 1)] if len(found) == len(paths) else None
+    wait_for("the NVMe-oF namespaces' block devices", lambda: find() is not None)
     return find()
 
 
@@ -440,6 +483,73 @@ def stop_nbd_server(conf):
         time.sleep(0.1)
 
 
+# --- the wire's limit --------------------------------------------------------
+
+PERFTEST_PORT = 18515
+
+
+def rdma_device():
+    devs = sorted(os.listdir("/sys/class/infiniband")) if os.path.isdir("/sys/class/infiniband") else []
+    if not devs:
+        raise BenchError("no RDMA device in /sys/class/infiniband")
+    return devs[0]
+
+
+def perftest(tool, size, iters, dev, extra=()):
+    """One perftest run over dev, its server and client both in this guest,
+    connected through the RDMA CM (-R) to ADDR, so over the same rxe device
+    and address the systems use. Returns the client's result line as a
+    dict of its columns."""
+    # -F: no CPU-frequency warning (a guest has no cpufreq to read).
+    common = [tool, "-R", "-F", "-d", dev, "-s", str(size), "-n", str(iters),
+              "-p", str(PERFTEST_PORT), *extra]
+    srv = subprocess.Popen(common, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(1)  # perftest's server listens on its TCP port, then waits
+        out = run(common + [ADDR], timeout=120)
+        srv.wait(30)
+    finally:
+        if srv.poll() is None:
+            srv.kill()
+            srv.wait()
+    head, vals = None, None
+    for line in out.splitlines():
+        f = line.split()
+        if f and f[0] == "#bytes":
+            head = line
+        elif head and f and f[0] == str(size) and len(f) >= 5:
+            vals = f
+    if not head or not vals:
+        raise BenchError(f"cannot read {tool}'s result:\n{out.strip()}")
+    # Columns are named by headers with spaces ("99% percentile[usec]"):
+    # take them in order from the known names.
+    names = re.findall(r"#bytes|#iterations|[A-Za-z_0-9.%]+(?: percentile)?\[[^\]]+\]", head)
+    if len(names) != len(vals):
+        raise BenchError(f"{tool}: {len(names)} columns named, {len(vals)} read:\n{out.strip()}")
+    return {n: float(v) for n, v in zip(names, vals)}
+
+
+def wire_limit(nqp):
+    """The rxe wire without any block layer: perftest's one-way latency of
+    a 64-byte send and a 4 KiB RDMA write (perftest polls), and the message
+    rate of 4 KiB and 128 KiB RDMA writes over nqp queue pairs (as many as
+    an ibnbd session has connections: one per CPU). See docs/benchmarks.md
+    for how they become the "wire limit" column."""
+    dev = rdma_device()
+    lat = {}
+    for tool, size in (("ib_send_lat", 64), ("ib_write_lat", 4096)):
+        r = perftest(tool, size, 2000, dev)
+        lat[f"{tool}_{size}"] = {"mean_us": r["t_avg[usec]"], "p50_us": r["t_typical[usec]"],
+                                 "p99_us": r["99% percentile[usec]"],
+                                 "p999_us": r["99.9% percentile[usec]"]}
+    for size, iters in ((4096, 20000), (131072, 2000)):
+        r = perftest("ib_write_bw", size, iters, dev, ["-q", str(nqp)])
+        mps = r["MsgRate[Mpps]"] * 1e6
+        lat[f"ib_write_bw_{size}"] = {"msgs_per_s": mps, "MiBps": mps * size / 2**20}
+    lat["device"], lat["queue_pairs"] = dev, nqp
+    return lat
+
+
 # --- workloads and one point ----------------------------------------------------
 
 def workloads(ncpu):
@@ -454,6 +564,7 @@ def workloads(ncpu):
         ("128k-write-qd8", ["--rw=write", "--bs=128k", "--iodepth=8"]),
         ("1m-read-qd4", ["--rw=read", "--bs=1m", "--iodepth=4"]),
         ("1m-write-qd4", ["--rw=write", "--bs=1m", "--iodepth=4"]),
+        (MULTI, rr + ["--iodepth=16"]),
     ]
 
 
@@ -469,10 +580,10 @@ def fio_dir(j):
 
 
 def point(opts, system, dev, wl, args, fio_json, ibnbd, stat_dev):
-    cmd = ["fio", f"--name={wl}", f"--filename={dev}", "--direct=1", "--ioengine=io_uring",
-           "--time_based", f"--runtime={opts.runtime}", f"--ramp_time={opts.ramp}",
-           "--lat_percentiles=1", "--clat_percentiles=0", "--percentile_list=50:99:99.9",
-           "--output-format=json", f"--output={fio_json}"] + args
+    cmd = (["fio", "--direct=1", "--ioengine=io_uring",
+            "--time_based", f"--runtime={opts.runtime}", f"--ramp_time={opts.ramp}",
+            "--lat_percentiles=1", "--clat_percentiles=0", "--percentile_list=50:99:99.9",
+            "--output-format=json", f"--output={fio_json}"] + args + fio_targets(wl, dev))
     s0, g0 = disk_sectors(stat_dev), guest_cpu()
     d0 = ibnbd.cpu() if ibnbd else None
     run(cmd, timeout=opts.runtime + opts.ramp + 120)
@@ -574,6 +685,13 @@ def main():
     if opts.baseline_rev:
         results["baseline"] = opts.baseline_rev
     resfile = f"{opts.out}/results.json"
+    log("the wire's limit: perftest over the same RDMA device and address")
+    results["limit"] = wire_limit(ncpu)
+    lim = results["limit"]
+    log(f"wire limit: send 64 B {lim['ib_send_lat_64']['mean_us']:.0f} us, "
+        f"write 4 KiB {lim['ib_write_lat_4096']['mean_us']:.0f} us one way; "
+        f"4 KiB writes {lim['ib_write_bw_4096']['msgs_per_s']:.0f}/s, "
+        f"128 KiB writes {lim['ib_write_bw_131072']['MiBps']:.0f} MiB/s")
 
     def save():
         tmp = resfile + ".tmp"
@@ -588,8 +706,14 @@ def main():
             os.makedirs(logdir, exist_ok=True)
             log(f"{backing}: setting up the backing ({opts.size} MiB) and filling it")
             path = setup_backing(backing, opts.size, cleanup)
+            more = []
+            if any(wl == MULTI for wl, _ in wls):
+                log(f"{backing}: {MULTI_DEVS - 1} more backings of {opts.size // MULTI_DEVS} MiB "
+                    "for the multi-device point")
+                more = [setup_backing(backing, opts.size // MULTI_DEVS, cleanup,
+                                      f"{NULLB_NAME}{i}") for i in range(1, MULTI_DEVS)]
             log(f"{backing}: ibnbd")
-            ibs = {"ibnbd": Ibnbd("ibnbd", BUILD, IBNBD_PORT, path, logdir, cleanup)}
+            ibs = {"ibnbd": Ibnbd("ibnbd", BUILD, IBNBD_PORT, path, logdir, cleanup, more=more)}
             if opts.baseline_build:
                 log(f"{backing}: ibnbd built from {opts.baseline_rev} (the baseline)")
                 ibs[BASELINE] = Ibnbd(BASELINE, opts.baseline_build, IBNBD_PORT + 1, path,
@@ -608,12 +732,16 @@ def main():
                 ibs[POLL] = Ibnbd(POLL, BUILD, IBNBD_PORT + 4, path, logdir, cleanup,
                                   daemon_args=us, server_args=us)
             log(f"{backing}: NVMe-oF over RDMA")
-            nvme = setup_nvmeof(path, cleanup, ncpu if opts.poll_compare else 0)
+            nvme, *nvme_more = setup_nvmeof(path, cleanup, ncpu if opts.poll_compare else 0, more)
             log(f"{backing}: NBD over TCP")
             nbd = setup_nbd(path, ncpu, logdir, cleanup)
             devs = {"local": path, "nvmeof": nvme, NVME_POLL: nvme, "nbd": nbd}
             devs.update({name: ib.dev for name, ib in ibs.items()})
             log(f"{backing}: " + ", ".join(f"{s} {devs[s]}" for s in systems))
+            multi = {"local": [path, *more], "ibnbd": [ibs["ibnbd"].dev, *ibs["ibnbd"].more_devs],
+                     "nvmeof": [nvme, *nvme_more]} if more else {}
+            if multi:
+                log(f"{backing}: {MULTI}: " + ", ".join(f"{s} {' '.join(d)}" for s, d in multi.items()))
             for name, ib in ibs.items():
                 results[name][backing] = {
                     "device": ib.dev, "server_rss_idle_KiB": ib.rss_idle_kib,
@@ -628,16 +756,22 @@ def main():
                     res[f"idle_{who}_cpu_pct"] = 100 * (c1[name][k][0] - c0[name][k][0]) / opts.idle
                     res[f"idle_{who}_wakeups_per_s"] = (c1[name][k][1] - c0[name][k][1]) / opts.idle
             save()
-            total = opts.repeat * len(wls) * len(systems)
+
+            def on(wl):
+                """(system, device or devices) of a workload."""
+                if wl == MULTI:
+                    return [(s, multi[s]) for s in systems if s in multi]
+                return [(s, devs[s]) for s in systems]
+            total = opts.repeat * sum(len(on(wl)) for wl, _ in wls)
             n = 0
             for rep in range(1, opts.repeat + 1):
                 for wl, args in wls:
-                    for system in systems:
+                    for system, dev in on(wl):
                         n += 1
                         fj = f"{opts.out}/fio/{backing}-{wl}-{system}-r{rep}.json"
-                        stat_dev = None if system == "local" and backing == "file" else devs[system]
+                        stat_dev = None if system == "local" and backing == "file" else dev
                         extra = ["--hipri"] if system == NVME_POLL else []
-                        rec = point(opts, system, devs[system], wl, args + extra, fj,
+                        rec = point(opts, system, dev, wl, args + extra, fj,
                                     ibs.get(system), stat_dev)
                         rec = {"system": system, "backing": backing, "workload": wl,
                                "repetition": rep, **rec}
@@ -652,7 +786,10 @@ def main():
                 counter = SyscallCounter(cleanup)
                 for wl, args in wls:
                     for name, ib in ibs.items():
-                        sc = syscall_point(opts, ib.dev, args, ib, counter)
+                        if wl == MULTI and name not in multi:
+                            continue
+                        sc = syscall_point(opts, multi[name] if wl == MULTI else ib.dev,
+                                           args, ib, counter)
                         results[name][backing].setdefault("syscalls", {})[wl] = sc
                         log(f"{backing} {wl} {name}: system calls per IO: client "
                             f"{sc['client_syscalls_per_io']:.2f}, server "
