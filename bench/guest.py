@@ -42,7 +42,6 @@ WORK = "/tmp/ibnbd-bench"
 # controller); local runs on the backings themselves. Only these three.
 MULTI = "4k-randread-qd16-4dev"
 MULTI_DEVS = 4
-MULTI_SYSTEMS = ("local", "ibnbd", "nvmeof")
 
 
 class BenchError(Exception):
@@ -785,11 +784,10 @@ def main():
                     "ibnbd system, the syscall tracepoint counting)")
                 counter = SyscallCounter(cleanup)
                 for wl, args in wls:
-                    for name, ib in ibs.items():
-                        if wl == MULTI and name not in multi:
+                    for name, dev in on(wl):
+                        if name not in ibs:
                             continue
-                        sc = syscall_point(opts, multi[name] if wl == MULTI else ib.dev,
-                                           args, ib, counter)
+                        sc = syscall_point(opts, dev, args, ibs[name], counter)
                         results[name][backing].setdefault("syscalls", {})[wl] = sc
                         log(f"{backing} {wl} {name}: system calls per IO: client "
                             f"{sc['client_syscalls_per_io']:.2f}, server "

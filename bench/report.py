@@ -208,7 +208,6 @@ def summary(res):
         pairs = [("ibnbd", o2) for o2 in against]
         if POLL in names and NVME_POLL in names:
             pairs.append((POLL, NVME_POLL))
-        lim = "limit" in r
         cols = list(names.values())
         if lim:
             cols.insert(1, "wire limit")

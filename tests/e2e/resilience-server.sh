@@ -63,10 +63,9 @@ reconnects() { grep -c "reconnected after" "$WORK/daemon.log"; }
 # outage HOW: takes the server down (kill -9 or SIGTERM), restarts it after a
 # second, waits for the client to be back and reports the times.
 outage() {
-	local how=$1 before t_down t_up t_fault lost detection
+	local how=$1 before t_down t_up lost detection
 	before=$(reconnects)
-	t_down=$(now_ms)
-	t_fault=$(uptime_ms)
+	t_down=$(uptime_ms)
 	if [ "$how" = kill ]; then
 		kill -9 "$srv_pid"
 	else
@@ -75,14 +74,14 @@ outage() {
 	wait "$srv_pid" 2>/dev/null
 	sleep 1
 	start_server srv "${srv_args[@]}" >> "$WORK/restarts.log" 2>&1 || return 1
-	t_up=$(now_ms)
+	t_up=$(uptime_ms)
 	wait_for 30 sh -c "[ \$(grep -c 'reconnected after' $WORK/daemon.log) -gt $before ]" ||
 		return 1
 	back=$(log_time "reconnected after" "$WORK/daemon.log")
 	listened=$(log_time "listening on" "$WORK/srv.log")
 	lost=$(log_time "session lost" "$WORK/daemon.log")
 	recovery=$((back - listened))
-	detection=$((lost - t_fault))
+	detection=$((lost - t_down))
 	echo "# $how: server down $((t_up - t_down)) ms; the loss noticed $detection ms after" \
 		"the $how, the client back $recovery ms after the server listened (daemon" \
 		"and server logs)" | tee -a "$WORK/times"
