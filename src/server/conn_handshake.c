@@ -551,8 +551,9 @@ void conn_on_kick(struct conn *c)
 
 void conn_tick(struct conn *c)
 {
-	unsigned int timeout_ms = c->w->shared->keepalive_timeout_ms;
+	unsigned int timeout_ms = c->w->shared->keepalive_timeout_ms, limit_ms;
 	int64_t now = clock_now_ms();
+	bool joining;
 
 	if (c->state == CONN_CLOSING || c->state == CONN_DRAINING)
 		return;
@@ -583,10 +584,14 @@ void conn_tick(struct conn *c)
 	if (!timeout_ms || !(c->features & IBNBD_FEAT_KEEPALIVE) ||
 	    (registry_uuid_is_zero(c->reg.uuid) && !c->keepalive_seen))
 		return;
-	if (now - c->rx_last_ms < timeout_ms)
+	/* Its session's other connections may still be connecting. */
+	joining = c->rx_count == c->rx_at_hello;
+	limit_ms = joining && timeout_ms < CONN_JOIN_MS ? CONN_JOIN_MS : timeout_ms;
+	if (now - c->rx_last_ms < limit_ms)
 		return;
-	log_warn("%s: nothing received for %lld ms (keepalive timeout %u s): the client is presumed dead, dropping the connection",
-		 c->name, (long long)(now - c->rx_last_ms), timeout_ms / 1000);
+	log_warn("%s: nothing received for %lld ms%s (keepalive timeout %u s): the client is presumed dead, dropping the connection",
+		 c->name, (long long)(now - c->rx_last_ms), joining ? " since its HELLO" : "",
+		 timeout_ms / 1000);
 	stat_add(&c->w->stats.keepalive_timeouts, 1);
 	conn_close(c, "keepalive timeout");
 }

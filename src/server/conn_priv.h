@@ -18,6 +18,13 @@
 #define CONN_MAX_OPENS 64
 /* From the accept to an answered HELLO (authentication included). */
 #define CONN_HANDSHAKE_MS 5000
+/*
+ * From the answered HELLO to the connection's first message after it. A
+ * client sends nothing on a connection until all of its session's
+ * connections are up, which its connect timeout (10 s) bounds: a slow
+ * sibling must not get this one dropped by a short keepalive timeout.
+ */
+#define CONN_JOIN_MS 15000
 #define CONN_DRAIN_TIMEOUT_MS 10000 /* DRAINING: busy slots must answer */
 #define CONN_FLUSH_TIMEOUT_MS 3000  /* CLOSING: wait for flush completions */
 #define CONN_SIGNAL_EVERY 16        /* answers: one signaled send per this many WRs */
@@ -142,6 +149,7 @@ struct conn {
 	 * tick notices the count moved and stamps rx_last_ms.
 	 */
 	uint64_t rx_count, rx_count_seen;
+	uint64_t rx_at_hello; /* rx_count when the HELLO was answered */
 	int64_t rx_last_ms;
 	bool keepalive_seen; /* it sent a KEEPALIVE: it is one that does */
 
@@ -167,6 +175,7 @@ static inline uint8_t *send_buf(struct conn *c, unsigned int i)
 static inline void conn_hello_done(struct conn *c)
 {
 	c->hello_done = true;
+	c->rx_at_hello = c->rx_count;
 	handshakes_leave(c->w->shared->handshakes, &c->peer_addr);
 }
 

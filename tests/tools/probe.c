@@ -440,7 +440,7 @@ static int probe_start(struct probe *p)
 		return ret;
 	if (!ret)
 		ret = probe_hello(p);
-	if (!ret)
+	if (!ret && strcmp(p->export, "-")) /* "-": HELLO only */
 		ret = probe_open(p);
 	return ret;
 }
@@ -1228,7 +1228,7 @@ static void usage(FILE *f)
 		"                   [--conn-index I] [--conn-count N] [--host-id ID] [--verbose]\n"
 		"                   [--key-file FILE [--bad-proof|--reflect-proof] [--save-proof F]]\n"
 		"                   [--replay-proof F] [--no-hello [--queue-depth N]]\n"
-		"                   ADDR[:PORT] EXPORT CMD [ARG]...\n"
+		"                   ADDR[:PORT] EXPORT|- CMD [ARG]...   (-: HELLO, no OPEN)\n"
 		"       ibnbd-probe --fill-pattern PATH SEED\n"
 		"Commands (run in order):\n"
 		"  info                     print size, block sizes, flags\n"

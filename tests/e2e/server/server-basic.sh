@@ -163,6 +163,25 @@ fi
 late=$!
 for _ in $(seq 100); do grep -q "ibnbd-probe-$late': opened export 'disk'" "$log" && break; sleep 0.1; done
 sleep 1
+# The stop makes what clients were told is written durable: the kernel's
+# fdatasync tracepoint must see the server flush the writable export's file
+# descriptor, and only that one (rodisk is read-only).
+tr=/sys/kernel/tracing
+[ -d "$tr/events" ] || mount -t tracefs nodev "$tr"
+fd_of() { # fd_of PATH: the server's descriptor open on PATH
+	local f
+	for f in /proc/"$srv"/fd/*; do
+		[ "$(readlink "$f")" = "$1" ] && { echo "${f##*/}"; return 0; }
+	done
+	return 1
+}
+disk_fd=$(fd_of "$work/disk.img") && ro_fd=$(fd_of "$loopdev")
+check "the server holds both exports open (disk fd ${disk_fd:-?}, rodisk fd ${ro_fd:-?})" \
+	[ -n "${disk_fd:-}" ] && [ -n "${ro_fd:-}" ]
+echo > "$tr/trace"
+echo 1 > "$tr/events/syscalls/sys_enter_fdatasync/enable"
+on_exit sh -c "echo 0 > $tr/events/syscalls/sys_enter_fdatasync/enable"
+srv_pid=$srv
 kill -TERM "$srv"
 t0=$(date +%s)
 rc=124
@@ -185,4 +204,20 @@ else
 	pass "SIGTERM: the client saw its connection end ($(tail -n 1 "$work/wrv2.out"))"
 fi
 check "exit report printed" grep -q "stats (exit)" "$log"
+echo 0 > "$tr/events/syscalls/sys_enter_fdatasync/enable"
+# Trace lines read "ibnbd-server-PID [cpu] ... sys_fdatasync(fd: N)", N in
+# hex or decimal by kernel version.
+synced=$(python3 - "$tr/trace" "${srv_pid:?}" <<'PY'
+import re, sys
+fds = sorted({int(m.group(1), 0) for m in re.finditer(
+    r"-%s\s+\[.*sys_fdatasync\(fd: (\w+)\)" % sys.argv[2], open(sys.argv[1]).read())})
+print(" ".join(map(str, fds)))
+PY
+)
+if [ "$synced" = "${disk_fd:-x}" ]; then
+	pass "SIGTERM: the server flushed the writable export (fd $synced) before exiting, not the read-only one"
+else
+	flunk "SIGTERM: fdatasync at exit on fds '$synced', expected only disk's ${disk_fd:-?}"
+	grep fdatasync "$tr/trace" | head -5 | sed 's/^/#   /'
+fi
 done_testing

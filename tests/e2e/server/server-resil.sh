@@ -101,6 +101,8 @@ fi
 
 UK1=aaaaaaaa-0000-0000-0000-000000000001
 UK2=aaaaaaaa-0000-0000-0000-000000000002
+UJ1=aaaaaaaa-0000-0000-0000-000000000003
+UJ2=aaaaaaaa-0000-0000-0000-000000000004
 US=bbbbbbbb-0000-0000-0000-000000000001
 UF=cccccccc-0000-0000-0000-000000000001
 UW1=dddddddd-0000-0000-0000-000000000001
@@ -119,6 +121,15 @@ ka2=$!
 ka3=$!
 "$probe" --ro "$addr:$kport" disk keepalive expect-drop 20 > "$work/ka4.out" 2>&1 &
 ka4=$!
+# A session's first connection waits, silent after its HELLO, while the
+# client connects the others (up to its 10 s connect timeout): the server
+# allows 15 s for that, not the keepalive timeout; then it drops it too.
+"$probe" --session $UJ1 --conn-index 1 --conn-count 2 "$addr:$kport" - idle 7 keepalive-for 2 \
+	> "$work/kj1.out" 2>&1 &
+kj1=$!
+"$probe" --session $UJ2 --conn-index 1 --conn-count 2 "$addr:$kport" - expect-drop 30 \
+	> "$work/kj2.out" 2>&1 &
+kj2=$!
 expect_job "keepalive: a silent session connection is dropped" $ka1 "$work/ka1.out" "dropped after"
 after=$(sed -n 's/expect-drop: dropped after \([0-9]*\) ms/\1/p' "$work/ka1.out")
 if [ -n "$after" ] && [ "$after" -ge 2500 ] && [ "$after" -le 9000 ]; then
@@ -134,6 +145,18 @@ expect_job "keepalive: once it sent a KEEPALIVE, a silent connection without uui
 	$ka4 "$work/ka4.out" "dropped after"
 check "keepalive: the server logged the drop with the peer's identity" \
 	grep -q "host 'ibnbd-probe-$ka1': nothing received for [0-9]* ms (keepalive timeout 3 s)" "$klog"
+expect_job "keepalive: a connection silent for 7 s after its HELLO, its session still joining, stays" \
+	$kj1 "$work/kj1.out" "keepalives answered"
+expect_job "keepalive: one that never sends anything after its HELLO is dropped in the end" \
+	$kj2 "$work/kj2.out" "dropped after"
+after=$(sed -n 's/expect-drop: dropped after \([0-9]*\) ms/\1/p' "$work/kj2.out")
+if [ -n "$after" ] && [ "$after" -ge 14500 ] && [ "$after" -le 21000 ]; then
+	pass "keepalive: dropped $after ms after its HELLO (15 s to join, 1 s tick)"
+else
+	flunk "keepalive: dropped '$after' ms after its HELLO, wanted 15000..20000 give or take"
+fi
+check "keepalive: the server said why" \
+	grep -q "host 'ibnbd-probe-$kj2': nothing received for [0-9]* ms since its HELLO" "$klog"
 
 # ---- a reconnect supersedes the connection it replaces ----
 "$probe" --session $US --conn-index 0 --conn-count 2 "$addr:$port" disk write 0 4096 \

@@ -21,6 +21,11 @@ cluster_down() {
 	$cluster stop
 	rc=$?
 	[ "$rc" = 0 ] || flunk "the guests' kernels logged no problem (cluster stop: exit $rc)"
-	rm -rf "$IBNBD_CLUSTER"
+	# A failure keeps the consoles, logs and job outputs for the post-mortem.
+	if [ "$fail" = 0 ]; then
+		rm -rf "$IBNBD_CLUSTER"
+	else
+		echo "# kept for the post-mortem: $IBNBD_CLUSTER (consoles, daemon logs, jobs)"
+	fi
 }
 on_exit cluster_down
