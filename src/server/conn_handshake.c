@@ -390,7 +390,7 @@ static void open_export(struct conn *c, const struct ibnbd_open_params *o)
 		d.handle = h;
 		d.cookie = c->opens[h].cookie;
 		memcpy(d.boot_id, c->w->shared->boot_id, sizeof(d.boot_id));
-		d.size = e->size;
+		d.size = export_size(e);
 		d.logical_block_size = e->logical_block_size;
 		d.physical_block_size = e->physical_block_size;
 		d.max_discard_sectors =

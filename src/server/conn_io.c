@@ -176,7 +176,7 @@ static int slot_check(struct conn *c, unsigned int tag, struct slot *sl)
 	} else {
 		sl->dev = &c->opens[io->handle];
 		t = (struct ibnbd_io_target){
-			.size = sl->dev->exp->size,
+			.size = export_size(sl->dev->exp),
 			.logical_block_size = sl->dev->exp->logical_block_size,
 			.max_io_size = c->max_io_size,
 			.max_discard_sectors = (c->features & IBNBD_FEAT_DISCARD)

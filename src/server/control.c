@@ -128,7 +128,7 @@ static json_object *list_exports(const struct server_metrics_src *s)
 		o = json_object_new_object();
 		json_object_object_add(o, "export", json_object_new_string(x->name));
 		json_object_object_add(o, "path", json_object_new_string(x->path));
-		json_object_object_add(o, "size", json_object_new_int64((int64_t)x->size));
+		json_object_object_add(o, "size", json_object_new_int64((int64_t)export_size(x)));
 		json_object_object_add(o, "access", json_object_new_string(x->ro ? "ro" : "rw"));
 		json_object_object_add(o, "shared", json_object_new_boolean(x->shared));
 		json_object_object_add(o, "sessions", json_object_new_int((int)sessions));

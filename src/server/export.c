@@ -318,6 +318,22 @@ out_destroy:
 	return ret;
 }
 
+int export_size_now(const struct export *e, uint64_t *size)
+{
+	struct stat st;
+
+	if (e->is_bdev) {
+		if (ioctl(e->fd, BLKGETSIZE64, size))
+			return -errno;
+	} else {
+		if (fstat(e->fd, &st))
+			return -errno;
+		*size = (uint64_t)st.st_size;
+	}
+	*size &= ~((uint64_t)e->logical_block_size - 1);
+	return 0;
+}
+
 void export_destroy(struct export *e)
 {
 	if (!e)

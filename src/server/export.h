@@ -20,7 +20,7 @@ struct export {
 	bool ro;
 	bool shared; /* several client sessions may hold it read-write */
 	bool is_bdev;
-	uint64_t size;
+	uint64_t size; /* export_size(): a reload may change it */
 	uint32_t logical_block_size;
 	uint32_t physical_block_size;
 	uint32_t max_discard_sectors;
@@ -44,6 +44,11 @@ static inline const struct export_spec *export_spec_of(const struct export *e)
 	return __atomic_load_n(&e->spec, __ATOMIC_ACQUIRE);
 }
 
+static inline uint64_t export_size(const struct export *e)
+{
+	return __atomic_load_n(&e->size, __ATOMIC_RELAXED);
+}
+
 static inline bool export_removed(const struct export *e)
 {
 	return __atomic_load_n(&e->removed, __ATOMIC_ACQUIRE);
@@ -52,6 +57,9 @@ static inline bool export_removed(const struct export *e)
 /* Opens spec->path; on error err says what to check. */
 int export_create(const struct export_spec *spec, unsigned int index, struct export **out,
 		  char *err, size_t errlen);
+/* The backing's size now, in whole logical blocks (a file or a volume may
+ * have grown or shrunk since the export was opened). */
+int export_size_now(const struct export *e, uint64_t *size);
 /* Tolerates NULL and half-built exports. */
 void export_destroy(struct export *e);
 

@@ -53,6 +53,40 @@ static bool same_allow(const struct export_spec *a, const struct export_spec *b)
 	return true;
 }
 
+/*
+ * A file extended or a volume resized since the export was opened: opens
+ * from now on get the new size, and IO is checked against it. A device
+ * mapped before keeps its size (a client resizes it, or says it needs a
+ * remap); a shrink fails IO past the new end here, and the client's
+ * device at its next re-open. 1 if the size changed.
+ */
+static unsigned int note_size(struct export *e)
+{
+	uint64_t was = export_size(e), now;
+	int ret = export_size_now(e, &now);
+
+	if (ret) {
+		log_err("reload: export '%s': cannot read the size of %s: %s; it stays %llu bytes",
+			e->name, e->path, strerror(-ret), (unsigned long long)was);
+		return 0;
+	}
+	if (now == was)
+		return 0;
+	if (!now) {
+		log_err("reload: export '%s': %s is now smaller than one block; it stays %llu bytes",
+			e->name, e->path, (unsigned long long)was);
+		return 0;
+	}
+	__atomic_store_n(&e->size, now, __ATOMIC_RELAXED);
+	if (now > was)
+		log_info("reload: export '%s' grew from %llu to %llu bytes, for the opens from now on",
+			 e->name, (unsigned long long)was, (unsigned long long)now);
+	else
+		log_err("reload: export '%s' shrank from %llu to %llu bytes: IO past the new end fails, and devices mapped from it fail at their next re-open",
+			e->name, (unsigned long long)was, (unsigned long long)now);
+	return 1;
+}
+
 /* What a reload cannot change: nothing is done, and err says so. */
 static int check(const struct server_state *s, const struct server_config *n, char *err,
 		 size_t errlen)
@@ -238,7 +272,7 @@ static void note_unapplied(const struct server_config *o, const struct server_co
 int server_reload(struct server_state *s, char *err, size_t errlen)
 {
 	struct server_config *n;
-	unsigned int added = 0, removed = 0, changed = 0;
+	unsigned int added = 0, removed = 0, changed = 0, resized = 0;
 	int ret;
 
 	if (!s->cfg->config_path[0])
@@ -274,9 +308,12 @@ int server_reload(struct server_state *s, char *err, size_t errlen)
 			changed++;
 		}
 	}
+	for (unsigned int i = 0; i < *s->nexports; i++)
+		if (!s->exports[i]->removed)
+			resized += note_size(s->exports[i]);
 	note_unapplied(s->cfg, n);
-	log_info("reload of %s: %u export(s) added, %u removed, %u allow list(s) changed",
-		 s->cfg->config_path, added, removed, changed);
+	log_info("reload of %s: %u export(s) added, %u removed, %u allow list(s) changed, %u resized",
+		 s->cfg->config_path, added, removed, changed, resized);
 	free(n);
 	return 0;
 }

@@ -4,7 +4,9 @@
 # closed, a changed allow list refuses the next open, and a file with an
 # error or a change a reload cannot make keeps everything as it was - all
 # under verified IO on another export of the same session, which sees
-# nothing.
+# nothing. An export that grows is noticed by a reload, and a device
+# mapped from it keeps working at its size, through a server restart too,
+# until it is mapped again; a shrink fails IO past the new end.
 . "$(dirname "$0")/lib.sh"
 
 truncate -s 256M "$WORK/a.img" "$WORK/b.img" "$WORK/c.img" "$WORK/d.img" "$WORK/a2.img"
@@ -98,6 +100,48 @@ wait "$fio_a"
 check "verified IO on a through every reload: no error" test $? = 0 ||
 	sed 's/^/#   /' "$WORK/fio.a" | tail -n 20
 check "a stayed live" state_is va live
+
+# 5. c grows (a file extended; an LV resized is the same to the server):
+# the reload notices, and new opens get the new size; the mapped vc keeps
+# its size and its data, also through a restart of the server, whose
+# re-open finds the grown export - the same one, not a changed one - and
+# `show` says a remap is needed (6.12's ublk cannot resize a device).
+# Mapped again, it has the new size. Then a shrink, which a reload reports
+# and which fails IO past the new end.
+size0=$(blockdev --getsize64 "$c")
+truncate -s 320M "$WORK/c.img"
+reload
+check "the reload notices that c grew" \
+	grep -q "reload: export 'c' grew from $size0 to 335544320 bytes" "$WORK/srv.log"
+check "... and counts it" grep -q "allow list(s) changed, 1 resized" "$WORK/srv.log"
+check "the server lists c at its new size" sh -c \
+	"'$SERVER_BIN' list-exports | grep -Eq '^c +[^ ]+ +335544320 '"
+kill -TERM "$srv_pid"; wait "$srv_pid"
+start_server srv --config "$CONF" --workers 2 --keepalive-timeout 12 --listen "$ADDR:4501" ||
+	flunk "the server starts again"
+reloads=0
+check "after the server's restart vc is live again (not failed: c only grew)" \
+	wait_for 20 state_is vc live
+check "... at its old size ($size0)" test "$(blockdev --getsize64 "$c")" = "$size0"
+check "... and says a remap would give it the rest" sh -c "
+	'$CLIENT' show vc | grep -qE '^export_size +335544320' && '$CLIENT' show vc | grep -qE '^remap_needed +true'"
+check "... with its data intact" \
+	fio_verify "$c" --ioengine=io_uring --bs=64k --iodepth=8 --size=32M --verify_only=1
+check "the client's log says it grew" grep -q "export 'c' on .* grew to 335544320 bytes" "$WORK/daemon.log"
+check "unmap vc" "$CLIENT" unmap vc
+c=$("$CLIENT" map --name vc "$ADDR" c)
+check "mapped again, c is 335544320 bytes" test "$(blockdev --getsize64 "$c")" = 335544320
+check "... and nothing needs a remap" sh -c "! '$CLIENT' show vc | grep -q remap_needed"
+check "... and its end takes verified IO" \
+	fio_verify "$c" --ioengine=io_uring --bs=64k --iodepth=8 --offset=300M --size=20M
+truncate -s 256M "$WORK/c.img"
+reload
+check "a reload reports that c shrank" \
+	grep -q "reload: export 'c' shrank from 335544320 to 268435456 bytes" "$WORK/srv.log"
+check "IO past the new end fails" \
+	sh -c "! dd if='$c' of=/dev/null bs=64k count=1 skip=4600 iflag=direct status=none 2>/dev/null"
+check "IO before it works" dd if="$c" of=/dev/null bs=64k count=1 iflag=direct status=none
+
 for n in va vb vb2 vc; do check "unmap $n" "$CLIENT" unmap "$n"; done
 stop_all
 check "no ublk device left" no_ublk_devices

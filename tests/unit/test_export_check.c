@@ -50,7 +50,13 @@ int main(void)
 	ok(strstr(why, "identity") != NULL, "and it says so: %s", why);
 	now = was;
 	now.size -= 512;
-	ok(!export_same(&now, &was), "another size is another export");
+	ok(!export_same(&now, &was), "a smaller export is another export");
+	export_describe_change(&now, &was, why, sizeof(why));
+	ok(strstr(why, "size") != NULL, "and it says so: %s", why);
+	now.size = was.size + (1 << 20);
+	ok(export_same(&now, &was), "one that grew is the same export (the device keeps its size)");
+	now.logical_block_size = 4096;
+	ok(!export_same(&now, &was), "one that grew with another block size is not");
 	was.export_id = 0;
 	now = was;
 	now.export_id = 5;

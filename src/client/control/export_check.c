@@ -19,14 +19,14 @@ void dev_promise_from_open(struct dev_promise *p, const struct ibnbd_dev_info *i
 
 bool export_same(const struct ibnbd_dev_info *now, const struct ibnbd_dev_info *was)
 {
-	return now->size == was->size && now->logical_block_size == was->logical_block_size &&
+	return now->size >= was->size && now->logical_block_size == was->logical_block_size &&
 	       (!was->export_id || now->export_id == was->export_id);
 }
 
 void export_describe_change(const struct ibnbd_dev_info *now, const struct ibnbd_dev_info *was,
 			    char *buf, size_t len)
 {
-	if (now->size != was->size || now->logical_block_size != was->logical_block_size)
+	if (now->size < was->size || now->logical_block_size != was->logical_block_size)
 		snprintf(buf, len, "size %llu with %u-byte blocks, was %llu with %u-byte blocks",
 			 (unsigned long long)now->size, now->logical_block_size,
 			 (unsigned long long)was->size, was->logical_block_size);

@@ -29,8 +29,10 @@ struct dev_promise {
 void dev_promise_from_open(struct dev_promise *p, const struct ibnbd_dev_info *info,
 			   uint32_t max_io_bytes, bool read_only);
 
-/* Same size, block size and backing (an identity of 0 is unknown: a state
- * file written before identities were recorded). */
+/* Same block size and backing (an identity of 0 is unknown: a state file
+ * written before identities were recorded), at least as large: an export
+ * that grew is the same one, which the device serves at its old size until
+ * it is mapped again. */
 bool export_same(const struct ibnbd_dev_info *now, const struct ibnbd_dev_info *was);
 void export_describe_change(const struct ibnbd_dev_info *now, const struct ibnbd_dev_info *was,
 			    char *buf, size_t len);

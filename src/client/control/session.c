@@ -441,6 +441,20 @@ static void device_fail(struct session *s, struct device *d, const char *why)
 	log_err("%s: %s: it now fails every IO", d->path, why);
 }
 
+/* An open found d's export larger than d: it keeps working at its size;
+ * say once per size that a remap would give it the rest. */
+static void note_growth(struct session *s, struct device *d, uint64_t size)
+{
+	if (size <= d->info.size || size == d->export_grown_to)
+		return;
+	log_warn("%s: export '%s' on %s grew to %llu bytes; the device stays at %llu until it is mapped again (this kernel's ublk cannot resize a device)",
+		 *d->path ? d->path : d->name, d->export_name, s->peer, (unsigned long long)size,
+		 (unsigned long long)d->info.size);
+	pthread_mutex_lock(&s->lock);
+	d->export_grown_to = size;
+	pthread_mutex_unlock(&s->lock);
+}
+
 /* The first open of d on a live session: learns what it maps (a new
  * device), or checks it is what it was mapped from (one taken over). */
 static int check_first_open(struct session *s, struct device *d,
@@ -458,8 +472,13 @@ static int check_first_open(struct session *s, struct device *d,
 			 d->export_name, s->peer, *d->path ? d->path : "the device", what);
 		return -ESTALE;
 	}
-	if (first)
+	if (first) {
+		uint64_t size = d->info.size; /* the ublk device's, kept */
+
+		note_growth(s, d, info->size);
 		d->info = *info;
+		d->info.size = size;
+	}
 	return 0;
 }
 
@@ -645,8 +664,10 @@ static int reopen_device(struct session *s, struct conn **conns, struct device *
 			q++;
 			break;
 		}
-		if (q == 0)
+		if (q == 0) {
 			check_boot(s, d, info.boot_id);
+			note_growth(s, d, info.size);
+		}
 	}
 	if (ret)
 		return ret; /* the attempt's connections go, and what they opened */
@@ -1003,6 +1024,11 @@ void session_describe(struct session *s, const struct device *d, json_object *o)
 	json_object_object_add(o, "last_outage_ms", json_object_new_int64(s->last_outage_ms));
 	json_object_object_add(o, "server_restarts_with_unflushed_writes",
 			       json_object_new_int64((int64_t)d->lost_writes_events));
+	if (d->export_grown_to) {
+		json_object_object_add(o, "export_size",
+				       json_object_new_int64((int64_t)d->export_grown_to));
+		json_object_object_add(o, "remap_needed", json_object_new_boolean(true));
+	}
 	pthread_mutex_unlock(&s->lock);
 	json_object_object_add(o, "reissued", json_object_new_int64((int64_t)reissued));
 	json_object_object_add(o, "timeouts", json_object_new_int64((int64_t)timeouts));

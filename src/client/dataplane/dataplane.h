@@ -122,6 +122,10 @@ struct device {
 	atomic_uint_fast64_t flushed_upto;
 	atomic_bool flush_must_fail;
 	uint64_t lost_writes_events;   /* such restarts (session lock) */
+	/* The export's size at the last open, when it had grown past the
+	 * device's (info.size): the device needs a remap to use it, as this
+	 * kernel's ublk cannot resize one (session lock). */
+	uint64_t export_grown_to;
 	/* The control plane's (client.c, client lock). */
 	struct dev_ctl_info *ctl_info;
 	bool recover_tried;
