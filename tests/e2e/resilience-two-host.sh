@@ -103,7 +103,7 @@ done
 client sh -c 'touch $IBNBD_VM_OUT/watch.stop'
 $cluster wait client "$watch_job" > /dev/null
 # Per cut, on the client's clock: the fault from the carrier going (links)
-# or the netem qdisc appearing (silent) to the carrier or qdisc coming back
+# or the silent cut's mark appearing (silent) to the carrier or mark coming back
 # (watch.sh's wire loop); detection when the daemon logs its first
 # "session lost" after the fault began, recovery when it has logged both
 # sessions "reconnected" (its own stamps: watch.sh's polling of `list`
@@ -125,11 +125,11 @@ pauses = [int(p) for p in sys.argv[3:]]
 cuts, cur, state = [], None, {}
 for e in ev:
     t = e[0]
-    if (e[1] == "carrier" and e[2] == "0") or (e[1] == "netem" and e[2] == "on"):
+    if (e[1] == "carrier" and e[2] == "0") or (e[1] == "silent" and e[2] == "on"):
         cur = {"start": t, "kind": "links" if e[1] == "carrier" else "silent"}
     elif cur and "end" not in cur and (
             (e[1] == "carrier" and e[2] == "1" and cur["kind"] == "links") or
-            (e[1] == "netem" and e[2] == "off" and cur["kind"] == "silent")):
+            (e[1] == "silent" and e[2] == "off" and cur["kind"] == "silent")):
         cur["end"] = t
     elif e[1] == "state":
         state[e[2]] = e[3]

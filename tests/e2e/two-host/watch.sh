@@ -1,13 +1,14 @@
 #!/bin/bash
 # In the client guest of a two-host test, on its own clock: logs, one line
 # each with the monotonic time in ms, when eth0's carrier changes, when a
-# netem qdisc (a silent cut) appears on eth0 or goes, and when a mapped
-# device's state changes, until $IBNBD_VM_OUT/watch.stop exists:
+# silent cut begins or ends (tests/vm/cluster puts silent-cut in our
+# scratch directory meanwhile), and when a mapped device's state changes,
+# until $IBNBD_VM_OUT/watch.stop exists:
 #   <ms> carrier 0|1
-#   <ms> netem on|off
+#   <ms> silent on|off
 #   <ms> state NAME STATE
 # The wire is watched by a loop of its own, every 20 ms and with nothing
-# heavier than tc, so that the fault's start and end are stamped when they
+# heavier than a file test, so that the fault's start and end are stamped when they
 # happen even while asking the daemon for its devices' states takes long
 # (it does under load in an emulated guest); lines may be out of order.
 # watch.sh CLIENT_BINARY > FILE
@@ -17,13 +18,13 @@ now() { read -r up _ < /proc/uptime; echo "${up/./}0"; }
 stop=$IBNBD_VM_OUT/watch.stop
 
 watch_wire() {
-	local c carrier= n netem=
+	local c carrier= n silent=
 	while [ ! -e "$stop" ]; do
 		read -r c < /sys/class/net/eth0/carrier 2>/dev/null
 		[ "$c" != "$carrier" ] && { carrier=$c; echo "$(now) carrier $c"; }
 		n=off
-		[[ $(tc qdisc show dev eth0 2>/dev/null) == *netem* ]] && n=on
-		[ "$n" != "$netem" ] && { netem=$n; echo "$(now) netem $n"; }
+		[ -e "$IBNBD_VM_OUT/silent-cut" ] && n=on
+		[ "$n" != "$silent" ] && { silent=$n; echo "$(now) silent $n"; }
 		sleep 0.02
 	done
 }
