@@ -45,17 +45,14 @@ static uint32_t sectors_cap(uint64_t bytes)
 
 static int bdev_geometry(struct export *e, const struct stat *st, char *err, size_t errlen)
 {
-	uint64_t size;
 	int lbs = 0;
 	unsigned int pbs = 0;
 
-	if (ioctl(e->fd, BLKGETSIZE64, &size) || ioctl(e->fd, BLKSSZGET, &lbs) ||
-	    ioctl(e->fd, BLKPBSZGET, &pbs)) {
+	if (ioctl(e->fd, BLKSSZGET, &lbs) || ioctl(e->fd, BLKPBSZGET, &pbs)) {
 		snprintf(err, errlen, "%s: cannot read the device geometry: %s", e->path,
 			 strerror(errno));
 		return -errno;
 	}
-	e->size = size;
 	e->logical_block_size = (uint32_t)lbs;
 	e->physical_block_size = pbs ? pbs : (uint32_t)lbs;
 	/*
@@ -290,13 +287,19 @@ int export_create(const struct export_spec *spec, unsigned int index, struct exp
 		e->physical_block_size = st.st_blksize >= 512 && st.st_blksize <= 65536 &&
 						 is_pow2((uint64_t)st.st_blksize)
 					 ? (uint32_t)st.st_blksize : 4096;
-		e->size = (uint64_t)st.st_size & ~511ull;
 		e->max_discard_sectors = sectors_cap(1ull << 30);
 		e->max_write_zeroes_sectors = sectors_cap(1ull << 30);
 	} else {
 		ret = -EINVAL;
 		snprintf(err, errlen, "export '%s': %s is neither a regular file nor a block device",
 			 e->name, e->path);
+		goto out_destroy;
+	}
+	/* The same measure a reload takes (reload.c). */
+	ret = export_size_now(e, &e->size);
+	if (ret) {
+		snprintf(err, errlen, "export '%s': cannot read the size of %s: %s", e->name,
+			 e->path, strerror(-ret));
 		goto out_destroy;
 	}
 	if (e->size == 0) {
