@@ -21,6 +21,7 @@
 #      the next FLUSH of that device fails (EIO), once, and `show` says so;
 #      another device whose writes were flushed loses nothing, and verified
 #      reads of flushed data go on across the crash without an error.
+. "$(dirname "$0")/two-host/rerun.sh"
 . "$(dirname "$0")/two-host/lib.sh"
 
 srv=$($cluster addr server)
@@ -65,19 +66,22 @@ for x in vol vol2 vol3; do devs[$x]=$(dev "$x"); done
 
 # 1. Wire cuts under verified random writes on every queue of every device.
 # (Two TCG guests on one wire do a few hundred IOs a second: small areas
-# written and verified over and over, for as long as the cuts take: 500 s
-# covers five cuts at the ~90 s a cut has taken on a loaded host. A
-# time-based job never reaches fio's verify phase, so --verify_backlog
-# reads every 64 blocks back as they are written.)
+# written and verified over and over, for as long as the cuts take, and
+# 10 s after the last: then a trigger file ends each job as its runtime
+# would, exit 0 and its report written; 500 s is only a cap. A time-based
+# job never reaches fio's verify phase, so --verify_backlog reads every 64
+# blocks back as they are written. IO no longer than the test needs: an
+# emulated RDMA stack has crashed a guest's kernel minutes into steady IO.)
 watch_job=$($cluster exec client --bg -- sh -c \
 	"exec tests/e2e/two-host/watch.sh $CLIENT > \$IBNBD_VM_OUT/watch.log")
+client rm -f /tmp/fio-stop-vol /tmp/fio-stop-vol2 /tmp/fio-stop-vol3
 declare -A jobs
 for x in vol vol2 vol3; do
 	jobs[$x]=$($cluster exec client --bg -- fio --name="$x" --filename="${devs[$x]}" \
 		--direct=1 --ioengine=io_uring --rw=randwrite --bs=4k --iodepth=8 --numjobs=2 \
 		--cpus_allowed=0-1 --cpus_allowed_policy=split --size=4M --offset_increment=8M \
 		--time_based --runtime=500 --verify=crc32c --do_verify=1 --verify_fatal=1 \
-		--verify_backlog=64 \
+		--verify_backlog=64 --trigger-file="/tmp/fio-stop-$x" \
 		--group_reporting --output-format=json)
 done
 fio_running() { client sh -c "[ \$(pgrep -c -x fio) -ge 3 ]"; }
@@ -92,6 +96,12 @@ for i in 0 1 2 3 4; do
 	client sh -c "for i in \$(seq 100); do [ \$($CLIENT list --json | grep -cE '\"state\": ?\"live\"') = 3 ] && exit 0; sleep 0.2; done; exit 1"
 	result $? "cut $((i + 1)): all three devices live again"
 done
+sleep 10
+fio_running; result $? "fio runs on all three devices 10 s after the last cut"
+# (One file per job: the fio that sees its trigger file removes it.)
+client touch /tmp/fio-stop-vol /tmp/fio-stop-vol2 /tmp/fio-stop-vol3
+client sh -c 'for i in $(seq 150); do pgrep -x fio > /dev/null || exit 0; sleep 0.2; done; exit 1'
+result $? "the three fio jobs end within 30 s of their trigger files"
 pauses=()
 for x in vol vol2 vol3; do
 	out=$($cluster wait client "${jobs[$x]}")
