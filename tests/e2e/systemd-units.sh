@@ -14,7 +14,9 @@
 # /dev/ibnbd/NAME, known to systemd through udev, and an fstab _netdev
 # line on it mounts through systemd; verified fio on that file system runs
 # across the client's restart too. `map --persist` edits client.conf from
-# inside the sandbox. Both units stop cleanly.
+# inside the sandbox. Both units start after the RDMA device. In the order
+# of a shutdown, the file system is unmounted, then the devices unmapped,
+# then the daemon stopped; both units stop cleanly.
 . "$(dirname "$0")/lib.sh"
 
 if [ "$(cat /proc/1/comm)" != systemd ]; then
@@ -64,6 +66,11 @@ check "... and is active" systemctl is-active ibnbd-server.service
 t0=$(now_ms)
 check "systemctl start ibnbd-client: it says READY" timeout 60 systemctl start ibnbd-client.service
 check "... and is active" systemctl is-active ibnbd-client.service
+for u in server client; do
+	after=" $(systemctl show -p After --value "ibnbd-$u.service") "
+	[[ $after == *" network-online.target "* && $after == *" rdma-hw.target "* ]]
+	result $? "ibnbd-$u.service starts after network-online.target and rdma-hw.target (the RDMA device)"
+done
 check "the persistent map fs appears as /dev/ibnbd/fs" wait_for 30 test -b /dev/ibnbd/fs
 echo "# systemctl start ibnbd-client to /dev/ibnbd/fs usable: $(( $(now_ms) - t0 )) ms"
 dev_active() { [ "$(systemctl show -p ActiveState --value dev-ibnbd-fs.device)" = active ]; }
@@ -164,12 +171,48 @@ for p in "${fio_pids[@]}"; do wait "$p" || rc=1; done
 [ $rc = 0 ] && pass "verified fio on both devices, both queues, and on the mounted file system, without an IO error" ||
 	{ flunk "verified fio"; tail -n 5 "$WORK"/fio.* | sed 's/^/#   /'; }
 
-check "systemctl stop $mount_unit" timeout 60 systemctl stop "$mount_unit"
 check "unmap --persist file" "$SBIN/ibnbd-client" unmap file --persist
 check "... client.conf is as the test wrote it" cmp "$confdir/client.conf" "$WORK/client.conf.orig"
-check "unmap the others" "$SBIN/ibnbd-client" unmap --all
-check "no link is left in /dev/ibnbd" sh -c '[ -z "$(ls -A /dev/ibnbd 2>/dev/null)" ]' 
-check "systemctl stop ibnbd-client" timeout 60 systemctl stop ibnbd-client.service
+
+# The orderly shutdown, as systemd orders it: a shutdown gives every unit a
+# stop job in one transaction, so these stop jobs, in one transaction, with
+# remote-fs-pre.target through which the order runs: the file system is
+# unmounted first, then ibnbd-client-shutdown.service unmaps the devices,
+# then the daemon stops (blk, unmounted, is mapped too).
+check "ibnbd-client-shutdown.service starts" systemctl start ibnbd-client-shutdown.service
+cursor=$(journalctl -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p')
+check "one transaction stops $mount_unit, remote-fs-pre.target, ibnbd-client-shutdown and ibnbd-client" \
+	timeout 120 systemctl stop "$mount_unit" remote-fs-pre.target \
+	ibnbd-client-shutdown.service ibnbd-client.service
+# The order from the journal's monotonic stamps (the service units are
+# unloaded once inactive, their state-change times with them): systemd's
+# "Unmounted" of the mount before its "Stopping" of the shutdown unit (whose
+# stop runs unmap --all), the daemon's last "unmapped" before systemd's
+# "Stopping" of the daemon's unit.
+order=$(journalctl -o json --after-cursor="$cursor" --no-pager | python3 -c '
+import json, sys
+mount = sys.argv[1]
+ev = [json.loads(l) for l in sys.stdin if l.strip()]
+msg = lambda e: e.get("MESSAGE") if isinstance(e.get("MESSAGE"), str) else ""
+t = lambda e: int(e["__MONOTONIC_TIMESTAMP"]) // 1000
+umount = [t(e) for e in ev if e.get("UNIT") == mount and msg(e).startswith("Unmounted ")]
+unmap = [t(e) for e in ev if e.get("_SYSTEMD_UNIT") == "ibnbd-client.service" and msg(e).endswith(": unmapped")]
+stopping = lambda u: [t(e) for e in ev if e.get("UNIT") == u and msg(e).startswith("Stopping ")]
+unmap_job, stop = stopping("ibnbd-client-shutdown.service"), stopping("ibnbd-client.service")
+if umount and unmap and unmap_job and stop:
+    print(unmap_job[0] - umount[0], stop[0] - unmap[-1], len(unmap))
+else:
+    print("missing:", "Unmounted" * (not umount), "unmapped" * (not unmap),
+          "Stopping" * (not unmap_job or not stop))
+' "$mount_unit")
+umount_to_unmap=- unmap_to_stop=- n_unmapped=0
+[[ $order == missing* ]] || read -r umount_to_unmap unmap_to_stop n_unmapped <<< "$order"
+[ "$umount_to_unmap" -ge 0 ] 2> /dev/null
+result $? "the file system is unmounted before unmap --all begins (${umount_to_unmap} ms between; $order)"
+[ "$unmap_to_stop" -ge 0 ] 2> /dev/null && [ "$n_unmapped" = 2 ]
+result $? "both devices are unmapped before the daemon stops (${unmap_to_stop} ms between)"
+check "... and the shutdown unit says so" grep_journal ibnbd-client-shutdown.service "Deactivated successfully"
+check "no link is left in /dev/ibnbd" sh -c '[ -z "$(ls -A /dev/ibnbd 2>/dev/null)" ]'
 check "systemctl stop ibnbd-server" timeout 60 systemctl stop ibnbd-server.service
 states=$(systemctl is-active ibnbd-client.service ibnbd-server.service | sort -u | tr '\n' ' ')
 [ "$states" = "inactive " ]; result $? "both units are inactive, not failed ($states)"
