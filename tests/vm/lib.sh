@@ -259,6 +259,17 @@ vm_emulation_crash() {
 	return 1
 }
 
+# vm_void_run WHY FILE...: prints FILE... (a run's output) as "# run 1:"
+# comments, so a TAP reader does not count them, and says on stdout and
+# stderr that the run does not count for WHY (vm_emulation_crash's line).
+vm_void_run() {
+	local msg="run 1 does not count: a guest's kernel crashed for the emulation's sake ($1); running it once more"
+	shift
+	cat "$@" | sed 's/^/# run 1: /'
+	echo "# $msg"
+	echo "vm: $msg" >&2
+}
+
 vm_quote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 
 # vm_job_script FILE CWD NAME=VALUE... -- COMMAND...: writes the (POSIX sh)

@@ -10,7 +10,7 @@
 # Any other failure, and a second crash, fail the script as they are.
 # shellcheck shell=bash
 
-. "$(dirname "${BASH_SOURCE[0]}")/../../vm/lib.sh" # vm_emulation_crash
+. "$(dirname "${BASH_SOURCE[0]}")/../../vm/lib.sh" # vm_emulation_crash, vm_void_run
 
 if [ -z "${IBNBD_TWO_HOST_RUN:-}" ]; then
 	rerun_dir=${IBNBD_CLUSTER:-$(mktemp -d /tmp/ibnbd-cluster.XXXXXX)}
@@ -19,9 +19,7 @@ if [ -z "${IBNBD_TWO_HOST_RUN:-}" ]; then
 	rerun_rc=$?
 	if [ "$rerun_rc" != 0 ] && rerun_why=$(vm_emulation_crash "$rerun_dir"/server/console.log* \
 		"$rerun_dir"/client/console.log*); then
-		cat "$rerun_out" "$rerun_err" | sed 's/^/# run 1: /'
-		echo "# run 1 does not count: a guest's kernel crashed for the emulation's sake" \
-			"($rerun_why; consoles in $rerun_dir); running once more"
+		vm_void_run "$rerun_why; consoles in $rerun_dir" "$rerun_out" "$rerun_err"
 		rm -f "$rerun_out" "$rerun_err"
 		IBNBD_TWO_HOST_RUN=2 exec env -u IBNBD_CLUSTER "$0" "$@"
 	fi
